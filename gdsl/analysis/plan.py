@@ -1,0 +1,312 @@
+"""IR -> plan: what the code generator needs to know, and nothing it must work out itself.
+
+* the conditional of each group given the rest (from the monomials that hold it),
+* Gibbs blocks: a colouring of the graph of groups that share a monomial,
+* within a laterally coupled group: an element colouring when the coupling is a
+  stencil of constant offsets (a lattice gives a checkerboard), else a sweep
+  site by site,
+* which groups can be summed out analytically (free energy),
+* which products are dense contractions that go through BLAS.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Optional
+
+import networkx as nx
+
+from ..errors import ErrorSink
+from ..ir.graph import group_graph
+from ..ir.model import IAccess, ModelIR, Monomial, iexpr_accesses, iexpr_index_names
+from ..poly import Poly
+
+MAX_STENCIL_COLOURS = 8
+CONDITIONAL = {
+    "binary": "Bernoulli(sigmoid(f))",
+    "spin": "spin: P(+1) = sigmoid(2 f)",
+    "categorical": "softmax(f) over the last axis",
+    "real": "Gaussian(mean f / 2q, variance 1 / 2q)",
+}
+
+
+@dataclass(frozen=True)
+class Dense:
+    """field[X] += alpha * A_flat @ P_mat (or P_mat.T): one BLAS call per block."""
+
+    other: str  # the other group A
+    param: str
+    transpose: bool  # P is indexed (X, A) rather than (A, X)
+    scalar_coef: tuple  # index-free coefficient factors
+
+
+@dataclass
+class GroupPlan:
+    name: str
+    role: str
+    domain: str
+    shape: tuple[Poly, ...]
+    categories: Optional[Poly]
+    index: int  # declaration order
+    linear: list[tuple[int, int]] = field(default_factory=list)  # (monomial, factor)
+    quadratic: list[tuple[int, int]] = field(default_factory=list)
+    lateral: list[int] = field(default_factory=list)
+    sweep: str = "block"  # "block" | "stencil" | "sequential"
+    colouring: Optional[tuple[tuple[int, ...], int]] = None  # (a, C): colour = a.k mod C
+    summable: bool = False
+    dense: dict[int, Dense] = field(default_factory=dict)
+
+    @property
+    def conditional(self) -> str:
+        return CONDITIONAL[self.domain]
+
+
+@dataclass
+class Plan:
+    ir: ModelIR
+    groups: dict[str, GroupPlan]
+    blocks: list[list[str]]
+    free_energy_over: list[str]  # groups kept when the default set is summed out
+    default_summed: list[str]
+
+    @property
+    def monomials(self) -> list[Monomial]:
+        return self.ir.monomials
+
+    def schedule(self) -> str:
+        n = len(self.groups)
+        blocks = " | ".join("{" + ", ".join(b) + "}" for b in self.blocks)
+        parts = [f"{self.ir.name}: {n} variable group{'s' if n != 1 else ''}, "
+                 f"{len(self.monomials)} energy term{'s' if len(self.monomials) != 1 else ''}, "
+                 f"{len(self.blocks)} Gibbs block{'s' if len(self.blocks) != 1 else ''} {blocks}"]
+        for g in self.groups.values():
+            if g.sweep == "stencil":
+                parts.append(f"{g.name} coloured by site ({g.colouring[1]} colours)")
+            elif g.sweep == "sequential":
+                parts.append(f"{g.name} swept site by site")
+        if self.default_summed:
+            parts.append(f"{', '.join(self.default_summed)} summable (free energy over "
+                         f"{', '.join(self.free_energy_over) or 'nothing'})")
+        else:
+            parts.append("nothing summable")
+        return "; ".join(parts)
+
+    def dump(self) -> str:
+        out = [f"plan {self.ir.name}", "blocks: " + " | ".join("{" + ", ".join(b) + "}" for b in self.blocks)]
+        out.append("free energy: sums out " + (", ".join(self.default_summed) or "nothing")
+                   + " over " + (", ".join(self.free_energy_over) or "nothing"))
+        for g in self.groups.values():
+            out.append(f"group {g.name} ({g.role} {g.domain}): {g.conditional}")
+            out.append(f"  sweep: {g.sweep}" + (f" colour = {g.colouring[0]} . k mod {g.colouring[1]}"
+                                                if g.colouring else ""))
+            out.append(f"  summable: {'yes' if g.summable else 'no'}")
+            for mid, fi in g.linear:
+                how = "blas" if mid in g.dense else "loops"
+                if mid in g.dense:
+                    d = g.dense[mid]
+                    how += f" {d.other} @ {d.param}{'.T' if d.transpose else ''}"
+                out.append(f"  linear m{mid}.{fi} ({how})")
+            for mid, fi in g.quadratic:
+                out.append(f"  quadratic m{mid}.{fi}")
+            for mid in g.lateral:
+                out.append(f"  lateral m{mid}")
+        return "\n".join(out) + "\n"
+
+
+def analyse(ir: ModelIR) -> Plan:
+    sink = ErrorSink()
+    groups = {name: GroupPlan(name, g.role, g.domain, g.shape, g.categories, k)
+              for k, (name, g) in enumerate(ir.groups.items())}
+    for m in ir.monomials:
+        _classify(m, ir, groups, sink)
+    for g in groups.values():
+        _check_real(g, ir, sink)
+        if g.lateral:
+            _lateral_sweep(g, ir, sink)
+        g.summable = not g.lateral
+        for mid, fi in g.linear:
+            d = _dense(ir.monomials[mid], fi, ir)
+            if d is not None:
+                g.dense[mid] = d
+    sink.raise_if_any(_source(ir))
+    blocks = _blocks(ir, groups)
+    summed = _default_summed(ir, groups)
+    over = [n for n in groups if n not in summed]
+    return Plan(ir, groups, blocks, over, summed)
+
+
+def _source(ir: ModelIR):
+    from ..errors import Source
+
+    return Source("\n".join(ir.source_lines))
+
+
+def _term_desc(m: Monomial) -> str:
+    return f"term m{m.id} ({m.text()})"
+
+
+def _classify(m: Monomial, ir: ModelIR, groups: dict[str, GroupPlan], sink: ErrorSink) -> None:
+    for name in m.groups:
+        g = groups[name]
+        occ = m.occurrences(name)
+        if len(occ) == 1:
+            power = m.factors[occ[0]].power
+            if power == 1:
+                g.linear.append((m.id, occ[0]))
+            elif power == 2 and g.domain == "real":
+                g.quadratic.append((m.id, occ[0]))
+            else:
+                sink.error(f"{name} appears to the power {power} in {_term_desc(m)}; a real variable "
+                           f"may appear at most squared", m.span,
+                           "the conditional of a real variable must be Gaussian: use linear and quadratic terms")
+            continue
+        if g.domain == "real":
+            sink.error(f"elements of the real variable {name} are multiplied together in {_term_desc(m)}",
+                       m.span, "real variables may only have a squared self-term (x^2), not couplings "
+                       "between their elements")
+        elif g.domain == "categorical":
+            sink.error(f"elements of the categorical variable {name} are coupled to each other in "
+                       f"{_term_desc(m)}", m.span, "couple categorical variables to other groups only")
+        elif len(occ) > 2:
+            sink.error(f"{_term_desc(m)} has degree {len(occ)} in the {g.domain} variable {name}; "
+                       f"at most pairwise interactions within one group are supported", m.span,
+                       "higher-order interactions must involve each group linearly")
+        elif not _pinnable(m, occ):
+            sink.error(f"cannot solve the subscripts of {name} in the lateral {_term_desc(m)}", m.span,
+                       "subscript each axis of a laterally coupled group with its own index plus a constant")
+        else:
+            g.lateral.append(m.id)
+
+
+def _pinnable(m: Monomial, occ: list[int]) -> bool:
+    """Each axis is `var + const` with its own var: the site fixes the vars."""
+    names = {r.name for r in m.ranges}
+    for k in occ:
+        seen = set()
+        for p in m.factors[k].index:
+            vs = p.symbols() & names
+            if len(vs) != 1:
+                return False
+            v = next(iter(vs))
+            if p.coefficient(v) != 1 or v in seen or not (p - Poly.sym(v)).is_constant():
+                return False
+            seen.add(v)
+    return True
+
+
+def _check_real(g: GroupPlan, ir: ModelIR, sink: ErrorSink) -> None:
+    if g.domain != "real" or g.quadratic:
+        return
+    line = ir.groups[g.name].line
+    from ..errors import Span
+
+    col = max(1, ir.source_lines[line - 1].find(g.name) + 1) if line <= len(ir.source_lines) else 1
+    sink.error(f"the real variable {g.name} has no quadratic self-term, so its conditional is not a "
+               f"normalisable Gaussian", Span(line, col, line, col + len(g.name)),
+               f"add a positive term such as sum({g.name}^2) / 2 to the energy")
+
+
+def stencil_offsets(m: Monomial, group: str) -> Optional[tuple[int, ...]]:
+    """The constant offset between the two occurrences when they use the same index per axis."""
+    a, b = (m.factors[k].index for k in m.occurrences(group))
+    diff = []
+    for pa, pb in zip(a, b):
+        d = pb - pa
+        if not d.is_constant():
+            return None
+        diff.append(d.constant)
+    return tuple(diff)
+
+
+def _lateral_sweep(g: GroupPlan, ir: ModelIR, sink: ErrorSink) -> None:
+    offsets = []
+    for mid in g.lateral:
+        d = stencil_offsets(ir.monomials[mid], g.name)
+        if d is None:
+            g.sweep = "sequential"
+            return
+        offsets.append(d)
+    ndim = len(g.shape)
+    for colours in range(2, MAX_STENCIL_COLOURS + 1):
+        for a in itertools.product(range(colours), repeat=ndim):
+            if all(sum(x * y for x, y in zip(a, d)) % colours != 0 for d in offsets):
+                g.sweep = "stencil"
+                g.colouring = (a, colours)
+                return
+    g.sweep = "sequential"
+
+
+def _dense(m: Monomial, fi: int, ir: ModelIR) -> Optional[Dense]:
+    """Recognise scale * coef * P[a..., x...] * A[a...] * X[x...] over full ranges."""
+    if len(m.factors) != 2 or m.guards:
+        return None
+    other = m.factors[1 - fi]
+    mine = m.factors[fi]
+    if other.group == mine.group or other.power != 1 or mine.power != 1:
+        return None
+    names = [r.name for r in m.ranges]
+    for r in m.ranges:
+        if r.lo != (Poly.const(0),) or len(r.hi) != 1:
+            return None
+    a_vars = _plain_vars(other.index)
+    x_vars = _plain_vars(mine.index)
+    if a_vars is None or x_vars is None or set(a_vars) & set(x_vars) or sorted(a_vars + x_vars) != sorted(names):
+        return None
+    params = [c for c in m.coef if isinstance(c, IAccess)]
+    rest = tuple(c for c in m.coef if not isinstance(c, IAccess))
+    if len(params) != 1 or any(iexpr_index_names(c) for c in rest):
+        return None
+    p = params[0]
+    p_vars = _plain_vars(p.index)
+    if p_vars is None or len(p_vars) != len(ir.params[p.name].shape):
+        return None
+    if p_vars == a_vars + x_vars:
+        transpose = False
+    elif p_vars == x_vars + a_vars:
+        transpose = True
+    else:
+        return None
+    if not a_vars or not x_vars:
+        return None
+    return Dense(other.group, p.name, transpose, rest)
+
+
+def _plain_vars(index) -> Optional[list[str]]:
+    out = []
+    for p in index:
+        if len(p.terms) != 1 or p.coefficient(next(iter(p.symbols()), "")) != 1 or len(p.symbols()) != 1:
+            return None
+        out.append(next(iter(p.symbols())))
+    return out
+
+
+def _blocks(ir: ModelIR, groups: dict[str, GroupPlan]) -> list[list[str]]:
+    g = group_graph(ir)
+    g.remove_edges_from(list(nx.selfloop_edges(g)))
+    colour = nx.greedy_color(g, strategy="largest_first")
+    by_colour: dict[int, list[str]] = {}
+    for name in groups:  # declaration order inside a block
+        by_colour.setdefault(colour[name], []).append(name)
+    return sorted(by_colour.values(), key=lambda b: min(groups[n].index for n in b))
+
+
+def _default_summed(ir: ModelIR, groups: dict[str, GroupPlan]) -> list[str]:
+    """Latent groups summed out by default: a greedy independent set in declaration order."""
+    g = group_graph(ir)
+    chosen: list[str] = []
+    for name, gp in groups.items():
+        if gp.role == "latent" and gp.summable and not any(g.has_edge(name, c) for c in chosen):
+            chosen.append(name)
+    return chosen
+
+
+def can_sum_out(plan: Plan, summed: list[str]) -> Optional[str]:
+    """None if these groups can be summed out together, else why not."""
+    g = group_graph(plan.ir)
+    for name in summed:
+        if not plan.groups[name].summable:
+            return f"{name} is coupled to itself (lateral connections), so it cannot be summed out"
+    for a, b in itertools.combinations(summed, 2):
+        if g.has_edge(a, b):
+            return f"{a} and {b} share an energy term, so they cannot be summed out together"
+    return None

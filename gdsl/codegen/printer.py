@@ -1,0 +1,100 @@
+"""Print IR pieces as Python/numba source.
+
+Every user identifier is printed with a prefix that says what it is (x_ for
+variable groups, p_ parameters, s_ sizes, k_ constants), so no name from a
+`.gdl` file can collide with a Python keyword or with the generated code's own
+locals; identifiers are validated by the grammar, numbers are printed by repr().
+"""
+from __future__ import annotations
+
+import re
+
+from ..ir.model import IAccess, IBin, IExpr, INum, ISym, IUn
+from ..poly import Poly
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+MATH_FUNCTIONS = {"exp": "math.exp", "log": "math.log", "sqrt": "math.sqrt", "tanh": "math.tanh",
+                  "sigmoid": "_k.sigmoid", "softplus": "_k.softplus"}
+
+
+def ident(name: str) -> str:
+    if not _IDENT.match(name):
+        from ..errors import CompilerBug
+
+        raise CompilerBug(f"refusing to print an invalid identifier {name!r}")
+    return name
+
+
+def group(name: str) -> str:
+    return "x_" + ident(name)
+
+
+def param(name: str) -> str:
+    return "p_" + ident(name)
+
+
+def size(name: str) -> str:
+    return "s_" + ident(name)
+
+
+def const(name: str) -> str:
+    return "k_" + ident(name)
+
+
+def number(v: float) -> str:
+    v = float(v)
+    if v != v or v in (float("inf"), float("-inf")):
+        from ..errors import CompilerBug
+
+        raise CompilerBug(f"non-finite constant {v!r} in generated code")
+    return repr(v)
+
+
+def poly(p: Poly, sizes) -> str:
+    """An index/size polynomial; sizes get their prefix, index variables print as is."""
+    return p.to_str(name=lambda s: size(s) if s in sizes else ident(s))
+
+
+def bound(bounds, fn: str, sizes) -> str:
+    texts = [poly(b, sizes) for b in bounds]
+    return texts[0] if len(texts) == 1 else f"{fn}(" + ", ".join(texts) + ")"
+
+
+def expr(e: IExpr, sizes, scalar_params=frozenset()) -> str:
+    if isinstance(e, INum):
+        return number(e.value)
+    if isinstance(e, ISym):
+        if e.kind == "size":
+            return size(e.name)
+        if e.kind == "const":
+            return const(e.name)
+        return ident(e.name)
+    if isinstance(e, IAccess):
+        assert e.kind == "param"
+        if not e.index:
+            return f"{param(e.name)}[()]"
+        return f"{param(e.name)}[" + ", ".join(poly(p, sizes) for p in e.index) + "]"
+    if isinstance(e, IUn):
+        inner = expr(e.arg, sizes)
+        if e.op == "neg":
+            return f"(-{inner})"
+        return f"{MATH_FUNCTIONS[e.op]}({inner})"
+    if isinstance(e, IBin):
+        op = "**" if e.op == "^" else e.op
+        return f"({expr(e.left, sizes)} {op} {expr(e.right, sizes)})"
+    from ..errors import CompilerBug
+
+    raise CompilerBug(f"cannot print {type(e).__name__} as a coefficient")
+
+
+def comment_text(text: str) -> str:
+    """Source text made safe for a one-line Python comment (no line breaks of any kind)."""
+    out = []
+    for ch in text:
+        if ch == "\t":
+            out.append(" ")
+        elif 32 <= ord(ch) < 127:
+            out.append(ch)
+        else:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+    return "".join(out).strip()

@@ -1,0 +1,476 @@
+"""Names, shapes and domains of a parsed model; every error of the file is collected.
+
+Shapes are tuples of `Poly`s in the size arguments, so `v @ W` is checked as
+`nv == nv` for every instance of the model, not only for the default sizes.
+The checker annotates each expression node with `.type` for the lowering stage.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import ErrorSink, Source, Span
+from ..poly import Poly
+from . import ast
+
+DOMAINS = ("binary", "spin", "real", "categorical")
+CONSTRAINTS = ("symmetric", "zero_diag", "positive")
+FUNCTIONS = ("exp", "log", "softplus", "sigmoid", "tanh", "sqrt")
+DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high")}
+MAX_VARIABLE_POWER = 8
+
+
+@dataclass(frozen=True)
+class Type:
+    shape: tuple[Poly, ...] = ()
+    groups: frozenset = frozenset()  # variable groups the value depends on
+    is_int: bool = False  # an integer scalar (sizes, index variables, literals)
+
+    @property
+    def is_scalar(self) -> bool:
+        return not self.shape
+
+
+@dataclass
+class GroupInfo:
+    name: str
+    role: str
+    shape: tuple[Poly, ...]
+    domain: str
+    categories: Optional[Poly]
+    decl: ast.GroupDecl
+
+
+@dataclass
+class ParamInfo:
+    name: str
+    shape: tuple[Poly, ...]
+    constraints: tuple[str, ...]
+    init: Optional[ast.Init]
+    decl: ast.ParamDecl
+
+
+@dataclass
+class CheckedModel:
+    name: str
+    sizes: dict[str, int]
+    consts: dict[str, float]
+    groups: dict[str, GroupInfo]
+    params: dict[str, ParamInfo]
+    energies: list[ast.EnergyDecl]
+    ast: ast.Model
+    source: Source
+    decl_spans: dict[str, Span] = field(default_factory=dict)
+
+
+def shape_str(shape: tuple[Poly, ...]) -> str:
+    return "scalar" if not shape else "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class Checker:
+    def __init__(self, model: ast.Model, source: Source):
+        self.model = model
+        self.source = source
+        self.sink = ErrorSink()
+        self.sizes: dict[str, int] = {}
+        self.consts: dict[str, float] = {}
+        self.groups: dict[str, GroupInfo] = {}
+        self.params: dict[str, ParamInfo] = {}
+        self.spans: dict[str, Span] = {}
+        self.scopes: list[dict[str, Span]] = []
+
+    def error(self, message: str, span: Span, hint: str | None = None) -> None:
+        self.sink.error(message, span, hint)
+
+    # entry ------------------------------------------------------------------
+    def run(self) -> CheckedModel:
+        m = self.model
+        for arg in m.args:
+            if self._declare(arg.name, arg.span, "model argument"):
+                if arg.is_size:
+                    if arg.value < 1:
+                        self.error(f"size '{arg.name}' must be at least 1, not {arg.value}", arg.span)
+                    self.sizes[arg.name] = int(arg.value)
+                else:
+                    self.consts[arg.name] = float(arg.value)
+        for g in m.groups:
+            self._declare(g.name, g.name_span, "variable")
+        for p in m.params:
+            self._declare(p.name, p.name_span, "parameter")
+        for g in m.groups:
+            self._group(g)
+        for p in m.params:
+            self._param(p)
+        if not m.groups:
+            self.error(f"model '{m.name}' declares no variables", m.name_span,
+                       "declare at least one group, e.g. 'visible v[n]: binary'")
+        for e in m.energies:
+            self._energy(e)
+        self.sink.raise_if_any(self.source)
+        return CheckedModel(m.name, self.sizes, self.consts, self.groups, self.params,
+                            list(m.energies), m, self.source, dict(self.spans))
+
+    def _declare(self, name: str, span: Span, what: str) -> bool:
+        if name in self.spans:
+            first = self.spans[name]
+            self.error(f"'{name}' is declared twice (first at line {first.line})", span,
+                       "give each variable, parameter and argument its own name")
+            return False
+        if name in FUNCTIONS or name == "sum":
+            self.error(f"'{name}' is a built-in function and cannot name a {what}", span)
+            return False
+        self.spans[name] = span
+        return True
+
+    # declarations -------------------------------------------------------------
+    def _shape(self, exprs: list[ast.Expr], owner: str) -> tuple[Poly, ...]:
+        dims = []
+        for e in exprs:
+            p = self._size_expr(e, f"a dimension of {owner}")
+            dims.append(p if p is not None else Poly.const(1))
+        return tuple(dims)
+
+    def _size_expr(self, e: ast.Expr, what: str) -> Optional[Poly]:
+        """An integer expression of sizes and literals (no index variables)."""
+        if isinstance(e, ast.Num):
+            if isinstance(e.value, int):
+                return Poly.const(e.value)
+            self.error(f"{what} must be a whole number, not {e.text}", e.span)
+            return None
+        if isinstance(e, ast.Name):
+            if e.id in self.sizes:
+                return Poly.sym(e.id)
+            if e.id in self.spans:
+                self.error(f"{what} must be built from integer sizes; '{e.id}' is not a size", e.span,
+                           "integer model arguments (n = 10) are sizes; real ones (s = 1.0) are constants")
+            else:
+                self._unknown(e.id, e.span)
+            return None
+        if isinstance(e, ast.BinOp) and e.op in "+-*":
+            a, b = self._size_expr(e.left, what), self._size_expr(e.right, what)
+            if a is None or b is None:
+                return None
+            return a + b if e.op == "+" else a - b if e.op == "-" else a * b
+        if isinstance(e, ast.Neg):
+            a = self._size_expr(e.operand, what)
+            return -a if a is not None else None
+        self.error(f"{what} must be an integer expression of sizes (+, - and * only)", e.span)
+        return None
+
+    def _group(self, g: ast.GroupDecl) -> None:
+        shape = self._shape(g.shape, f"'{g.name}'")
+        d = g.domain
+        categories = None
+        if d.name not in DOMAINS:
+            self.error(f"unknown domain '{d.name}' for '{g.name}'", d.span,
+                       "the domains are binary, spin, real and categorical(K)")
+        elif d.name == "categorical":
+            if len(d.args) != 1:
+                self.error("categorical takes one argument, the number of categories: categorical(K)", d.span)
+            else:
+                categories = self._size_expr(d.args[0], "the number of categories")
+                if categories is not None and (not shape or shape[-1] != categories):
+                    self.error(
+                        f"categorical({categories}) is one-hot along the last axis, so the last axis of "
+                        f"'{g.name}' must be {categories}; it is {shape_str(shape)}", d.span,
+                        f"declare it as {g.name}[..., {categories}]")
+        elif d.args:
+            self.error(f"domain '{d.name}' takes no arguments", d.span)
+        self.groups[g.name] = GroupInfo(g.name, g.role, shape, d.name, categories, g)
+
+    def _param(self, p: ast.ParamDecl) -> None:
+        shape = self._shape(p.shape, f"'{p.name}'")
+        names = []
+        for c in p.constraints:
+            if c.name not in CONSTRAINTS:
+                self.error(f"unknown constraint '{c.name}' on '{p.name}'", c.span,
+                           "the constraints are " + ", ".join(CONSTRAINTS))
+                continue
+            if c.name in ("symmetric", "zero_diag") and (len(shape) != 2 or shape[0] != shape[1]):
+                self.error(f"'{c.name}' needs a square matrix; '{p.name}' is {shape_str(shape)}", c.span)
+            names.append(c.name)
+        if p.init is not None:
+            self._init(p)
+        self.params[p.name] = ParamInfo(p.name, shape, tuple(names), p.init, p)
+
+    def _init(self, p: ast.ParamDecl) -> None:
+        init = p.init
+        if init.kind == "dist":
+            if init.dist not in DISTRIBUTIONS:
+                self.error(f"unknown initialiser '{init.dist}' for '{p.name}'", init.span,
+                           "use normal(mean, std), uniform(low, high), or '= value'")
+                return
+            want = DISTRIBUTIONS[init.dist]
+            if len(init.args) != len(want):
+                self.error(f"{init.dist} takes {len(want)} arguments ({', '.join(want)}), "
+                           f"got {len(init.args)}", init.span)
+        for a in init.args:
+            self._constant_expr(a)
+
+    def _constant_expr(self, e: ast.Expr) -> None:
+        """Initialiser arguments: numbers, sizes, constants and arithmetic on them."""
+        if isinstance(e, ast.Num):
+            return
+        if isinstance(e, ast.Name):
+            if e.id in self.sizes or e.id in self.consts:
+                return
+            if e.id in self.spans:
+                self.error(f"an initialiser can use numbers, sizes and constants, not '{e.id}'", e.span)
+            else:
+                self._unknown(e.id, e.span)
+            return
+        if isinstance(e, ast.BinOp) and e.op != "@":
+            self._constant_expr(e.left)
+            self._constant_expr(e.right)
+            return
+        if isinstance(e, ast.Neg):
+            self._constant_expr(e.operand)
+            return
+        if isinstance(e, ast.Call) and e.fn in FUNCTIONS and len(e.args) == 1:
+            self._constant_expr(e.args[0])
+            return
+        self.error("an initialiser must be a constant expression", e.span)
+
+    # energy -----------------------------------------------------------------
+    def _energy(self, e: ast.EnergyDecl) -> None:
+        t = self.expr(e.expr)
+        if t is not None and not t.is_scalar:
+            self.error(f"an energy term must be a scalar, but this one has shape {shape_str(t.shape)}",
+                       e.expr.span, "wrap it in sum(...) to add up its elements")
+
+    def expr(self, e: ast.Expr) -> Optional[Type]:
+        t = getattr(self, "_" + type(e).__name__.lower())(e)
+        e.type = t
+        return t
+
+    def _num(self, e: ast.Num) -> Type:
+        return Type((), frozenset(), isinstance(e.value, int))
+
+    def _lookup_index(self, name: str) -> bool:
+        return any(name in scope for scope in self.scopes)
+
+    def _name(self, e: ast.Name) -> Optional[Type]:
+        if self._lookup_index(e.id):
+            return Type((), frozenset(), True)
+        if e.id in self.sizes:
+            return Type((), frozenset(), True)
+        if e.id in self.consts:
+            return Type()
+        if e.id in self.groups:
+            return Type(self.groups[e.id].shape, frozenset([e.id]))
+        if e.id in self.params:
+            return Type(self.params[e.id].shape)
+        self._unknown(e.id, e.span)
+        return None
+
+    def _unknown(self, name: str, span: Span) -> None:
+        known = list(self.spans) + [n for s in self.scopes for n in s]
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            hint = f"did you mean '{close[0]}'?"
+        elif len(name) == 1 and name.islower():
+            hint = f"to use '{name}' as an index, bind it with sum[{name}](...)"
+        else:
+            hint = "declare it as a variable (visible/latent), a parameter (param) or a model argument"
+        self.error(f"unknown name '{name}'", span, hint)
+
+    def _call(self, e: ast.Call) -> Optional[Type]:
+        if e.fn not in FUNCTIONS:
+            hint = ("write sum(...) for a sum" if e.fn == "sum" else
+                    "the functions are " + ", ".join(FUNCTIONS))
+            self.error(f"unknown function '{e.fn}'", e.span, hint)
+            for a in e.args:
+                self.expr(a)
+            return None
+        if len(e.args) != 1:
+            self.error(f"{e.fn} takes one argument, got {len(e.args)}", e.span)
+            return None
+        t = self.expr(e.args[0])
+        if t is None:
+            return None
+        if t.groups:
+            names = ", ".join(sorted(t.groups))
+            self.error(f"the energy must be a polynomial in the variables, but {names} appears inside "
+                       f"{e.fn}(...)", e.span,
+                       "functions may be applied to parameters and constants only")
+            return None
+        return Type(t.shape, frozenset())
+
+    def _neg(self, e: ast.Neg) -> Optional[Type]:
+        return self.expr(e.operand)
+
+    def _binop(self, e: ast.BinOp) -> Optional[Type]:
+        a, b = self.expr(e.left), self.expr(e.right)
+        if a is None or b is None:
+            return None
+        groups = a.groups | b.groups
+        if e.op == "@":
+            return self._matmul(e, a, b)
+        if e.op == "^":
+            return self._pow(e, a, b)
+        if e.op == "/" and b.groups:
+            self.error(f"cannot divide by an expression of the variables ({', '.join(sorted(b.groups))})",
+                       e.right.span, "the energy must be a polynomial in the variables")
+            return None
+        if a.shape and b.shape and a.shape != b.shape:
+            self.error(f"shapes do not match for '{e.op}': {shape_str(a.shape)} and {shape_str(b.shape)}",
+                       e.span, "element-wise operations need equal shapes, or a scalar on one side")
+            return None
+        return Type(a.shape or b.shape, groups, a.is_int and b.is_int and e.op != "/")
+
+    def _matmul(self, e: ast.BinOp, a: Type, b: Type) -> Optional[Type]:
+        if a.is_scalar or b.is_scalar:
+            self.error("'@' contracts two arrays, but one side is a scalar", e.span, "use '*' to scale")
+            return None
+        if a.shape[-1] != b.shape[0]:
+            self.error(f"cannot contract {shape_str(a.shape)} with {shape_str(b.shape)}: the last axis on "
+                       f"the left ({a.shape[-1]}) must equal the first axis on the right ({b.shape[0]})",
+                       e.span)
+            return None
+        return Type(a.shape[:-1] + b.shape[1:], a.groups | b.groups)
+
+    def _pow(self, e: ast.BinOp, a: Type, b: Type) -> Optional[Type]:
+        if not b.is_scalar or b.groups:
+            self.error("an exponent must be a scalar without variables", e.right.span)
+            return None
+        if a.groups:
+            k = e.right
+            ok = isinstance(k, ast.Num) and isinstance(k.value, int) and 1 <= k.value <= MAX_VARIABLE_POWER
+            if not ok:
+                self.error("a power of variables needs a whole-number exponent from 1 to "
+                           f"{MAX_VARIABLE_POWER}", e.right.span,
+                           "the energy must be a polynomial in the variables")
+                return None
+        return Type(a.shape, a.groups, a.is_int and b.is_int)
+
+    def _index(self, e: ast.Index) -> Optional[Type]:
+        base = self.expr(e.base)
+        for s in e.subscripts:
+            if isinstance(s, ast.Slice):
+                for bound in (s.lo, s.hi):
+                    if bound is not None:
+                        self.index_poly(bound)
+            else:
+                self.index_poly(s)
+        if base is None:
+            return None
+        if len(e.subscripts) > len(base.shape):
+            self.error(f"too many subscripts: {len(e.subscripts)} for an array of shape "
+                       f"{shape_str(base.shape)}", e.span)
+            return None
+        shape = []
+        for s, dim in zip(e.subscripts, base.shape):
+            if isinstance(s, ast.Slice):
+                lo = self.slice_bound(s.lo, dim, 0)
+                hi = self.slice_bound(s.hi, dim, dim)
+                if lo is not None and hi is not None:
+                    shape.append(hi - lo)
+        shape.extend(base.shape[len(e.subscripts):])
+        return Type(tuple(shape), base.groups)
+
+    def slice_bound(self, bound: Optional[ast.Expr], dim: Poly, default: Poly) -> Optional[Poly]:
+        """A slice bound; a negative literal counts from the end, as in Python."""
+        if bound is None:
+            return default if isinstance(default, Poly) else Poly.const(default)
+        p = index_poly_of(bound, self.sizes, self._all_index_names())
+        if p is None:
+            return None
+        if p.is_constant() and p.constant < 0:
+            return dim + p
+        return p
+
+    def _all_index_names(self) -> set[str]:
+        return {n for s in self.scopes for n in s}
+
+    def index_poly(self, e: ast.Expr) -> Optional[Poly]:
+        t = self.expr(e)
+        if t is None:
+            return None
+        p = index_poly_of(e, self.sizes, self._all_index_names())
+        if p is None or not p.is_affine():
+            self.error("a subscript must be an integer expression of index variables, sizes and whole "
+                       "numbers, such as i + 1", e.span)
+            return None
+        return p
+
+    def _slice(self, e):  # only reached through _index
+        return None
+
+    def _sumall(self, e: ast.SumAll) -> Optional[Type]:
+        t = self.expr(e.body)
+        return Type((), t.groups) if t is not None else None
+
+    def _sumindex(self, e: ast.SumIndex) -> Optional[Type]:
+        scope: dict[str, Span] = {}
+        for b in e.binders:
+            if b.name in self.spans:
+                self.error(f"index '{b.name}' has the name of a declared {_kind(self, b.name)}", b.span,
+                           "use a fresh name for the index")
+            elif b.name in scope or self._lookup_index(b.name):
+                self.error(f"index '{b.name}' is bound twice", b.span)
+            if b.bound is not None:
+                self.scopes.append(scope)
+                self.index_poly(b.bound)
+                self.scopes.pop()
+            scope[b.name] = b.span
+        self.scopes.append(scope)
+        t = self.expr(e.body)
+        self.scopes.pop()
+        used = _names_in(e.body)
+        for b in e.binders:
+            if b.name not in used:
+                self.error(f"index '{b.name}' is not used in the sum", b.span)
+        if t is None:
+            return None
+        if not t.is_scalar:
+            self.error(f"the body of sum[...] must be a scalar, but it has shape {shape_str(t.shape)}",
+                       e.body.span, "subscript every array with the summation indices")
+            return None
+        return Type((), t.groups)
+
+
+def _kind(checker: Checker, name: str) -> str:
+    if name in checker.groups:
+        return "variable"
+    if name in checker.params:
+        return "parameter"
+    return "model argument"
+
+
+def _names_in(e) -> set[str]:
+    out = set()
+    if isinstance(e, ast.Name):
+        out.add(e.id)
+    elif isinstance(e, ast.Node):
+        for v in vars(e).values():
+            if isinstance(v, ast.Node):
+                out |= _names_in(v)
+            elif isinstance(v, list):
+                for x in v:
+                    out |= _names_in(x)
+    return out
+
+
+def index_poly_of(e: ast.Expr, sizes, index_names) -> Optional[Poly]:
+    """The integer polynomial an index/size expression denotes, or None."""
+    if isinstance(e, ast.Num):
+        return Poly.const(e.value) if isinstance(e.value, int) else None
+    if isinstance(e, ast.Name):
+        if e.id in index_names or e.id in sizes:
+            return Poly.sym(e.id)
+        return None
+    if isinstance(e, ast.Neg):
+        p = index_poly_of(e.operand, sizes, index_names)
+        return -p if p is not None else None
+    if isinstance(e, ast.BinOp) and e.op in "+-*":
+        a = index_poly_of(e.left, sizes, index_names)
+        b = index_poly_of(e.right, sizes, index_names)
+        if a is None or b is None:
+            return None
+        return a + b if e.op == "+" else a - b if e.op == "-" else a * b
+    return None
+
+
+def check(model: ast.Model, source: Source) -> CheckedModel:
+    return Checker(model, source).run()

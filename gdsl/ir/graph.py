@@ -1,0 +1,73 @@
+"""The factor graph of a model: variable-group nodes, one factor node per monomial.
+
+Exported as Graphviz DOT (written here, no pydot needed) or GraphML (networkx).
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from .model import ModelIR
+
+
+def var_node(name: str) -> str:
+    return f"var:{name}"
+
+
+def factor_node(mid: int) -> str:
+    return f"factor:m{mid}"
+
+
+def build_factor_graph(ir: ModelIR) -> nx.Graph:
+    g = nx.Graph(name=ir.name)
+    for grp in ir.groups.values():
+        g.add_node(var_node(grp.name), kind="variable", label=grp.name, role=grp.role, domain=grp.domain,
+                   shape=",".join(str(d) for d in grp.shape))
+    for m in ir.monomials:
+        node = factor_node(m.id)
+        g.add_node(node, kind="factor", label=f"m{m.id}", line=m.span.line, term=m.text())
+        for f in m.factors:
+            g.add_edge(node, var_node(f.group))
+    return g
+
+
+def group_graph(ir: ModelIR) -> nx.Graph:
+    """Groups joined when they share a monomial; a self-loop marks lateral coupling."""
+    g = nx.Graph()
+    g.add_nodes_from(ir.groups)
+    for m in ir.monomials:
+        groups = m.groups
+        for a in groups:
+            for b in groups:
+                if a < b:
+                    g.add_edge(a, b)
+        for a in groups:
+            if len(m.occurrences(a)) > 1:
+                g.add_edge(a, a)
+    return g
+
+
+def to_dot(graph: nx.Graph) -> str:
+    lines = [f'graph "{_esc(graph.graph.get("name", "model"))}" {{']
+    for node, data in graph.nodes(data=True):
+        if data["kind"] == "variable":
+            label = f'{data["label"]}\n{data["domain"]} [{data["shape"]}]'
+            lines.append(f'  "{_esc(node)}" [shape=ellipse, label="{_esc(label)}"];')
+        else:
+            label = f'{data["label"]} (line {data["line"]})'
+            lines.append(f'  "{_esc(node)}" [shape=box, label="{_esc(label)}", tooltip="{_esc(data["term"])}"];')
+    for a, b in graph.edges():
+        lines.append(f'  "{_esc(a)}" -- "{_esc(b)}";')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _esc(s: str) -> str:
+    return str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def write_graph(graph: nx.Graph, path: str) -> None:
+    if str(path).endswith((".graphml", ".xml")):
+        nx.write_graphml(graph, path)
+    else:
+        with open(path, "w") as fh:
+            fh.write(to_dot(graph))

@@ -1,0 +1,72 @@
+"""Compiled modules on disk, keyed by the source text and the gdsl version.
+
+The module is written once (atomically) under the cache directory and imported
+from there, so numba's own on-disk cache (cache=True) sits beside it and a second
+load costs neither our compile nor numba's.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ..codegen.emit import source_hash
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("GDSL_CACHE_DIR")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gdsl"
+
+
+def module_path(name: str, text: str) -> Path:
+    return cache_dir() / f"{name}_{source_hash(text)[:20]}.py"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write only if the content differs, via a temp file and rename (safe under concurrency)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text() == text:
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def import_file(path: Path, module_name: str | None = None):
+    module_name = module_name or f"gdsl_compiled_{path.stem}"
+    if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == str(path):
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_module(path):
+    """The compiled module for the .gdl file at `path` (compiling it on a cache miss)."""
+    from ..driver import compile_source, read_source
+
+    source = read_source(path)
+    from ..frontend.parser import parse
+
+    name = _model_name(source)
+    target = module_path(name, source.text)
+    if not target.exists():
+        compiled = compile_source(source)
+        write_atomic(target, compiled.python)
+    return import_file(target)
+
+
+def _model_name(source) -> str:
+    """The model's name for the cache file (a cheap regex; full parsing happens on a miss)."""
+    import re
+
+    m = re.search(r"\bmodel\s+([A-Za-z_][A-Za-z0-9_]*)", source.text)
+    return m.group(1) if m else "model"

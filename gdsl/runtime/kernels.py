@@ -1,0 +1,263 @@
+"""Compiled building blocks shared by every generated model.
+
+Random numbers come from one xoroshiro128+ stream per chain (`rng[c]`, two
+uint64 words), seeded from the model's numpy Generator on every call: results
+depend only on the seed, the draws are cheap (a few ns), and chains never share
+state. Arrays are laid out (chains, elements); generated code reshapes to that.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import uint64
+
+_TWO_POW_M53 = 1.0 / 9007199254740992.0
+LOG_PI = math.log(math.pi)
+
+
+@numba.njit(cache=True, inline="always")
+def _rotl(x, k):
+    return (x << uint64(k)) | (x >> uint64(64 - k))
+
+
+@numba.njit(cache=True, inline="always")
+def uniform(rng, c):
+    """One draw from U[0, 1) on chain c's stream."""
+    s0 = rng[c, 0]
+    s1 = rng[c, 1]
+    r = s0 + s1
+    s1 ^= s0
+    rng[c, 0] = _rotl(s0, 24) ^ s1 ^ (s1 << uint64(16))
+    rng[c, 1] = _rotl(s1, 37)
+    return float(r >> uint64(11)) * _TWO_POW_M53
+
+
+@numba.njit(cache=True, inline="always")
+def normal(rng, c):
+    u1 = 1.0 - uniform(rng, c)
+    u2 = uniform(rng, c)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@numba.njit(cache=True, inline="always")
+def sigmoid(a):
+    if a >= 0:
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+
+
+@numba.njit(cache=True, inline="always")
+def softplus(a):
+    if a > 0:
+        return a + math.log1p(math.exp(-a))
+    return math.log1p(math.exp(a))
+
+
+@numba.njit(cache=True, inline="always")
+def log2cosh(a):
+    b = abs(a)
+    return b + math.log1p(math.exp(-2.0 * b))
+
+
+# one element -------------------------------------------------------------------
+@numba.njit(cache=True, inline="always")
+def draw_binary(a, rng, c):
+    return 1.0 if uniform(rng, c) * (1.0 + math.exp(-a)) < 1.0 else 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def draw_spin(a, rng, c):
+    return 1.0 if uniform(rng, c) * (1.0 + math.exp(-2.0 * a)) < 1.0 else -1.0
+
+
+# whole arrays: f, x, mask are (chains, m); mask != 0 keeps x as it is -----------------
+@numba.njit(cache=True)
+def bernoulli_draw(f, x, mask, rng):
+    n, m = f.shape
+    for c in range(n):
+        for j in range(m):
+            if mask[c, j] == 0:
+                x[c, j] = draw_binary(f[c, j], rng, c)
+
+
+@numba.njit(cache=True)
+def spin_draw(f, x, mask, rng):
+    n, m = f.shape
+    for c in range(n):
+        for j in range(m):
+            if mask[c, j] == 0:
+                x[c, j] = draw_spin(f[c, j], rng, c)
+
+
+@numba.njit(cache=True)
+def gaussian_draw(f, q, x, mask, rng):
+    """x ~ N(f / 2q, 1 / 2q) from the energy q x^2 - f x; False if some q <= 0."""
+    n, m = f.shape
+    ok = True
+    for c in range(n):
+        for j in range(m):
+            if mask[c, j] == 0:
+                if q[c, j] <= 0.0:
+                    ok = False
+                    continue
+                prec = 2.0 * q[c, j]
+                x[c, j] = f[c, j] / prec + normal(rng, c) / math.sqrt(prec)
+    return ok
+
+
+@numba.njit(cache=True)
+def categorical_draw(f, x, mask, rng):
+    """f, x, mask are (chains, rows, K): each row of x becomes one-hot, softmax(f row)."""
+    n, rows, k = f.shape
+    for c in range(n):
+        for r in range(rows):
+            if mask[c, r, 0] != 0:
+                continue
+            top = f[c, r, 0]
+            for j in range(1, k):
+                top = max(top, f[c, r, j])
+            total = 0.0
+            for j in range(k):
+                total += math.exp(f[c, r, j] - top)
+            u = uniform(rng, c) * total
+            chosen = k - 1
+            acc = 0.0
+            for j in range(k):
+                acc += math.exp(f[c, r, j] - top)
+                if u < acc:
+                    chosen = j
+                    break
+            for j in range(k):
+                x[c, r, j] = 1.0 if j == chosen else 0.0
+
+
+# mean-field updates: x <- damping * x + (1 - damping) * E[x | f]; return max change -------
+@numba.njit(cache=True)
+def bernoulli_mean(f, x, mask, damping):
+    n, m = f.shape
+    delta = 0.0
+    for c in range(n):
+        for j in range(m):
+            if mask[c, j] == 0:
+                new = damping * x[c, j] + (1.0 - damping) * sigmoid(f[c, j])
+                delta = max(delta, abs(new - x[c, j]))
+                x[c, j] = new
+    return delta
+
+
+@numba.njit(cache=True)
+def spin_mean(f, x, mask, damping):
+    n, m = f.shape
+    delta = 0.0
+    for c in range(n):
+        for j in range(m):
+            if mask[c, j] == 0:
+                new = damping * x[c, j] + (1.0 - damping) * math.tanh(f[c, j])
+                delta = max(delta, abs(new - x[c, j]))
+                x[c, j] = new
+    return delta
+
+
+@numba.njit(cache=True)
+def gaussian_mean(f, q, x, mask, damping):
+    n, m = f.shape
+    delta = 0.0
+    for c in range(n):
+        for j in range(m):
+            if mask[c, j] == 0:
+                if q[c, j] <= 0.0:
+                    return -1.0
+                new = damping * x[c, j] + (1.0 - damping) * f[c, j] / (2.0 * q[c, j])
+                delta = max(delta, abs(new - x[c, j]))
+                x[c, j] = new
+    return delta
+
+
+@numba.njit(cache=True)
+def categorical_mean(f, x, mask, damping):
+    n, rows, k = f.shape
+    delta = 0.0
+    for c in range(n):
+        for r in range(rows):
+            if mask[c, r, 0] != 0:
+                continue
+            top = f[c, r, 0]
+            for j in range(1, k):
+                top = max(top, f[c, r, j])
+            total = 0.0
+            for j in range(k):
+                total += math.exp(f[c, r, j] - top)
+            for j in range(k):
+                new = damping * x[c, r, j] + (1.0 - damping) * math.exp(f[c, r, j] - top) / total
+                delta = max(delta, abs(new - x[c, r, j]))
+                x[c, r, j] = new
+    return delta
+
+
+# log-normalisers: out[c] -= sum over elements of log sum_x exp(f x - q x^2) -------------
+@numba.njit(cache=True)
+def bernoulli_lognorm(f, out):
+    n, m = f.shape
+    for c in range(n):
+        acc = 0.0
+        for j in range(m):
+            acc += softplus(f[c, j])
+        out[c] -= acc
+
+
+@numba.njit(cache=True)
+def spin_lognorm(f, out):
+    n, m = f.shape
+    for c in range(n):
+        acc = 0.0
+        for j in range(m):
+            acc += log2cosh(f[c, j]) + math.log(2.0)
+        out[c] -= acc
+
+
+@numba.njit(cache=True)
+def gaussian_lognorm(f, q, out):
+    """Integral of exp(f x - q x^2) dx = sqrt(pi / q) exp(f^2 / 4q); False if some q <= 0."""
+    n, m = f.shape
+    ok = True
+    for c in range(n):
+        acc = 0.0
+        for j in range(m):
+            if q[c, j] <= 0.0:
+                ok = False
+                continue
+            acc += f[c, j] * f[c, j] / (4.0 * q[c, j]) + 0.5 * (LOG_PI - math.log(q[c, j]))
+        out[c] -= acc
+    return ok
+
+
+@numba.njit(cache=True)
+def categorical_lognorm(f, out):
+    n, rows, k = f.shape
+    for c in range(n):
+        acc = 0.0
+        for r in range(rows):
+            top = f[c, r, 0]
+            for j in range(1, k):
+                top = max(top, f[c, r, j])
+            total = 0.0
+            for j in range(k):
+                total += math.exp(f[c, r, j] - top)
+            acc += top + math.log(total)
+        out[c] -= acc
+
+
+@numba.njit(cache=True)
+def seed_streams(seeds, rng):
+    """Fill rng (chains, 2) from one 64-bit seed per chain with splitmix64."""
+    for c in range(seeds.shape[0]):
+        z = seeds[c]
+        for w in range(2):
+            z += uint64(0x9E3779B97F4A7C15)
+            y = z
+            y = (y ^ (y >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
+            y = (y ^ (y >> uint64(27))) * uint64(0x94D049BB133111EB)
+            rng[c, w] = y ^ (y >> uint64(31))

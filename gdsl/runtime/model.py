@@ -1,0 +1,518 @@
+"""The runtime side of a compiled model: validation, seeding, and the user API.
+
+A generated module defines `class Model(ModelBase)` with the model's metadata
+(groups, parameters, blocks, what can be summed out) and its kernels; this class
+turns them into `sample`, `gibbs`, `mean_field`, `energy`, `free_energy`,
+`log_partition` and `log_prob`. States and data are dicts from group name to
+arrays whose first axis is the sample axis.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Mapping
+
+import numpy as np
+
+from . import kernels as _k
+from .enumerate import Enumeration
+
+DEFAULT_MAX_STATES = 2 ** 24
+_DOMAIN_VALUES = {"binary": (0.0, 1.0), "spin": (-1.0, 1.0)}
+
+
+class ParamDict(dict):
+    """The model's parameters; assignments are validated (shape, finiteness, constraints)."""
+
+    def __init__(self, owner: "ModelBase", values):
+        super().__init__(values)
+        self._owner = owner
+
+    def __setitem__(self, name, value):
+        super().__setitem__(name, self._owner._validated_param(name, value))
+        self._owner._version += 1
+
+    def update(self, other=(), **kw):
+        for k, v in dict(other, **kw).items():
+            self[k] = v
+
+
+class ModelBase:
+    NAME = "model"
+    SIZES: dict = {}
+    CONSTS: dict = {}
+    GROUPS: tuple = ()
+    PARAMS: tuple = ()
+    BLOCKS: tuple = ()
+    SUMMABLE: tuple = ()
+    DEFAULT_SUMMED: tuple = ()
+    COUPLED: tuple = ()
+    SCHEDULE = ""
+    KERNELS: dict = {}
+
+    sigmoid = staticmethod(lambda a: 1.0 / (1.0 + math.exp(-a)))
+    softplus = staticmethod(lambda a: max(a, 0.0) + math.log1p(math.exp(-abs(a))))
+
+    def __init__(self, seed=None, dtype="float32", **overrides):
+        self.sizes = dict(self.SIZES)
+        self.consts = dict(self.CONSTS)
+        for name, value in overrides.items():
+            if name in self.sizes:
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                    raise ValueError(f"size {name} must be a whole number >= 1, got {value!r}")
+                self.sizes[name] = int(value)
+            elif name in self.consts:
+                if not isinstance(value, (int, float, np.number)) or not math.isfinite(float(value)):
+                    raise ValueError(f"constant {name} must be a finite number, got {value!r}")
+                self.consts[name] = float(value)
+            else:
+                known = ", ".join(list(self.SIZES) + list(self.CONSTS)) or "none"
+                raise TypeError(f"{self.NAME} has no size or constant {name!r} (it has: {known})")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self._shapes = {k: tuple(int(d) for d in v) for k, v in self.shapes(self.sizes).items()}
+        for name, shape in self._shapes.items():
+            if any(d < 1 for d in shape):
+                raise ValueError(f"with these sizes {name} would have shape {shape}; every axis must be >= 1")
+        self._categories = {k: int(v) for k, v in self.categories(self.sizes).items()}
+        self.domains = {name: domain for name, _, domain in self.GROUPS}
+        self.roles = {name: role for name, role, _ in self.GROUPS}
+        self._constraints = dict(self.PARAMS)
+        self._rng = np.random.default_rng(seed)
+        self._version = 0
+        raw = self.initial_params(self.sizes, self.consts, self._rng, self._shapes)
+        self._p = ParamDict(self, {k: self._validated_param(k, self._apply_constraints(k, v)) for k, v in raw.items()})
+
+    # ------------------------------------------------------------------ metadata
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in {**self.sizes, **self.consts}.items())
+        return f"<gdsl model {self.NAME}({sizes}) {self.dtype.name}>"
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g for g, _, _ in self.GROUPS]
+
+    @property
+    def visible(self) -> list[str]:
+        return [g for g, role, _ in self.GROUPS if role == "visible"]
+
+    def shape(self, name: str) -> tuple:
+        return self._shapes[name]
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def params(self) -> ParamDict:
+        return self._p
+
+    @params.setter
+    def params(self, values: Mapping):
+        for k in values:
+            if k not in self._constraints:
+                raise KeyError(f"{self.NAME} has no parameter {k!r}")
+        for k, v in values.items():
+            self._p[k] = v
+
+    def _apply_constraints(self, name, value):
+        value = np.array(value, dtype=np.float64)
+        cons = self._constraints.get(name, ())
+        if "symmetric" in cons:
+            value = (value + value.T) / 2
+        if "zero_diag" in cons:
+            np.fill_diagonal(value, 0.0)
+        return value
+
+    def _validated_param(self, name, value):
+        if name not in self._constraints:
+            raise KeyError(f"{self.NAME} has no parameter {name!r}")
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {name} must be a numeric array") from None
+        want = self._shapes[name]
+        if arr.shape != want:
+            raise ValueError(f"parameter {name} must have shape {want}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"parameter {name} contains NaN or infinity")
+        cons = self._constraints[name]
+        if "symmetric" in cons and not np.allclose(arr, arr.T, rtol=1e-5, atol=1e-6):
+            raise ValueError(f"parameter {name} is declared symmetric but the array is not")
+        if "zero_diag" in cons and np.any(np.diagonal(arr) != 0):
+            raise ValueError(f"parameter {name} is declared zero_diag but its diagonal is not zero")
+        if "positive" in cons and np.any(arr <= 0):
+            raise ValueError(f"parameter {name} is declared positive but has values <= 0")
+        return np.ascontiguousarray(arr, dtype=self.dtype)
+
+    # ------------------------------------------------------------------ arrays in
+    def _array(self, name, value, n=None, check_domain=True):
+        if name not in self.domains:
+            raise ValueError(f"{self.NAME} has no variable {name!r} (it has: {', '.join(self.group_names)})")
+        try:
+            arr = np.asarray(value, dtype=self.dtype)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a numeric array") from None
+        shape = self._shapes[name]
+        if arr.shape[1:] != shape or arr.ndim != len(shape) + 1 or (n is not None and arr.shape[0] != n):
+            lead = n if n is not None else "n"
+            raise ValueError(f"{name} must have shape ({lead}, {', '.join(map(str, shape))}"
+                             f"{',' if len(shape) == 0 else ''}) with the sample axis first, got {arr.shape}")
+        if check_domain:
+            self._check_domain(name, arr)
+        return np.ascontiguousarray(arr)
+
+    def _check_domain(self, name, arr):
+        domain = self.domains[name]
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or infinity")
+        if domain in _DOMAIN_VALUES:
+            lo, hi = _DOMAIN_VALUES[domain]
+            bad = (arr != lo) & (arr != hi)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"{name} is {domain}: values must be {lo:g} or {hi:g}; "
+                                 f"found {arr[where]!r} at {where}")
+        elif domain == "categorical":
+            ok = np.isin(arr, (0.0, 1.0)).all() and np.all(arr.sum(axis=-1) == 1)
+            if not ok:
+                raise ValueError(f"{name} is categorical: each row along the last axis must be one-hot")
+
+    def _n_of(self, data: Mapping) -> int:
+        if not isinstance(data, Mapping) or not data:
+            raise ValueError("expected a non-empty dict from variable names to arrays")
+        ns = {}
+        for k, v in data.items():
+            shape = np.shape(v)
+            if len(shape) == 0:
+                raise ValueError(f"{k} must be an array with the sample axis first")
+            ns[k] = shape[0]
+        if len(set(ns.values())) != 1:
+            raise ValueError("all arrays must have the same number of samples: "
+                             + ", ".join(f"{k}: {v}" for k, v in ns.items()))
+        return next(iter(ns.values()))
+
+    def _mask(self, name, mask, n):
+        shape = (n,) + self._shapes[name]
+        if mask is None or mask is True:
+            return np.ones(shape, dtype=np.uint8)
+        if mask is False:
+            return np.zeros(shape, dtype=np.uint8)
+        m = np.asarray(mask)
+        if m.dtype != bool and not np.isin(m, (0, 1)).all():
+            raise ValueError(f"the clamp mask of {name} must be boolean")
+        try:
+            m = np.broadcast_to(m.astype(np.uint8), shape)
+        except ValueError:
+            raise ValueError(f"the clamp mask of {name} must have shape {self._shapes[name]} or "
+                             f"{shape}, got {np.shape(mask)}") from None
+        if self.domains[name] == "categorical":  # a one-hot row is clamped or free as a whole
+            m = np.broadcast_to(m.max(axis=-1, keepdims=True), shape)
+        return np.ascontiguousarray(m)
+
+    def _streams(self, n):
+        seeds = self._rng.integers(0, 2 ** 63, size=n, dtype=np.int64).astype(np.uint64)
+        rng = np.empty((n, 2), dtype=np.uint64)
+        _k.seed_streams(seeds, rng)
+        return rng
+
+    def random_state(self, n: int) -> dict:
+        """n independent draws from a simple distribution per group (starting points for chains)."""
+        out = {}
+        for name, domain in self.domains.items():
+            shape = (n,) + self._shapes[name]
+            if domain == "binary":
+                x = (self._rng.random(shape) < 0.5).astype(self.dtype)
+            elif domain == "spin":
+                x = np.where(self._rng.random(shape) < 0.5, -1.0, 1.0).astype(self.dtype)
+            elif domain == "real":
+                x = self._rng.standard_normal(shape).astype(self.dtype)
+            else:
+                k = self._categories[name]
+                idx = self._rng.integers(0, k, size=shape[:-1])
+                x = np.eye(k, dtype=self.dtype)[idx]
+            out[name] = np.ascontiguousarray(x)
+        return out
+
+    def _args(self, state, params=None):
+        saved = self._p
+        if params is not None:
+            self._p = params
+        try:
+            return self.kernel_args(state)
+        finally:
+            self._p = saved
+
+    # ------------------------------------------------------------------ sampling
+    def gibbs(self, state: Mapping, steps: int = 1, clamp: Mapping | None = None) -> dict:
+        """Run `steps` block-Gibbs sweeps from `state` (not modified); return the new state.
+
+        clamp maps a group to True (keep the whole group) or a boolean mask of its shape
+        (or with the sample axis) marking elements that keep their value."""
+        n = self._n_of(state)
+        missing = set(self.domains) - set(state)
+        if missing:
+            raise ValueError(f"gibbs needs a state for every variable; missing {', '.join(sorted(missing))}")
+        st = {k: self._array(k, v, n).copy() for k, v in state.items()}
+        masks = self._masks(clamp or {}, n)
+        return self._run_gibbs(st, masks, int(steps))
+
+    def _masks(self, clamp, n):
+        for k in clamp:
+            if k not in self.domains:
+                raise ValueError(f"cannot clamp {k!r}: {self.NAME} has no such variable")
+        return {g: (self._mask(g, clamp[g], n) if g in clamp else np.zeros((n,) + self._shapes[g], np.uint8))
+                for g in self.domains}
+
+    def _run_gibbs(self, st, masks, steps):
+        if steps < 0:
+            raise ValueError("steps must be >= 0")
+        n = next(iter(st.values())).shape[0]
+        free = tuple(bool(not masks[g].all()) for g in self.domains)
+        ok = self.KERNELS["gibbs"](*self._args(st), *(masks[g] for g in self.domains), *free,
+                                   self._streams(n), steps)
+        if not ok:
+            raise ValueError("a real variable's conditional precision became <= 0: the energy is not "
+                             "bounded below for these parameters")
+        return st
+
+    def sample(self, n: int, steps: int = 100, burn_in: int = 0, chains: int | None = None,
+               clamp: Mapping | None = None, mask: Mapping | None = None, init: Mapping | None = None,
+               progress: bool = False) -> dict:
+        """Draw n samples by block Gibbs from `chains` parallel chains (default: n chains, one sample each).
+
+        Each chain runs `burn_in` sweeps, then records a sample every `steps` sweeps.
+        `clamp` fixes groups to given values (inpainting: add `mask` to fix only some elements)."""
+        n = int(n)
+        chains = n if chains is None else int(chains)
+        if n < 1 or chains < 1 or n % chains:
+            raise ValueError(f"n ({n}) must be a positive multiple of chains ({chains})")
+        if steps < 1 or burn_in < 0:
+            raise ValueError("steps must be >= 1 and burn_in >= 0")
+        st = self.random_state(chains)
+        if init is not None:
+            for k, v in init.items():
+                st[k] = self._array(k, np.broadcast_to(v, (chains,) + self._shapes.get(k, ())) if np.ndim(v) == len(self._shapes.get(k, ())) else v, chains).copy()
+        clamp, mask = clamp or {}, mask or {}
+        for k in mask:
+            if k not in clamp:
+                raise ValueError(f"mask given for {k} but {k} is not clamped")
+        for k, v in clamp.items():
+            if k not in self.domains:
+                raise ValueError(f"cannot clamp {k!r}: {self.NAME} has no such variable")
+            v = np.asarray(v)
+            if v.shape == self._shapes[k]:
+                v = np.broadcast_to(v, (chains,) + v.shape)
+            arr = self._array(k, v, chains, check_domain=False)
+            m = self._mask(k, mask.get(k, True), chains).astype(bool)
+            self._check_domain(k, np.where(m, arr, st[k]))
+            st[k] = np.ascontiguousarray(np.where(m, arr, st[k]).astype(self.dtype))
+        masks = self._masks({k: mask.get(k, True) for k in clamp}, chains)
+        per_chain = n // chains
+        out = {k: np.empty((n,) + self._shapes[k], dtype=self.dtype) for k in self.domains}
+        bar = _progress(per_chain, progress, "sampling")
+        st = self._run_gibbs(st, masks, int(burn_in))
+        for r in range(per_chain):
+            st = self._run_gibbs(st, masks, int(steps))
+            for k in self.domains:
+                out[k][r::per_chain] = st[k]
+            bar(r + 1)
+        return out
+
+    # ------------------------------------------------------------------ mean field
+    def mean_field(self, evidence: Mapping, mask: Mapping | None = None, init: Mapping | None = None,
+                   damping: float = 0.0, tol: float = 1e-6, max_iter: int = 500,
+                   return_info: bool = False):
+        """Fully factorised mean-field marginals of the groups not in `evidence`.
+
+        Returns a dict of means (probabilities for binary, E[x] for spin/real, row
+        probabilities for categorical); evidence groups are returned as given, except
+        elements left free by `mask`."""
+        if not 0.0 <= damping < 1.0:
+            raise ValueError("damping must be in [0, 1)")
+        n = self._n_of(evidence)
+        mask = mask or {}
+        st = {}
+        for g, domain in self.domains.items():
+            if init is not None and g in init:
+                st[g] = self._array(g, init[g], n, check_domain=False).copy()
+            elif domain == "binary":
+                st[g] = np.full((n,) + self._shapes[g], 0.5, self.dtype)
+            elif domain == "categorical":
+                st[g] = np.full((n,) + self._shapes[g], 1.0 / self._categories[g], self.dtype)
+            else:
+                st[g] = np.zeros((n,) + self._shapes[g], self.dtype)
+        for g, v in evidence.items():
+            arr = self._array(g, v, n, check_domain=g not in mask)
+            m = self._mask(g, mask.get(g, True), n).astype(bool)
+            st[g] = np.ascontiguousarray(np.where(m, arr, st[g]).astype(self.dtype))
+        masks = self._masks({g: mask.get(g, True) for g in evidence}, n)
+        free = tuple(bool(not masks[g].all()) for g in self.domains)
+        it, delta = self.KERNELS["mean_field"](*self._args(st), *(masks[g] for g in self.domains), *free,
+                                                float(damping), float(tol), int(max_iter))
+        if it < 0:
+            raise ValueError("a real variable's precision is <= 0: the energy is not bounded below")
+        return (st, {"iterations": int(it), "max_change": float(delta)}) if return_info else st
+
+    def conditional_mean(self, state: Mapping, group: str) -> np.ndarray:
+        """E[group | all other groups of `state`] (one site-by-site pass for laterally coupled groups)."""
+        evidence = {k: v for k, v in state.items() if k != group}
+        init = {group: state[group]} if group in state else None
+        return self.mean_field(evidence, init=init, max_iter=1, tol=0.0)[group]
+
+    # ------------------------------------------------------------------ energies
+    def energy(self, state: Mapping) -> np.ndarray:
+        """E(state) for each sample (float64)."""
+        n = self._n_of(state)
+        missing = set(self.domains) - set(state)
+        if missing:
+            raise ValueError(f"energy needs every variable; missing {', '.join(sorted(missing))}")
+        st = {k: self._array(k, v, n) for k, v in state.items()}
+        return self._free_energy(st, ())
+
+    def free_energy(self, evidence: Mapping) -> np.ndarray:
+        """-log sum over the groups missing from `evidence` of exp(-E): they are summed out analytically."""
+        n = self._n_of(evidence)
+        summed = tuple(g for g in self.domains if g not in evidence)
+        why = self.why_not_summable(summed)
+        if why:
+            raise ValueError(f"free_energy cannot sum out {', '.join(summed)}: {why}")
+        st = {k: self._array(k, v, n) for k, v in evidence.items()}
+        return self._free_energy(st, summed)
+
+    def why_not_summable(self, summed) -> str | None:
+        for g in summed:
+            if g not in self.domains:
+                return f"{self.NAME} has no variable {g!r}"
+            if g not in self.SUMMABLE:
+                return f"{g} is coupled to itself (lateral connections)"
+        for a, b in itertools.combinations(summed, 2):
+            if (a, b) in self.COUPLED or (b, a) in self.COUPLED:
+                return f"{a} and {b} share an energy term"
+        return None
+
+    def _free_energy(self, st, summed, params=None, dtype=None):
+        dtype = dtype or self.dtype
+        n = next(iter(st.values())).shape[0]
+        full = {}
+        for g in self.domains:
+            full[g] = st[g] if g in st else np.zeros((n,) + self._shapes[g], dtype)
+        out = np.zeros(n, dtype=np.float64)
+        flags = tuple(g in summed for g in self.domains)
+        ok = self.KERNELS["free_energy"](*self._args(full, params), *flags, out)
+        if not ok:
+            raise ValueError("a real variable's precision is <= 0: the energy is not bounded below")
+        return out
+
+    # ------------------------------------------------------------------ exact sums
+    def _params64(self):
+        return {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self._p.items()}
+
+    def _best_enumeration(self, given=()):
+        """Which groups to sum analytically and which to enumerate, enumerating as little as possible."""
+        rest = [g for g in self.domains if g not in given]
+        best = None
+        for r in range(len(rest), -1, -1):
+            for summed in itertools.combinations(rest, r):
+                if self.why_not_summable(summed):
+                    continue
+                enum = [g for g in rest if g not in summed]
+                if any(self.domains[g] == "real" for g in enum):
+                    continue
+                cost = sum(self._log2_states(g) for g in enum)
+                if best is None or cost < best[0]:
+                    best = (cost, summed, enum)
+        return best
+
+    def _log2_states(self, g):
+        size = int(np.prod(self._shapes[g], dtype=np.int64))
+        if self.domains[g] == "categorical":
+            k = self._categories[g]
+            return (size // k) * math.log2(k)
+        return float(size)
+
+    def log_partition(self, method: str = "exact", max_states: int = DEFAULT_MAX_STATES,
+                      progress: bool = False) -> float:
+        """log Z. method="exact" sums the groups it can analytically and enumerates the smallest rest."""
+        if method != "exact":
+            raise ValueError(f"unknown method {method!r}; this version supports method='exact'")
+        best = self._best_enumeration()
+        if best is None:
+            raise ValueError("log_partition cannot enumerate: every way of summing out leaves a real variable")
+        cost, summed, enum = best
+        self._refuse_if_large(cost, enum, max_states)
+        params = self._params64()
+        e = Enumeration([(g, self.domains[g], self._shapes[g], self._categories.get(g)) for g in enum])
+        other = sum(int(np.prod(self._shapes[g])) for g in self.domains)
+        chunk = max(1, min(1 << 16, (1 << 22) // max(1, other)))
+        acc = _LogSumExp()
+        bar = _progress(e.count, progress, "log Z")
+        for start, states in e.chunks(chunk):
+            f = self._free_energy(states, summed, params, np.float64)
+            acc.add(-f)
+            bar(start + len(f))
+        return acc.value()
+
+    def _refuse_if_large(self, log2_cost, enum, max_states):
+        if log2_cost > math.log2(max_states) + 1e-9:
+            parts = ", ".join(f"{g}: 2^{self._log2_states(g):g}" for g in enum)
+            raise ValueError(f"exact enumeration needs 2^{log2_cost:g} states ({parts}), more than "
+                             f"max_states = 2^{math.log2(max_states):g}; raise max_states or use a "
+                             f"smaller model")
+
+    def log_prob(self, data: Mapping, log_z: float | None = None, max_states: int = DEFAULT_MAX_STATES):
+        """log p(data) per sample, marginalising the groups not in `data` (exactly)."""
+        n = self._n_of(data)
+        st = {k: self._array(k, v, n).astype(np.float64) for k, v in data.items()}
+        best = self._best_enumeration(given=tuple(st))
+        if best is None:
+            raise ValueError("log_prob cannot marginalise: a real variable would have to be enumerated")
+        cost, summed, enum = best
+        self._refuse_if_large(cost, enum, max_states)
+        if log_z is None:
+            log_z = self.log_partition("exact", max_states=max_states)
+        params = self._params64()
+        if not enum:
+            return -self._free_energy(st, summed, params, np.float64) - log_z
+        e = Enumeration([(g, self.domains[g], self._shapes[g], self._categories.get(g)) for g in enum])
+        per_row = sum(int(np.prod(self._shapes[g])) for g in self.domains)
+        chunk = max(1, min(e.count, (1 << 22) // max(1, per_row * n)))
+        acc = _LogSumExp(n)
+        for _, configs in e.chunks(chunk):
+            m = next(iter(configs.values())).shape[0]
+            states = {k: np.repeat(v, m, axis=0) for k, v in st.items()}
+            for g, v in configs.items():
+                states[g] = np.tile(v, (n,) + (1,) * (v.ndim - 1))
+            f = self._free_energy(states, summed, params, np.float64).reshape(n, m)
+            acc.add(-f)
+        return acc.value() - log_z
+
+
+class _LogSumExp:
+    """Running log-sum-exp over chunks, along the last axis."""
+
+    def __init__(self, rows=None):
+        self.rows = rows
+        self.m = None
+        self.s = None
+
+    def add(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        top = x.max(axis=-1)
+        if self.m is None:
+            self.m, self.s = top, np.exp(x - top[..., None]).sum(axis=-1) if x.ndim > 1 else np.exp(x - top).sum()
+            return
+        new = np.maximum(self.m, top)
+        part = np.exp(x - new[..., None]).sum(axis=-1) if x.ndim > 1 else np.exp(x - new).sum()
+        self.s = self.s * np.exp(self.m - new) + part
+        self.m = new
+
+    def value(self):
+        out = self.m + np.log(self.s)
+        return float(out) if np.ndim(out) == 0 else out
+
+
+def _progress(total, enabled, label):
+    if not enabled:
+        return lambda done: None
+    from .progress import ProgressBar
+
+    return ProgressBar(total, label)
