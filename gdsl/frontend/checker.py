@@ -79,6 +79,7 @@ class Checker:
         self.params: dict[str, ParamInfo] = {}
         self.spans: dict[str, Span] = {}
         self.scopes: list[dict[str, Span]] = []
+        self.broken: set[str] = set()  # declarations with errors: their uses are not re-reported
 
     def error(self, message: str, span: Span, hint: str | None = None) -> None:
         self.sink.error(message, span, hint)
@@ -124,10 +125,12 @@ class Checker:
         return True
 
     # declarations -------------------------------------------------------------
-    def _shape(self, exprs: list[ast.Expr], owner: str) -> tuple[Poly, ...]:
+    def _shape(self, exprs: list[ast.Expr], owner: str, name: str) -> tuple[Poly, ...]:
         dims = []
         for e in exprs:
             p = self._size_expr(e, f"a dimension of {owner}")
+            if p is None:
+                self.broken.add(name)
             dims.append(p if p is not None else Poly.const(1))
         return tuple(dims)
 
@@ -145,7 +148,8 @@ class Checker:
                 self.error(f"{what} must be built from integer sizes; '{e.id}' is not a size", e.span,
                            "integer model arguments (n = 10) are sizes; real ones (s = 1.0) are constants")
             else:
-                self._unknown(e.id, e.span)
+                self._unknown(e.id, e.span, f"declare it as a size in the model header: model "
+                                            f"{self.model.name}(..., {e.id} = 10)")
             return None
         if isinstance(e, ast.BinOp) and e.op in "+-*":
             a, b = self._size_expr(e.left, what), self._size_expr(e.right, what)
@@ -159,7 +163,7 @@ class Checker:
         return None
 
     def _group(self, g: ast.GroupDecl) -> None:
-        shape = self._shape(g.shape, f"'{g.name}'")
+        shape = self._shape(g.shape, f"'{g.name}'", g.name)
         d = g.domain
         categories = None
         if d.name not in DOMAINS:
@@ -180,7 +184,7 @@ class Checker:
         self.groups[g.name] = GroupInfo(g.name, g.role, shape, d.name, categories, g)
 
     def _param(self, p: ast.ParamDecl) -> None:
-        shape = self._shape(p.shape, f"'{p.name}'")
+        shape = self._shape(p.shape, f"'{p.name}'", p.name)
         names = []
         for c in p.constraints:
             if c.name not in CONSTRAINTS:
@@ -251,6 +255,8 @@ class Checker:
         return any(name in scope for scope in self.scopes)
 
     def _name(self, e: ast.Name) -> Optional[Type]:
+        if e.id in self.broken:
+            return None
         if self._lookup_index(e.id):
             return Type((), frozenset(), True)
         if e.id in self.sizes:
@@ -264,11 +270,13 @@ class Checker:
         self._unknown(e.id, e.span)
         return None
 
-    def _unknown(self, name: str, span: Span) -> None:
+    def _unknown(self, name: str, span: Span, fallback: str | None = None) -> None:
         known = list(self.spans) + [n for s in self.scopes for n in s]
         close = difflib.get_close_matches(name, known, n=1)
         if close:
             hint = f"did you mean '{close[0]}'?"
+        elif fallback:
+            hint = fallback
         elif len(name) == 1 and name.islower():
             hint = f"to use '{name}' as an index, bind it with sum[{name}](...)"
         else:

@@ -24,7 +24,7 @@ _EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR"}
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
     text = resources.files("gdsl.grammars").joinpath("gdl.lark").read_text()
-    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return lark.Lark(text, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True)
 
 
 def parse(source: Source) -> ast.Model:

@@ -1,0 +1,88 @@
+"""The `gdsl` command: compile, check, graph and dump .gdl models.
+
+Exit status: 0 on success, 2 on an error in the model (or its file), 3 on an
+internal compiler bug. A model error is printed as FILE:LINE:COL, the source line
+and a caret; no input ends in a Python traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .driver import STAGES, compile_source, dump, read_source
+from .errors import CompilerBug, GdslError
+
+EXIT_OK, EXIT_MODEL_ERROR, EXIT_BUG = 0, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gdsl", description="Compile probabilistic graphical models written in .gdl")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"gdsl {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compile", help="compile FILE.gdl to a Python module of numba kernels")
+    c.add_argument("file")
+    c.add_argument("-o", "--output", help="output .py path (default: FILE with .py, named after the model)")
+    c.add_argument("-q", "--quiet", action="store_true", help="do not print the schedule")
+    k = sub.add_parser("check", help="parse and check FILE.gdl, reporting every error")
+    k.add_argument("file")
+    g = sub.add_parser("graph", help="export the factor graph (.dot, or .graphml)")
+    g.add_argument("file")
+    g.add_argument("-o", "--output", required=True, help="output path: .dot or .graphml")
+    d = sub.add_parser("dump", help="print one stage of the pipeline")
+    d.add_argument("--stage", choices=STAGES, required=True)
+    d.add_argument("file")
+    return p
+
+
+def run(argv) -> int:
+    args = _parser().parse_args(argv)
+    source = read_source(args.file)
+    until = "py" if args.command in ("compile",) or getattr(args, "stage", None) == "py" else "plan"
+    compiled = compile_source(source, until=until)
+    if args.command == "check":
+        print(f"{args.file}: ok ({compiled.plan.schedule()})")
+    elif args.command == "compile":
+        out = Path(args.output) if args.output else Path(args.file).with_name(f"{compiled.ir.name}_model.py")
+        _write(out, compiled.python)
+        if not args.quiet:
+            print(compiled.plan.schedule())
+            print(f"wrote {out}")
+    elif args.command == "graph":
+        from .ir.graph import write_graph
+
+        try:
+            write_graph(compiled.ir.graph, args.output)
+        except OSError as e:
+            raise GdslError(f"cannot write {args.output}: {e.strerror or e}") from None
+        print(f"wrote {args.output}")
+    elif args.command == "dump":
+        sys.stdout.write(dump(compiled, args.stage))
+    return EXIT_OK
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as e:
+        raise GdslError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def main(argv=None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except GdslError as e:
+        print(e.format(), file=sys.stderr)
+        return EXIT_MODEL_ERROR
+    except CompilerBug as e:
+        print(f"gdsl: internal compiler error (a bug in gdsl, not in your model): {e}\n"
+              "please report it with the .gdl file that triggered it", file=sys.stderr)
+        return EXIT_BUG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
