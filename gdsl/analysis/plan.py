@@ -252,8 +252,8 @@ def _dense(m: Monomial, fi: int, ir: ModelIR) -> Optional[Dense]:
     x_vars = _plain_vars(mine.index)
     if a_vars is None or x_vars is None or set(a_vars) & set(x_vars) or sorted(a_vars + x_vars) != sorted(names):
         return None
-    params = [c for c in m.coef if isinstance(c, IAccess)]
-    rest = tuple(c for c in m.coef if not isinstance(c, IAccess))
+    params = [c for c in m.coef if isinstance(c, IAccess) and c.index]
+    rest = tuple(c for c in m.coef if not (isinstance(c, IAccess) and c.index))
     if len(params) != 1 or any(iexpr_index_names(c) for c in rest):
         return None
     p = params[0]

@@ -68,13 +68,18 @@ class Emitter:
         d = self.dims(shape)
         return " * ".join(d) if d else "1"
 
-    def loop_nest(self, m: Monomial, body: list[str], indent: int, pinned: dict | None = None) -> None:
+    def loop_nest(self, m: Monomial, body: list[str], indent: int, pinned: dict | None = None,
+                  implied: frozenset = frozenset()) -> None:
+        """Loops over the monomial's index ranges; `pinned` indices are fixed by a site instead
+        (their range is checked unless `implied`, i.e. the site loop already guarantees it)."""
         pinned = pinned or {}
         for r in m.ranges:
             lo = P.bound(r.lo, "max", self.sizes)
             hi = P.bound(r.hi, "min", self.sizes)
             if r.name in pinned:
                 self.w(f"{r.name} = {pinned[r.name]}", indent)
+                if r.name in implied:
+                    continue
                 self.w(f"if {lo} <= {r.name} < {hi}:", indent)
             else:
                 self.w(f"for {r.name} in range({lo}, {hi}):", indent)
@@ -111,8 +116,6 @@ class Emitter:
         self.w("from gdsl.runtime.model import ModelBase")
         for g in self.plan.groups.values():
             self.field_kernel(g)
-            if g.lateral:
-                self.site_kernel(g)
         self.gibbs_kernel()
         self.mean_field_kernel()
         self.free_energy_kernel()
@@ -165,22 +168,27 @@ class Emitter:
         self.loop_nest(m, [f"{target}[{idx}] += {value}"], 2)
 
     # lateral couplings: the field at one site --------------------------------------------------
-    def site_kernel(self, g: GroupPlan) -> None:
+    def site_field(self, g: GroupPlan, indent: int) -> None:
+        """Emit code leaving the lateral part of -dE/dx at site (k0, k1, ...) of chain c in `acc`.
+
+        Written inline in the sweep: a numba call per site costs more than the update itself."""
         ks = [f"k{d}" for d in range(len(g.shape))]
-        self.kernel(f"site_{g.name}({self.args}, c, {', '.join(ks)})",
-                    f"Lateral part of -dE/d{g.name} at site ({', '.join(ks)}) of chain c, other sites fixed.")
-        self.w("acc = 0.0", 1)
+        self.w("acc = 0.0", indent)
         for mid in g.lateral:
             m = self.plan.monomials[mid]
             occ = m.occurrences(g.name)
             same_site_possible = stencil_offsets(m, g.name) is None
             for p_pos, p in enumerate(occ):
-                self.w(f"# {self.src(m)}  ({g.name} occurrence {p_pos + 1} at the site)", 1)
-                pinned = {}
-                for k, ix in zip(ks, m.factors[p].index):
+                self.w(f"# {self.src(m)}  ({g.name} occurrence {p_pos + 1} at the site)", indent)
+                pinned, implied = {}, set()
+                ranges = {r.name: r for r in m.ranges}
+                for k, ix, dim in zip(ks, m.factors[p].index, g.shape):
                     var = next(iter(ix.symbols() - self.sizes))
                     rest = ix - _sym(var)
                     pinned[var] = k if rest == 0 else f"{k} - ({P.poly(rest, self.sizes)})"
+                    r = ranges[var]
+                    if rest == 0 and r.lo == (_zero(),) and r.hi == (dim,):
+                        implied.add(var)  # k runs over [0, dim) already
                 body = []
                 factors = []
                 for k_f, fac in enumerate(m.factors):
@@ -197,8 +205,7 @@ class Emitter:
                     body.append(f"    acc += {value}")
                 else:
                     body.append(f"acc += {value}")
-                self.loop_nest(m, body, 1, pinned)
-        self.w("return acc", 1)
+                self.loop_nest(m, body, indent, pinned, frozenset(implied))
 
     def hits(self, f: Factor, ks) -> str:
         return " and ".join(f"{P.poly(p, self.sizes)} == {k}" for p, k in zip(f.index, ks))
@@ -276,7 +283,8 @@ class Emitter:
             self.w("continue", indent + 1)
         site = ", ".join(["c"] + ks)
         self.w(f"if m_{g.name}[{site}] == 0:", indent)
-        self.w(f"a = f_{g.name}[{site}] + site_{g.name}({self.args}, {site})", indent + 1)
+        self.site_field(g, indent + 1)
+        self.w(f"a = f_{g.name}[{site}] + acc", indent + 1)
         if draw:
             self.w(f"{x}[{site}] = {SITE_DRAW[g.domain]}(a, rng, c)", indent + 1)
         else:
@@ -424,7 +432,8 @@ class Emitter:
         self.w()
         self.w("def kernel_args(self, state):", 1)
         self.w('"""The fixed argument order of every kernel: groups, parameters, sizes, constants."""', 2)
-        parts = [f"state[{g!r}]" for g in ir.groups] + [f"self._p[{p!r}]" for p in ir.params]
+        parts = [f"state[{g!r}]" for g in ir.groups]
+        parts += [f"self._p[{p.name!r}]" + (".reshape(1)" if not p.shape else "") for p in ir.params.values()]
         parts += [f"self.sizes[{s!r}]" for s in ir.sizes] + [f"self.consts[{k!r}]" for k in ir.consts]
         self.w("return (" + "".join(f"{x}, " for x in parts) + ")", 2)
         self.w()
@@ -473,6 +482,12 @@ def _sym(name):
     from ..poly import Poly
 
     return Poly.sym(name)
+
+
+def _zero():
+    from ..poly import Poly
+
+    return Poly.const(0)
 
 
 def _invertible(a: int, m: int) -> bool:

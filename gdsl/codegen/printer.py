@@ -71,8 +71,8 @@ def expr(e: IExpr, sizes, scalar_params=frozenset()) -> str:
         return ident(e.name)
     if isinstance(e, IAccess):
         assert e.kind == "param"
-        if not e.index:
-            return f"{param(e.name)}[()]"
+        if not e.index:  # scalar parameters reach kernels as 1-element views (numba has no a[()])
+            return f"{param(e.name)}[0]"
         return f"{param(e.name)}[" + ", ".join(poly(p, sizes) for p in e.index) + "]"
     if isinstance(e, IUn):
         inner = expr(e.arg, sizes)

@@ -2,14 +2,18 @@
 
 The module is written once (atomically) under the cache directory and imported
 from there, so numba's own on-disk cache (cache=True) sits beside it and a second
-load costs neither our compile nor numba's.
+load costs neither our compile nor numba's. The file name also carries a hash of
+gdsl's own sources, so editing the compiler invalidates old modules.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import os
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 from ..codegen.emit import source_hash
@@ -23,8 +27,22 @@ def cache_dir() -> Path:
     return Path(base) / "gdsl"
 
 
+@functools.lru_cache(maxsize=1)
+def compiler_fingerprint() -> str:
+    """A hash of gdsl's own sources and grammar: a changed compiler never reuses an old module."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    files = sorted(root.rglob("*.py")) + sorted(root.rglob("*.lark"))
+    grammar = resources.files("gdsl.grammars").joinpath("gdl.lark")
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    h.update(grammar.read_bytes())
+    return h.hexdigest()
+
+
 def module_path(name: str, text: str) -> Path:
-    return cache_dir() / f"{name}_{source_hash(text)[:20]}.py"
+    key = hashlib.sha256((compiler_fingerprint() + source_hash(text)).encode()).hexdigest()
+    return cache_dir() / f"{name}_{key[:20]}.py"
 
 
 def write_atomic(path: Path, text: str) -> None:
