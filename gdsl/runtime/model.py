@@ -190,6 +190,13 @@ class ModelBase:
                              + ", ".join(f"{k}: {v}" for k, v in ns.items()))
         return next(iter(ns.values()))
 
+    def _with_sample_axis(self, name, value, n):
+        """One value for every chain may be given without the sample axis."""
+        value = np.asarray(value)
+        if name in self._shapes and value.shape == self._shapes[name]:
+            return np.broadcast_to(value, (n,) + value.shape)
+        return value
+
     def _mask(self, name, mask, n):
         shape = (n,) + self._shapes[name]
         if mask is None or mask is True:
@@ -288,9 +295,8 @@ class ModelBase:
         if steps < 1 or burn_in < 0:
             raise ValueError("steps must be >= 1 and burn_in >= 0")
         st = self.random_state(chains)
-        if init is not None:
-            for k, v in init.items():
-                st[k] = self._array(k, np.broadcast_to(v, (chains,) + self._shapes.get(k, ())) if np.ndim(v) == len(self._shapes.get(k, ())) else v, chains).copy()
+        for k, v in (init or {}).items():
+            st[k] = self._array(k, self._with_sample_axis(k, v, chains), chains).copy()
         clamp, mask = clamp or {}, mask or {}
         for k in mask:
             if k not in clamp:
@@ -298,10 +304,7 @@ class ModelBase:
         for k, v in clamp.items():
             if k not in self.domains:
                 raise ValueError(f"cannot clamp {k!r}: {self.NAME} has no such variable")
-            v = np.asarray(v)
-            if v.shape == self._shapes[k]:
-                v = np.broadcast_to(v, (chains,) + v.shape)
-            arr = self._array(k, v, chains, check_domain=False)
+            arr = self._array(k, self._with_sample_axis(k, v, chains), chains, check_domain=False)
             m = self._mask(k, mask.get(k, True), chains).astype(bool)
             self._check_domain(k, np.where(m, arr, st[k]))
             st[k] = np.ascontiguousarray(np.where(m, arr, st[k]).astype(self.dtype))
