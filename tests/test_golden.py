@@ -31,7 +31,7 @@ def compiled(request):
 def test_stage_matches_golden(compiled, stage):
     name, c = compiled
     text = dump(c, stage)
-    path = GOLDEN / f"{name}.{stage}"
+    path = GOLDEN / f"{name}.{stage}.golden"
     if UPDATE:
         path.write_text(text)
     assert path.exists(), f"missing golden file {path}; run with GDSL_UPDATE_GOLDEN=1"
