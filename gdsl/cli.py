@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .driver import STAGES, compile_source, dump, read_source
-from .errors import CompilerBug, GdslError
+from .errors import CompilerBug, GdslError, Source
 
 EXIT_OK, EXIT_MODEL_ERROR, EXIT_BUG = 0, 2, 3
 
@@ -56,7 +56,7 @@ def run(argv) -> int:
         try:
             write_graph(compiled.ir.graph, args.output)
         except OSError as e:
-            raise GdslError(f"cannot write {args.output}: {e.strerror or e}") from None
+            raise _output_error(args.output, e) from None
         print(f"wrote {args.output}")
     elif args.command == "dump":
         sys.stdout.write(dump(compiled, args.stage))
@@ -67,7 +67,13 @@ def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text)
     except OSError as e:
-        raise GdslError(f"cannot write {path}: {e.strerror or e}") from None
+        raise _output_error(path, e) from None
+
+
+def _output_error(path, e: OSError) -> GdslError:
+    err = GdslError(f"cannot write this file: {e.strerror or e}")
+    err.source = Source("", str(path))
+    return err
 
 
 def main(argv=None) -> int:
@@ -77,11 +83,20 @@ def main(argv=None) -> int:
         print(e.format(), file=sys.stderr)
         return EXIT_MODEL_ERROR
     except CompilerBug as e:
-        print(f"gdsl: internal compiler error (a bug in gdsl, not in your model): {e}\n"
-              "please report it with the .gdl file that triggered it", file=sys.stderr)
-        return EXIT_BUG
+        return _bug(str(e))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `gdsl dump ... | head`
+        sys.stderr.close()
+        return EXIT_OK
+    except Exception as e:  # a failure outside the pipeline (graph export, dump) is still ours
+        return _bug(f"{type(e).__name__}: {e}")
+
+
+def _bug(what: str) -> int:
+    print(f"gdsl: internal compiler error (a bug in gdsl, not in your model): {what}\n"
+          "please report it with the .gdl file that triggered it", file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

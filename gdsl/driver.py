@@ -1,12 +1,13 @@
 """The pipeline, stage by stage: parse -> check -> lower -> analyse -> emit."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .analysis.plan import Plan, analyse
 from .codegen.emit import emit
-from .errors import CompilerBug, GdslError, Source
+from .errors import CompilerBug, GdslError, ModelErrors, Source, Span
 from .frontend import ast as ast_mod
 from .frontend.checker import CheckedModel, check
 from .frontend.parser import parse
@@ -27,20 +28,65 @@ class Compiled:
 
 
 def read_source(path) -> Source:
+    """Read a .gdl file as UTF-8 (a byte-order mark is allowed); errors name the file."""
     path = Path(path)
     try:
         data = path.read_bytes()
+    except IsADirectoryError:
+        raise _file_error(path, "is a directory, not a .gdl file") from None
+    except FileNotFoundError:
+        raise _file_error(path, "no such file") from None
     except OSError as e:
-        raise GdslError(f"cannot read {path}: {e.strerror or e}") from None
+        raise _file_error(path, f"cannot read it: {e.strerror or e}") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise GdslError(f"{path} is not UTF-8 text (byte {e.start})") from None
+        start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        before = data[:start].decode("utf-8", errors="replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        err = GdslError(f"the file is not UTF-8 text: byte 0x{data[start]:02x} cannot be decoded",
+                        Span(line, column, line, column + 1), "save the file as UTF-8")
+        err.source = Source(data.decode("utf-8", errors="replace"), str(path))
+        raise ModelErrors([err], err.source) from None
     return Source(text, str(path))
+
+
+def _file_error(path: Path, what: str) -> GdslError:
+    err = GdslError(what)
+    err.source = Source("", str(path))
+    return err
+
+
+def normalise(source: Source) -> Source:
+    """Windows line ends become '\\n'; other characters that some tools treat as line breaks
+    (a lone '\\r', form feed, U+2028 ...) become spaces where the grammar ignores them anyway
+    (in comments, and '\\r'/form feed everywhere), so every stage agrees on the line numbers."""
+    text = source.text.replace("\r\n", "\n")
+    if not _ODD_BREAKS.search(text):
+        return source if text == source.text else Source(text, source.filename)
+    out, in_comment = [], False
+    for ch in text:
+        if ch == "#":
+            in_comment = True
+        elif ch == "\n":
+            in_comment = False
+        elif ch in _ODD_BREAK_CHARS and (in_comment or ch in "\r\x0c"):
+            ch = " "
+        out.append(ch)
+    return Source("".join(out), source.filename)
+
+
+_ODD_BREAK_CHARS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_ODD_BREAKS = re.compile("[" + _ODD_BREAK_CHARS + "]")
 
 
 def compile_source(source: Source, until: str = "py") -> Compiled:
     """Run the stages in order up to `until`; user errors raise ModelErrors, our own bugs CompilerBug."""
+    if until not in STAGES:
+        raise ValueError(f"unknown stage {until!r}; the stages are {', '.join(STAGES)}")
+    original = source
+    source = normalise(source)
     try:
         tree = parse(source)
         checked = check(tree, source)
@@ -48,18 +94,26 @@ def compile_source(source: Source, until: str = "py") -> Compiled:
         plan = analyse(ir)
         out = Compiled(source, tree, checked, ir, plan)
         if until == "py":
-            out.python = emit(plan, source.text)
+            out.python = emit(plan, original.text)
         return out
     except GdslError as e:
-        if e.source is None:
-            e.source = source
+        _attach(e, source)
         raise
     except RecursionError:
-        raise GdslError("the model is nested too deeply to compile") from None
+        err = GdslError("the model is too deeply nested to compile", Span(1, 1, 1, 2),
+                        "split long expressions into several energy statements")
+        raise ModelErrors([err], source) from None
     except CompilerBug:
         raise
     except Exception as e:  # anything else is our fault, not the user's
         raise CompilerBug(f"{type(e).__name__}: {e}") from e
+
+
+def _attach(e: GdslError, source: Source) -> None:
+    """Report errors under the file they come from (later stages do not know its name)."""
+    e.source = source
+    for sub in getattr(e, "errors", ()):
+        sub.source = source
 
 
 def dump(compiled: Compiled, stage: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_SHOWN = 120  # characters of a source line shown under an error
+
 
 @dataclass(frozen=True)
 class Span:
@@ -30,8 +32,24 @@ class Source:
     filename: str = "<string>"
 
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else ""
+        """Line `line` (1-based). Only '\\n' ends a line, as in the parser, so other line
+        separators (a lone '\\r', U+2028 ...) cannot shift the line numbers."""
+        lines = self.text.split("\n")
+        return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
+
+
+def display_text(line: str) -> str:
+    """A source line as shown under an error: one visible character per character, so the
+    caret stays aligned, and nothing a terminal would act on (control or format characters)."""
+    out = []
+    for ch in line:
+        if ch == "\t":
+            out.append(" ")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append("\ufffd")
+    return "".join(out)
 
 
 class GdslError(Exception):
@@ -46,21 +64,29 @@ class GdslError(Exception):
 
     def format(self, source: Source | None = None) -> str:
         source = source or self.source
-        filename = source.filename if source else "<string>"
+        filename = source.filename if source else "gdsl"
         if self.span is None:
             head = f"{filename}: error: {self.message}"
             return head + (f"\n  hint: {self.hint}" if self.hint else "")
         head = f"{filename}:{self.span.line}:{self.span.column}: error: {self.message}"
         out = [head]
         if source is not None:
-            text = source.line_text(self.span.line).expandtabs(1)
+            text = display_text(source.line_text(self.span.line))
+            column = self.span.column
             width = 1
             if self.span.end_line == self.span.line:
                 width = max(1, self.span.end_column - self.span.column)
-            width = max(1, min(width, len(text) - self.span.column + 1))
+            if len(text) > MAX_SHOWN:  # show a window of a long line around the error
+                start = max(0, min(column - 1 - MAX_SHOWN // 3, len(text) - MAX_SHOWN))
+                before = "..." if start > 0 else ""
+                after = "..." if start + MAX_SHOWN < len(text) else ""
+                text = before + text[start:start + MAX_SHOWN] + after
+                column = column - start + len(before)
+                width = min(width, MAX_SHOWN + len(before) - column + 1)
+            width = max(1, min(width, len(text) - column + 1))
             gutter = f"{self.span.line:4d} | "
             out.append(gutter + text)
-            out.append(" " * (len(gutter) + self.span.column - 1) + "^" * width)
+            out.append(" " * (len(gutter) + column - 1) + "^" * width)
         if self.hint:
             out.append(f"  hint: {self.hint}")
         return "\n".join(out)

@@ -156,8 +156,8 @@ def _classify(m: Monomial, ir: ModelIR, groups: dict[str, GroupPlan], sink: Erro
             elif power == 2 and g.domain == "real":
                 g.quadratic.append((m.id, occ[0]))
             else:
-                sink.error(f"{name} appears to the power {power} in {_term_desc(m)}; a real variable "
-                           f"may appear at most squared", m.span,
+                sink.error(f"the {g.domain} variable {name} appears to the power {power}, but a real variable "
+                           f"may appear at most squared: {_term_desc(m)}", m.span,
                            "the conditional of a real variable must be Gaussian: use linear and quadratic terms")
             continue
         if g.domain == "real":
@@ -168,11 +168,11 @@ def _classify(m: Monomial, ir: ModelIR, groups: dict[str, GroupPlan], sink: Erro
             sink.error(f"elements of the categorical variable {name} are coupled to each other in "
                        f"{_term_desc(m)}", m.span, "couple categorical variables to other groups only")
         elif len(occ) > 2:
-            sink.error(f"{_term_desc(m)} has degree {len(occ)} in the {g.domain} variable {name}; "
-                       f"at most pairwise interactions within one group are supported", m.span,
+            sink.error(f"the {g.domain} variable {name} appears {len(occ)} times in one product, but at most "
+                       f"pairwise interactions within one group are supported: {_term_desc(m)}", m.span,
                        "higher-order interactions must involve each group linearly")
         elif not _pinnable(m, occ):
-            sink.error(f"cannot solve the subscripts of {name} in the lateral {_term_desc(m)}", m.span,
+            sink.error(f"cannot solve the subscripts of {name} in the lateral coupling {_term_desc(m)}", m.span,
                        "subscript each axis of a laterally coupled group with its own index plus a constant")
         else:
             g.lateral.append(m.id)
@@ -200,7 +200,11 @@ def _check_real(g: GroupPlan, ir: ModelIR, sink: ErrorSink) -> None:
     line = ir.groups[g.name].line
     from ..errors import Span
 
-    col = max(1, ir.source_lines[line - 1].find(g.name) + 1) if line <= len(ir.source_lines) else 1
+    import re
+
+    text = ir.source_lines[line - 1] if line <= len(ir.source_lines) else ""
+    found = re.search(r"\b(?:visible|latent)\s+(" + re.escape(g.name) + r")\b", text)
+    col = found.start(1) + 1 if found else 1
     sink.error(f"the real variable {g.name} has no quadratic self-term, so its conditional is not a "
                f"normalisable Gaussian", Span(line, col, line, col + len(g.name)),
                f"add a positive term such as sum({g.name}^2) / 2 to the energy")

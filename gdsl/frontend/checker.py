@@ -19,6 +19,18 @@ CONSTRAINTS = ("symmetric", "zero_diag", "positive")
 FUNCTIONS = ("exp", "log", "softplus", "sigmoid", "tanh", "sqrt")
 DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high")}
 MAX_VARIABLE_POWER = 8
+MAX_NAME_LENGTH = 64  # names become parts of Python identifiers and of numba's cache file names
+# names people reach for, and what gdl calls them
+DOMAIN_ALIASES = {"gaussian": "real", "normal": "real", "continuous": "real", "float": "real",
+                  "bernoulli": "binary", "bool": "binary", "bit": "binary", "ising": "spin",
+                  "softmax": "categorical(K)", "onehot": "categorical(K)", "one_hot": "categorical(K)",
+                  "multinomial": "categorical(K)", "discrete": "categorical(K)"}
+DISTRIBUTION_ALIASES = {"gaussian": "normal", "randn": "normal", "rand": "uniform", "zeros": "= 0",
+                        "zero": "= 0", "constant": "= value"}
+FUNCTION_HINTS = {"sigm": "did you mean 'sigmoid'?", "logistic": "did you mean 'sigmoid'?",
+                  "ln": "did you mean 'log'?", "pow": "write powers with '^', as in x^2",
+                  "softmax": "for softmax units declare a categorical(K) variable",
+                  "logsumexp": "for softmax units declare a categorical(K) variable"}
 
 
 @dataclass(frozen=True)
@@ -80,59 +92,96 @@ class Checker:
         self.spans: dict[str, Span] = {}
         self.scopes: list[dict[str, Span]] = []
         self.broken: set[str] = set()  # declarations with errors: their uses are not re-reported
+        self.owner: dict[str, object] = {}  # name -> the declaration that owns it (the first one)
+        self.statement: object = None  # the declaration being checked
+        self.reported: set = set()  # (statement, name) of unknown names already reported
+        self.context = "expr"  # "expr" | "subscript": where a name is used (for the hint of an unknown one)
 
     def error(self, message: str, span: Span, hint: str | None = None) -> None:
         self.sink.error(message, span, hint)
 
+    def _text(self, span: Span) -> str:
+        """The source text of a one-line span (for hints that quote the user's code)."""
+        if span.end_line != span.line:
+            return "..."
+        return self.source.line_text(span.line)[span.column - 1:span.end_column - 1]
+
     # entry ------------------------------------------------------------------
     def run(self) -> CheckedModel:
         m = self.model
+        self._check_length(m.name, m.name_span, "model")
         for arg in m.args:
-            if self._declare(arg.name, arg.span, "model argument"):
+            if self._declare(arg.name, arg.span, "model argument", arg):
                 if arg.is_size:
                     if arg.value < 1:
-                        self.error(f"size '{arg.name}' must be at least 1, not {arg.value}", arg.span)
+                        self.error(f"size '{arg.name}' must be at least 1, not {arg.value}", arg.span,
+                                   "sizes are positive whole numbers")
                     self.sizes[arg.name] = int(arg.value)
                 else:
                     self.consts[arg.name] = float(arg.value)
+        decls = [(g.name_span, g, "variable") for g in m.groups] + [(p.name_span, p, "parameter") for p in m.params]
+        for span, d, what in sorted(decls, key=lambda x: (x[0].line, x[0].column)):
+            self._declare(d.name, span, what, d)
         for g in m.groups:
-            self._declare(g.name, g.name_span, "variable")
-        for p in m.params:
-            self._declare(p.name, p.name_span, "parameter")
-        for g in m.groups:
+            self.statement = g
             self._group(g)
         for p in m.params:
+            self.statement = p
             self._param(p)
         if not m.groups:
             self.error(f"model '{m.name}' declares no variables", m.name_span,
                        "declare at least one group, e.g. 'visible v[n]: binary'")
         for e in m.energies:
+            self.statement = e
             self._energy(e)
         self.sink.raise_if_any(self.source)
         return CheckedModel(m.name, self.sizes, self.consts, self.groups, self.params,
                             list(m.energies), m, self.source, dict(self.spans))
 
-    def _declare(self, name: str, span: Span, what: str) -> bool:
+    def _declare(self, name: str, span: Span, what: str, decl) -> bool:
+        self._check_length(name, span, what)
         if name in self.spans:
             first = self.spans[name]
             self.error(f"'{name}' is declared twice (first at line {first.line})", span,
                        "give each variable, parameter and argument its own name")
             return False
         if name in FUNCTIONS or name == "sum":
-            self.error(f"'{name}' is a built-in function and cannot name a {what}", span)
+            self.error(f"'{name}' is a built-in function and cannot name a {what}", span,
+                       f"rename the {what}")
+            self.broken.add(name)
             return False
         self.spans[name] = span
+        self.owner[name] = decl
         return True
+
+    def _check_length(self, name: str, span: Span, what: str) -> None:
+        if len(name) > MAX_NAME_LENGTH:
+            shown = name[:12] + "..." + name[-4:]
+            self.error(f"the name of this {what} is too long ({len(name)} characters; at most "
+                       f"{MAX_NAME_LENGTH})", Span(span.line, span.column, span.line, span.column + len(name)),
+                       f"shorten '{shown}'")
 
     # declarations -------------------------------------------------------------
     def _shape(self, exprs: list[ast.Expr], owner: str, name: str) -> tuple[Poly, ...]:
         dims = []
         for e in exprs:
             p = self._size_expr(e, f"a dimension of {owner}")
-            if p is None:
+            if p is None or not self._positive(p, e.span, f"a dimension of {owner}"):
                 self.broken.add(name)
             dims.append(p if p is not None else Poly.const(1))
         return tuple(dims)
+
+    def _positive(self, p: Poly, span: Span, what: str) -> bool:
+        """A size expression must be at least 1 with the default sizes (other sizes are checked
+        when the model is instantiated)."""
+        if not p.symbols() <= set(self.sizes) or any(self.sizes[n] < 1 for n in p.symbols()):
+            return True  # unknown or already reported
+        value = p.evaluate(self.sizes)
+        if value >= 1:
+            return True
+        how = f"{p} = {value} with the default sizes" if p.symbols() else str(value)
+        self.error(f"{what} must be at least 1, but it is {how}", span)
+        return False
 
     def _size_expr(self, e: ast.Expr, what: str) -> Optional[Poly]:
         """An integer expression of sizes and literals (no index variables)."""
@@ -148,8 +197,8 @@ class Checker:
                 self.error(f"{what} must be built from integer sizes; '{e.id}' is not a size", e.span,
                            "integer model arguments (n = 10) are sizes; real ones (s = 1.0) are constants")
             else:
-                self._unknown(e.id, e.span, f"declare it as a size in the model header: model "
-                                            f"{self.model.name}(..., {e.id} = 10)")
+                self._unknown(e.id, e.span, list(self.sizes),
+                              f"declare it as a size in the model header: model {self.model.name}(..., {e.id} = 10)")
             return None
         if isinstance(e, ast.BinOp) and e.op in "+-*":
             a, b = self._size_expr(e.left, what), self._size_expr(e.right, what)
@@ -167,53 +216,72 @@ class Checker:
         d = g.domain
         categories = None
         if d.name not in DOMAINS:
-            self.error(f"unknown domain '{d.name}' for '{g.name}'", d.span,
-                       "the domains are binary, spin, real and categorical(K)")
+            alias = DOMAIN_ALIASES.get(d.name.lower())
+            close = difflib.get_close_matches(d.name, DOMAINS, n=1)
+            hint = (f"use '{alias}'" + (" (with a positive quadratic term in the energy)" if alias == "real" else "")
+                    if alias else f"did you mean '{close[0]}'?" if close else
+                    "the domains are binary, spin, real and categorical(K)")
+            self.error(f"unknown domain '{d.name}' for '{g.name}'", d.span, hint)
         elif d.name == "categorical":
             if len(d.args) != 1:
                 self.error("categorical takes one argument, the number of categories: categorical(K)", d.span)
             else:
                 categories = self._size_expr(d.args[0], "the number of categories")
+                if categories is not None and not self._positive(categories, d.args[0].span,
+                                                                 "the number of categories"):
+                    categories = None
                 if categories is not None and (not shape or shape[-1] != categories):
+                    axes = [str(x) for x in shape]
+                    if str(categories) in axes:
+                        axes.remove(str(categories))
+                    axes.append(str(categories))
                     self.error(
                         f"categorical({categories}) is one-hot along the last axis, so the last axis of "
                         f"'{g.name}' must be {categories}; it is {shape_str(shape)}", d.span,
-                        f"declare it as {g.name}[..., {categories}]")
+                        f"put the categories last: {g.role} {g.name}[{', '.join(axes)}]: categorical({categories})")
         elif d.args:
             self.error(f"domain '{d.name}' takes no arguments", d.span)
-        self.groups[g.name] = GroupInfo(g.name, g.role, shape, d.name, categories, g)
+        if self.owner.get(g.name) is g:  # a duplicate does not replace the first declaration
+            self.groups[g.name] = GroupInfo(g.name, g.role, shape, d.name, categories, g)
 
     def _param(self, p: ast.ParamDecl) -> None:
         shape = self._shape(p.shape, f"'{p.name}'", p.name)
         names = []
         for c in p.constraints:
             if c.name not in CONSTRAINTS:
+                close = difflib.get_close_matches(c.name, CONSTRAINTS, n=1)
                 self.error(f"unknown constraint '{c.name}' on '{p.name}'", c.span,
-                           "the constraints are " + ", ".join(CONSTRAINTS))
+                           f"did you mean '{close[0]}'?" if close else "the constraints are " + ", ".join(CONSTRAINTS))
                 continue
             if c.name in ("symmetric", "zero_diag") and (len(shape) != 2 or shape[0] != shape[1]):
                 self.error(f"'{c.name}' needs a square matrix; '{p.name}' is {shape_str(shape)}", c.span)
             names.append(c.name)
         if p.init is not None:
             self._init(p)
-        self.params[p.name] = ParamInfo(p.name, shape, tuple(names), p.init, p)
+        if self.owner.get(p.name) is p:  # a duplicate does not replace the first declaration
+            self.params[p.name] = ParamInfo(p.name, shape, tuple(names), p.init, p)
 
     def _init(self, p: ast.ParamDecl) -> None:
         init = p.init
         if init.kind == "dist":
             if init.dist not in DISTRIBUTIONS:
-                self.error(f"unknown initialiser '{init.dist}' for '{p.name}'", init.span,
-                           "use normal(mean, std), uniform(low, high), or '= value'")
+                alias = DISTRIBUTION_ALIASES.get(init.dist.lower())
+                close = difflib.get_close_matches(init.dist, list(DISTRIBUTIONS), n=1)
+                hint = (f"did you mean '{alias}'?" if alias else f"did you mean '{close[0]}'?" if close else
+                        "use normal(mean, std), uniform(low, high), or '= value'")
+                self.error(f"unknown initialiser '{init.dist}' for '{p.name}'", init.span, hint)
                 return
             want = DISTRIBUTIONS[init.dist]
             if len(init.args) != len(want):
+                example = "normal(0, 0.01)" if init.dist == "normal" else "uniform(-0.1, 0.1)"
                 self.error(f"{init.dist} takes {len(want)} arguments ({', '.join(want)}), "
-                           f"got {len(init.args)}", init.span)
+                           f"got {len(init.args)}", init.span, f"for example ~ {example}")
         for a in init.args:
             self._constant_expr(a)
 
     def _constant_expr(self, e: ast.Expr) -> None:
         """Initialiser arguments: numbers, sizes, constants and arithmetic on them."""
+        e.type = Type()  # scalar, no variables: what lowering needs to know
         if isinstance(e, ast.Num):
             return
         if isinstance(e, ast.Name):
@@ -222,7 +290,8 @@ class Checker:
             if e.id in self.spans:
                 self.error(f"an initialiser can use numbers, sizes and constants, not '{e.id}'", e.span)
             else:
-                self._unknown(e.id, e.span)
+                self._unknown(e.id, e.span, list(self.sizes) + list(self.consts),
+                              "an initialiser can use numbers, sizes and constants of the model header")
             return
         if isinstance(e, ast.BinOp) and e.op != "@":
             self._constant_expr(e.left)
@@ -270,23 +339,40 @@ class Checker:
         self._unknown(e.id, e.span)
         return None
 
-    def _unknown(self, name: str, span: Span, fallback: str | None = None) -> None:
-        known = list(self.spans) + [n for s in self.scopes for n in s]
-        close = difflib.get_close_matches(name, known, n=1)
+    def _unknown(self, name: str, span: Span, candidates: list[str] | None = None,
+                 fallback: str | None = None) -> None:
+        """Report an undeclared name once per statement, with the most useful hint for where
+        it is used: a size in a shape, an index in a subscript, anything in an expression."""
+        key = (id(self.statement), name)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        index_names = [n for s in self.scopes for n in s]
+        if candidates is None:
+            if self.context == "subscript":
+                candidates = index_names + list(self.sizes)
+            else:
+                candidates = list(self.spans) + index_names
+        close = difflib.get_close_matches(name, candidates, n=1)
         if close:
             hint = f"did you mean '{close[0]}'?"
         elif fallback:
             hint = fallback
-        elif len(name) == 1 and name.islower():
-            hint = f"to use '{name}' as an index, bind it with sum[{name}](...)"
+        elif self.context == "subscript":
+            if index_names:
+                hint = f"add it to the enclosing sum: sum[{', '.join(index_names)}, {name}](...)"
+            else:
+                hint = f"bind it as a summation index, as in sum[{name}](...), or declare it as a size"
         else:
-            hint = "declare it as a variable (visible/latent), a parameter (param) or a model argument"
+            hint = (f"declare it: as a variable (visible {name}[n]: binary), a parameter "
+                    f"(param {name}[n]) or a model argument ({name} = 1.0)")
         self.error(f"unknown name '{name}'", span, hint)
 
     def _call(self, e: ast.Call) -> Optional[Type]:
         if e.fn not in FUNCTIONS:
-            hint = ("write sum(...) for a sum" if e.fn == "sum" else
-                    "the functions are " + ", ".join(FUNCTIONS))
+            close = difflib.get_close_matches(e.fn, FUNCTIONS, n=1)
+            hint = FUNCTION_HINTS.get(e.fn.lower()) or (
+                f"did you mean '{close[0]}'?" if close else "the functions are " + ", ".join(FUNCTIONS))
             self.error(f"unknown function '{e.fn}'", e.span, hint)
             for a in e.args:
                 self.expr(a)
@@ -299,7 +385,8 @@ class Checker:
             return None
         if t.groups:
             names = ", ".join(sorted(t.groups))
-            self.error(f"the energy must be a polynomial in the variables, but {names} appears inside "
+            verb = "appears" if len(t.groups) == 1 else "appear"
+            self.error(f"the energy must be a polynomial in the variables, but {names} {verb} inside "
                        f"{e.fn}(...)", e.span,
                        "functions may be applied to parameters and constants only")
             return None
@@ -357,15 +444,24 @@ class Checker:
         for s in e.subscripts:
             if isinstance(s, ast.Slice):
                 for bound in (s.lo, s.hi):
-                    if bound is not None:
-                        self.index_poly(bound)
+                    if bound is None:
+                        continue
+                    inside = sorted(_names_in(bound) & self._all_index_names())
+                    if inside:
+                        j = inside[0]
+                        self.error(f"a slice bound cannot use the summation index '{j}' (not supported yet)",
+                                   bound.span, f"sum over a bounded index instead, as in sum[k < {j}](x[k])")
+                        return None
+                    self.index_poly(bound)
             else:
                 self.index_poly(s)
         if base is None:
             return None
         if len(e.subscripts) > len(base.shape):
-            self.error(f"too many subscripts: {len(e.subscripts)} for an array of shape "
-                       f"{shape_str(base.shape)}", e.span)
+            what = f"'{e.base.id}'" if isinstance(e.base, ast.Name) else "this expression"
+            axes = len(base.shape)
+            self.error(f"too many subscripts: {what} has {axes} ax{'i' if axes == 1 else 'e'}s "
+                       f"(shape {shape_str(base.shape)}) but is given {len(e.subscripts)} subscripts", e.span)
             return None
         shape = []
         for s, dim in zip(e.subscripts, base.shape):
@@ -392,7 +488,11 @@ class Checker:
         return {n for s in self.scopes for n in s}
 
     def index_poly(self, e: ast.Expr) -> Optional[Poly]:
-        t = self.expr(e)
+        outer, self.context = self.context, "subscript"
+        try:
+            t = self.expr(e)
+        finally:
+            self.context = outer
         if t is None:
             return None
         p = index_poly_of(e, self.sizes, self._all_index_names())
@@ -411,13 +511,25 @@ class Checker:
 
     def _sumindex(self, e: ast.SumIndex) -> Optional[Type]:
         scope: dict[str, Span] = {}
-        for b in e.binders:
+        for k, b in enumerate(e.binders):
+            self._check_length(b.name, b.span, "index")
             if b.name in self.spans:
                 self.error(f"index '{b.name}' has the name of a declared {_kind(self, b.name)}", b.span,
                            "use a fresh name for the index")
             elif b.name in scope or self._lookup_index(b.name):
-                self.error(f"index '{b.name}' is bound twice", b.span)
-            if b.bound is not None:
+                self.error(f"index '{b.name}' is bound twice", b.span,
+                           "an inner sum needs its own index names" if b.name not in scope else None)
+            later = [x.name for x in e.binders[k:]] if b.bound is not None else []
+            early = sorted((_names_in(b.bound) & set(later)) - set(scope) - self._all_index_names()) if later else []
+            if early:
+                j = early[0]
+                if j == b.name:
+                    self.error(f"the bound of index '{j}' uses '{j}' itself", b.bound.span,
+                               f"bound it by a size or an earlier index, as in sum[{j} < n]")
+                else:
+                    self.error(f"index '{j}' is used in the bound of '{b.name}' before it is bound", b.bound.span,
+                               f"bind '{j}' first: sum[{j}, {b.name} {b.op} {self._text(b.bound.span)}](...)")
+            elif b.bound is not None:
                 self.scopes.append(scope)
                 self.index_poly(b.bound)
                 self.scopes.pop()
@@ -428,7 +540,8 @@ class Checker:
         used = _names_in(e.body)
         for b in e.binders:
             if b.name not in used:
-                self.error(f"index '{b.name}' is not used in the sum", b.span)
+                self.error(f"index '{b.name}' is not used in the sum", b.span,
+                           "use it in the body, or remove it from sum[...]")
         if t is None:
             return None
         if not t.is_scalar:

@@ -2,10 +2,13 @@
 
 Recovery: after a syntax error the statement that holds it is blanked out
 (replaced by spaces, so positions stay put) and the file is parsed again.
+Errors at the end of the file, in the model header or after the model's closing
+brace stop the recovery: nothing after them could be parsed in a useful way.
 """
 from __future__ import annotations
 
 import functools
+import math
 import re
 from importlib import resources
 
@@ -17,8 +20,15 @@ from ..errors import ErrorSink, GdslError, ModelErrors, Source, Span
 from . import ast
 
 MAX_SYNTAX_ERRORS = 25
+MAX_NESTING = 256  # levels of expression nesting (deeper input would exhaust Python's stack)
+MAX_INT = 2**63 - 1  # integer literals must fit the int64 of the generated kernels
 STATEMENT_KEYWORD = re.compile(r"\b(visible|latent|param|energy)\b")
-_EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR"}
+KEYWORDS = {"MODEL", "ROLE", "PARAM", "ENERGY", "SUM"}
+STATEMENT_STARTS = {"ROLE", "PARAM", "ENERGY"}
+EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR"}
+OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "CIRCUMFLEX"}
+OPENERS = {"(": ")", "[": "]", "{": "}"}
+EXAMPLE_HEADER = "model NAME(n = 10, sigma = 1.0) { ... }"
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,44 +47,62 @@ def parse(source: Source) -> ast.Model:
             tree = _parser().parse(text)
             break
         except UnexpectedInput as e:
-            sink.errors.append(_syntax_error(e, text))
-            blanked = _blank_statement(text, _offset(e, text))
+            errors, resume = _syntax_errors(e, text)
+            sink.errors.extend(errors)
+            if resume is None:
+                break
+            blanked = _blank(text, *resume)
             if blanked is None or blanked == text:
                 break
             text = blanked
-    if sink.errors:
+    sink.raise_if_any(source)
+    deep = _too_deep(tree)
+    if deep is not None:
+        sink.error(f"this expression is nested more than {MAX_NESTING} levels deep", deep,
+                   "split it into several energy statements")
         sink.raise_if_any(source)
-    try:
-        return _ToAst().transform(tree)
-    except lark.exceptions.VisitError as e:  # raised from our own transformer
-        if isinstance(e.orig_exc, GdslError):
-            raise ModelErrors([e.orig_exc], source) from None
-        raise
+    builder = _ToAst()
+    model = builder.transform(tree)
+    if builder.errors:
+        raise ModelErrors(builder.errors, source)
+    return model
+
+
+def _too_deep(tree) -> Span | None:
+    """Where an expression is nested deeper than MAX_NESTING (found without recursion): the
+    span of the outermost expression of its statement, which is where the user can act."""
+    stack = [(tree, 1, None)]
+    while stack:
+        node, depth, top = stack.pop()
+        if not isinstance(node, lark.Tree):
+            continue
+        if depth > MAX_NESTING:
+            meta = (top or node).meta
+            if getattr(meta, "empty", True):
+                return Span(1, 1, 1, 2)
+            return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+        for child in node.children:
+            below = top if top is not None else None if node.data in ("start", "model") else child
+            stack.append((child, depth + 1, below if isinstance(below, lark.Tree) else None))
+    return None
 
 
 # recovery -------------------------------------------------------------------
-def _offset(e: UnexpectedInput, text: str) -> int:
-    if isinstance(e, UnexpectedEOF) or getattr(e, "pos_in_stream", None) is None:
-        token = getattr(e, "token", None)
-        if token is not None and getattr(token, "start_pos", None) is not None:
-            return token.start_pos
-        return len(text)
-    return e.pos_in_stream
-
-
 def _code_mask(text: str) -> str:
     """The text with comments blanked, so keywords inside comments are ignored."""
     return re.sub(r"#[^\n]*", lambda m: " " * len(m.group(0)), text)
 
 
-def _blank_statement(text: str, offset: int) -> str | None:
+def _blank(text: str, offset: int, skip_token: bool) -> str | None:
+    """Blank the statement around `offset`: from its keyword to the next statement keyword
+    (after the offending token, when that token is a keyword misused inside the statement)."""
     code = _code_mask(text)
     starts = [m.start() for m in STATEMENT_KEYWORD.finditer(code)]
     before = [s for s in starts if s < offset]
     if not before:
         return None  # the error is in the model header: nothing to skip to
     begin = before[-1]
-    after = [s for s in starts if s >= offset]
+    after = [s for s in starts if s > offset or (s == offset and not skip_token)]
     if after:
         end = after[0]
     else:
@@ -86,6 +114,34 @@ def _blank_statement(text: str, offset: int) -> str | None:
     return text[:begin] + middle + text[end:]
 
 
+def _unclosed(code: str, end: int) -> list[tuple[int, str]]:
+    """Brackets opened before `end` and not closed (offset, bracket), outermost first."""
+    stack: list[tuple[int, str]] = []
+    for k, ch in enumerate(code[:end]):
+        if ch in OPENERS:
+            stack.append((k, ch))
+        elif ch in ")]}":
+            if stack and OPENERS[stack[-1][1]] == ch:
+                stack.pop()
+    return stack
+
+
+# positions --------------------------------------------------------------------
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _span_at(text: str, offset: int, width: int = 1) -> Span:
+    line, col = _line_col(text, offset)
+    return Span(line, col, line, col + width)
+
+
+def _where(text: str, offset: int) -> str:
+    line, col = _line_col(text, offset)
+    return f"line {line}, column {col}"
+
+
 # messages -------------------------------------------------------------------
 def _describe_token(token: Token) -> str:
     if token.type == "$END":
@@ -93,71 +149,193 @@ def _describe_token(token: Token) -> str:
     return f"'{token.value}'"
 
 
-def _expected(names) -> str:
-    names = set(names)
-    if _EXPRESSION_STARTS <= names or {"NAME", "NUMBER"} <= names:
-        return "an expression"
-    if names == {"NAME"}:
+def _terminal_text(name: str) -> str:
+    if name == "$END":
+        return "end of file"
+    if name == "ROLE":
+        return "'visible' or 'latent'"
+    if name == "NAME":
         return "a name"
-    if names == {"NUMBER"} or names == {"NUMBER", "MINUS"}:
+    if name == "NUMBER":
         return "a number"
-    shown = []
-    for n in sorted(names):
-        if n == "$END":
-            shown.append("end of file")
-            continue
+    try:
+        pattern = _parser().get_terminal(name).pattern
+        return f"'{pattern.value}'" if pattern.type == "str" else name.lower()
+    except KeyError:
+        return name.lower()
+
+
+def _expected(names) -> str:
+    """The expected terminals in words: 'an expression', 'an operator', ... ."""
+    names = set(names)
+    parts = []
+    if EXPRESSION_STARTS <= names:
+        parts.append("an expression")
+        names -= EXPRESSION_STARTS | {"MINUS", "PLUS", "SUM"}
+    if names == {"MINUS", "NUMBER"} or names == {"NUMBER"}:
+        return "a number"
+    if OPERATORS <= names:
+        parts.append("an operator")
+        names -= OPERATORS | {"LPAR", "LSQB"}
+    if STATEMENT_STARTS <= names:
+        parts.append("a new statement")
+        names -= STATEMENT_STARTS
+    rest = sorted({_terminal_text(n) for n in names})
+    if "end of file" in rest:  # say it last
+        rest.remove("end of file")
+        rest.append("end of file")
+    parts += rest
+    if not parts:
+        return "something else"
+    if len(parts) > 6:
+        parts = parts[:6] + ["..."]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def _accepts(e: UnexpectedInput) -> set:
+    """The terminals the parser would accept here: exact (lark's interactive parser), unlike
+    `e.expected`, which merges the look-aheads of several LALR states."""
+    ip = getattr(e, "interactive_parser", None)
+    if ip is not None:
         try:
-            pattern = _parser().get_terminal(n).pattern
-            shown.append(f"'{pattern.value}'" if pattern.type == "str" else n.lower())
-        except KeyError:
-            shown.append(n.lower())
-    shown = sorted(set(shown))
-    if len(shown) > 6:
-        shown = shown[:6] + ["..."]
-    return "one of " + ", ".join(shown) if len(shown) > 1 else (shown[0] if shown else "something else")
+            return set(ip.accepts())
+        except Exception:  # pragma: no cover - fall back to the coarser set
+            pass
+    return set(getattr(e, "expected", None) or ())
 
 
-def _hint_for(token_value: str, expected: set) -> str | None:
-    if token_value == "*":
-        return "write powers with '^' (x^2), not '**'"
-    if token_value in ("visible", "latent", "param", "energy", "}"):
-        return "the statement before this one is incomplete"
-    if token_value == "=" and "~" in {str(e) for e in expected}:
+def _statement_keyword(code: str, offset: int) -> str | None:
+    """The keyword of the statement that holds `offset` (None in the model header)."""
+    found = None
+    for m in STATEMENT_KEYWORD.finditer(code):
+        if m.start() >= offset:
+            break
+        found = m.group(0)
+    return found
+
+
+def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tuple[int, bool] | None]:
+    """The errors for one parse failure, and where to resume: (offset, skip_token) or None."""
+    code = _code_mask(text)
+    if isinstance(e, UnexpectedCharacters):
+        return [_bad_character(text, e.pos_in_stream)], (e.pos_in_stream, False)
+    token = getattr(e, "token", None)
+    if isinstance(e, UnexpectedEOF) or token is None or token.type == "$END":
+        return _end_of_file(e, text, code), None
+    assert isinstance(e, UnexpectedToken)
+    accepts = _accepts(e)
+    offset = token.start_pos
+    width = max(1, len(str(token.value))) if token.end_line == token.line else 1
+    span = _span_at(text, offset, width)
+    found = _describe_token(token)
+    # brackets opened in this statement and still open where it ends
+    following = [m.start() for m in STATEMENT_KEYWORD.finditer(code) if m.start() > offset]
+    statement_end = following[0] if following else len(code)
+    unclosed = [(k, b) for k, b in _unclosed(code, statement_end) if b != "{" and k < offset]
+    keyword = _statement_keyword(code, offset)
+
+    if accepts == {"$END"}:
+        return [GdslError(f"unexpected {found} after the end of the model", span,
+                          "statements belong inside the model's braces; is there an extra '}'?")], None
+    if token.type == "STAR" and offset > 0 and code[offset - 1] == "*":
+        return [GdslError("'**' is not an operator; write powers with '^', as in x^2",
+                          _span_at(text, offset - 1, 2))], (offset, False)
+    if token.type in KEYWORDS and "NAME" in accepts and not _starts_line(code, offset):
+        return [GdslError(f"'{token.value}' is a keyword and cannot be used as a name", span,
+                          "the keywords are model, visible, latent, param, energy and sum; rename it")], \
+            (offset, True)
+    if (token.type in STATEMENT_STARTS or token.type == "RBRACE") and _starts_line(code, offset) \
+            and not (accepts & STATEMENT_STARTS) and "RBRACE" not in accepts:
+        # the statement before ends too early: point at its end, not at the next line
+        end = len(code[:offset].rstrip())
+        what = "the next statement" if token.type != "RBRACE" else "the '}' that closes the model"
+        hint = _unclosed_hint(text, unclosed) or _incomplete_hint(accepts, keyword)
+        return [GdslError(f"unexpected end of statement; expected {_expected(accepts)} before {what}",
+                          _span_at(text, end) if end else span, hint)], (offset, False)
+    hint = None
+    if token.type in ("RPAR", "RSQB", "RBRACE") or accepts & {"RPAR", "RSQB"}:
+        hint = _unclosed_hint(text, unclosed)
+    if hint is None:
+        hint = _token_hint(token, accepts, keyword)
+    return [GdslError(f"unexpected {found}; expected {_expected(accepts)}", span, hint)], \
+        (offset, False) if keyword is not None else None
+
+
+def _starts_line(code: str, offset: int) -> bool:
+    start = code.rfind("\n", 0, offset) + 1
+    return not code[start:offset].strip()
+
+
+def _unclosed_hint(text: str, unclosed) -> str | None:
+    if not unclosed:
         return None
-    if token_value == "sum":
-        return "'sum' is a keyword: write sum(e) or sum[i, j](e)"
+    k, b = unclosed[-1]
+    return f"the '{b}' at {_where(text, k)} is never closed with '{OPENERS[b]}'"
+
+
+def _incomplete_hint(accepts: set, keyword: str | None) -> str | None:
+    if accepts == {"COLON"} and keyword in ("visible", "latent"):
+        return "a variable needs a domain, as in 'visible v[n]: binary'"
+    if EXPRESSION_STARTS <= accepts:
+        return "an operator is missing its right-hand side"
     return None
 
 
-def _syntax_error(e: UnexpectedInput, text: str) -> GdslError:
-    line = getattr(e, "line", None) or 1
-    column = getattr(e, "column", None) or 1
-    if isinstance(e, UnexpectedCharacters):
-        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
-        shown = ch if ch.isprintable() else repr(ch)
-        return GdslError(
-            f"unexpected character '{shown}'",
-            Span(line, column, line, column + 1),
-            "names use letters, digits and '_'; comments start with '#'",
-        )
-    if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
-        lines = text.splitlines() or [""]
-        last = len(lines)
-        col = len(lines[-1]) + 1
-        exp = getattr(e, "expected", None) or ()
-        return GdslError(
-            f"unexpected end of file; expected {_expected(exp)}",
-            Span(last, max(1, col - 1), last, col),
-            "is a closing '}' or ')' missing?",
-        )
-    assert isinstance(e, UnexpectedToken)
-    token = e.token
-    end_col = (token.end_column or column + 1) if token.end_line == token.line else column + 1
-    return GdslError(
-        f"unexpected {_describe_token(token)}; expected {_expected(e.expected)}",
-        Span(line, column, line, end_col),
-        _hint_for(str(token.value), set(e.expected)),
-    )
+def _token_hint(token: Token, accepts: set, keyword: str | None) -> str | None:
+    value = str(token.value)
+    if accepts == {"LPAR", "LSQB"}:
+        return "'sum' is a keyword: write sum(e) or sum[i, j](e)"
+    if accepts <= {"MINUS", "NUMBER"} and accepts:
+        return "a model argument needs a number as its default: n = 10 for a size, sigma = 1.0 for a constant"
+    if accepts == {"LPAR"} and keyword is None:
+        return f"write the arguments in parentheses, even when there are none: {EXAMPLE_HEADER}"
+    if accepts == {"MODEL"}:
+        return f"a .gdl file holds one model: {EXAMPLE_HEADER}"
+    if value == "=" and keyword == "energy":
+        return "an energy statement is just 'energy EXPR', with no name or '='"
+    if value == "sum":
+        return "'sum' is a keyword: write sum(e) or sum[i, j](e)"
+    if token.type in STATEMENT_STARTS:
+        return "the statement before this one is incomplete"
+    if token.type in ("NAME", "NUMBER") and "COMMA" in accepts:
+        return "is a ',' missing before it?"
+    if token.type in ("NAME", "NUMBER", "LPAR") and OPERATORS <= accepts:
+        return "is an operator such as '*' missing before it?"
+    return _incomplete_hint(accepts, keyword) if accepts == {"COLON"} else None
+
+
+def _bad_character(text: str, offset: int) -> GdslError:
+    ch = text[offset] if offset < len(text) else "?"
+    span = _span_at(text, offset)
+    if ch == ";":
+        return GdslError("unexpected character ';'", span,
+                         "statements need no ';': start each one with its keyword")
+    if ch in "\"'`":
+        return GdslError("unexpected quote " + (f"'{ch}'" if ch != "'" else '"\'"'), span,
+                         "there are no strings in gdl")
+    if ch.isprintable() and not ch.isspace():
+        hint = ("names use ASCII letters, digits and '_'" if ch.isalpha() or ch.isdigit() else
+                "names use ASCII letters, digits and '_'; comments start with '#'")
+        return GdslError(f"unexpected character '{ch}'", span, hint)
+    return GdslError(f"unexpected character U+{ord(ch):04X}", span,
+                     "remove it: only comments may hold characters like this")
+
+
+def _end_of_file(e: UnexpectedInput, text: str, code: str) -> list[GdslError]:
+    if not code.strip():
+        return [GdslError(f"the file has no model in it; it should start with {EXAMPLE_HEADER}",
+                          Span(1, 1, 1, 2))]
+    unclosed = _unclosed(code, len(code))
+    if unclosed:
+        out = []
+        for k, b in unclosed[-3:]:
+            what = "the model's '{'" if b == "{" and k == code.find("{") else f"this '{b}'"
+            out.append(GdslError(f"{what} is never closed: the file ends before its '{OPENERS[b]}'",
+                                 _span_at(text, k), f"add the missing '{OPENERS[b]}'"))
+        return out
+    end = len(code.rstrip())
+    return [GdslError(f"unexpected end of file; expected {_expected(_accepts(e))}",
+                      _span_at(text, max(0, end - 1)))]
 
 
 # tree -> AST ----------------------------------------------------------------
@@ -166,14 +344,34 @@ def _span(meta_or_token) -> Span:
     return Span(m.line, m.column, m.end_line, m.end_column)
 
 
-def _number(token: Token) -> ast.Num:
+def _number(token: Token, errors: list) -> ast.Num:
     text = str(token)
-    is_int = re.fullmatch(r"\d+", text) is not None
-    return ast.Num(_span(token), int(text) if is_int else float(text), text)
+    span = _span(token)
+    if re.fullmatch(r"\d+", text):
+        value = int(text)
+        if value > MAX_INT:
+            errors.append(GdslError(f"the integer {_short(text)} is too large (the largest is 2^63 - 1)", span))
+            value = 1
+        return ast.Num(span, value, text)
+    value = float(text)
+    if not math.isfinite(value):
+        errors.append(GdslError(f"the number {_short(text)} is too large to be a float", span,
+                                "the largest float is about 1.8e308"))
+        value = 1.0
+    return ast.Num(span, value, text)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 24 else text[:10] + "..." + text[-10:]
 
 
 @v_args(meta=True)
 class _ToAst(Transformer):
+    """Builds the AST; number literals that cannot be represented are collected in `errors`."""
+
+    def __init__(self):
+        super().__init__()
+        self.errors: list[GdslError] = []
     def start(self, meta, children):
         return children[0]
 
@@ -197,7 +395,7 @@ class _ToAst(Transformer):
         return ast.ModelArg(_span(meta), str(name), value, text)
 
     def signed_number(self, meta, children):
-        num = _number(children[-1])
+        num = _number(children[-1], self.errors)
         if len(children) == 2:
             return -num.value, "-" + num.text
         return num.value, num.text
@@ -234,7 +432,7 @@ class _ToAst(Transformer):
 
     # expressions
     def number(self, meta, children):
-        return _number(children[0])
+        return _number(children[0], self.errors)
 
     def name(self, meta, children):
         return ast.Name(_span(meta), str(children[0]))

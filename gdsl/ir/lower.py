@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 from ..errors import ErrorSink, GdslError, Source, Span
 from ..frontend import ast
@@ -200,10 +201,24 @@ def expand(e: IExpr) -> list[_Term]:
             raise _Unsupported("a power of a sum needs a whole-number exponent")
         base = expand(e.left)
         out = base
-        for _ in range(int(e.right.value) - 1):
-            out = _limit([a.times(b) for a in out for b in base])
+        for k in range(1, int(e.right.value)):
+            # each factor of the power sums over its own copy of the indices: (sum_i x_i)^2 = sum_i sum_j x_i x_j
+            copy = [_rename_binders(b, f"'{k}") for b in base]
+            out = _limit([a.times(b) for a in out for b in copy])
         return out
     raise TypeError(e.op)
+
+
+def _rename_binders(t: _Term, suffix: str) -> _Term:
+    """The same term with its summation indices renamed (the suffix cannot occur in a .gdl name)."""
+    mapping = {b.name: b.name + suffix for b in t.binders}
+    if not mapping:
+        return t
+    binders = tuple(Binder(mapping[b.name], tuple(p.rename(mapping) for p in b.lo),
+                           tuple(p.rename(mapping) for p in b.hi)) for b in t.binders)
+    factors = tuple((name, tuple(p.rename(mapping) for p in index)) for name, index in t.factors)
+    coef = tuple(iexpr_rename(c, mapping) for c in t.coef)
+    return _Term(t.scale, coef, factors, binders)
 
 
 def _limit(terms: list[_Term]) -> list[_Term]:
@@ -334,6 +349,12 @@ def lower(checked: CheckedModel) -> ModelIR:
         except _Unsupported as e:
             sink.error(str(e), decl.expr.span, e.hint)
             continue
+        except ZeroDivisionError:
+            sink.error("this term divides by zero", decl.expr.span, "divide by a nonzero number")
+            continue
+        except OverflowError:
+            sink.error("a constant in this term is too large: it overflows a float", decl.expr.span)
+            continue
         merged: dict[tuple, Monomial] = {}
         for t in terms:
             factors = _simplify_factors(t.factors, checked.groups)
@@ -346,6 +367,9 @@ def lower(checked: CheckedModel) -> ModelIR:
                 merged[key].scale += t.scale
             else:
                 merged[key] = Monomial(0, t.scale, coef, factors, ranges, guards, span, term_no)
+        if any(not math.isfinite(m.scale) for m in merged.values()):
+            sink.error("a constant in this term is too large: it overflows a float", decl.expr.span)
+            continue
         monomials.extend(m for m in merged.values() if m.scale != 0.0)
     for k, m in enumerate(monomials):
         m.id = k
