@@ -15,10 +15,13 @@ from ..analysis.plan import GroupPlan, Plan, stencil_offsets
 from ..ir.model import Factor, Monomial, iexpr_text
 from . import printer as P
 
-DRAW = {"binary": "bernoulli_draw", "spin": "spin_draw", "real": "gaussian_draw", "categorical": "categorical_draw"}
-MEAN = {"binary": "bernoulli_mean", "spin": "spin_mean", "real": "gaussian_mean", "categorical": "categorical_mean"}
-LOGNORM = {"binary": "bernoulli_lognorm", "spin": "spin_lognorm", "real": "gaussian_lognorm",
+DRAW = {"binary": "two_state_draw", "spin": "two_state_draw", "real": "gaussian_draw",
+        "categorical": "categorical_draw"}
+MEAN = {"binary": "two_state_mean", "spin": "two_state_mean", "real": "gaussian_mean",
+        "categorical": "categorical_mean"}
+LOGNORM = {"binary": "two_state_lognorm", "spin": "two_state_lognorm", "real": "gaussian_lognorm",
            "categorical": "categorical_lognorm"}
+LOW = {"binary": ", 0.0", "spin": ", -1.0"}  # the lower value of a two-state unit (the upper is 1)
 SITE_DRAW = {"binary": "_k.draw_binary", "spin": "_k.draw_spin"}
 SITE_MEAN = {"binary": "_k.sigmoid", "spin": "math.tanh"}
 HIT_VALUE = {"binary": "1.0", "spin": "0.0"}  # x_k * x_k = x_k for bits, = 1 (no x_k left) for spins
@@ -235,6 +238,21 @@ class Emitter:
             shape = f"(n, {P.group(g.name)}.size // n)"
         return ", ".join(f"{a}.reshape({shape})" for a in names)
 
+    def _arrays(self, g: GroupPlan) -> list[str]:
+        """field, (quadratic coefficient,) values, mask: the arguments of the domain kernels."""
+        q = [f"q_{g.name}"] if g.domain == "real" else []
+        return [f"f_{g.name}"] + q + [P.group(g.name), f"m_{g.name}"]
+
+    def _each_block(self, update) -> None:
+        """For every Gibbs block in order: the field of each free group, then `update(group)`."""
+        for b, block in enumerate(self.plan.blocks):
+            self.w(f"# block {b + 1}: {{{', '.join(block)}}}", 2)
+            for name in block:
+                g = self.plan.groups[name]
+                self.w(f"if free_{name}:", 2)
+                self.w(self._field_call(g), 3)
+                update(g)
+
     def gibbs_kernel(self) -> None:
         self.kernel(f"gibbs({self.args}, {self._masks()}, {self._free()}, rng, steps)",
                     "Run `steps` block-Gibbs sweeps over all chains in place; mask != 0 keeps an element. "
@@ -243,18 +261,15 @@ class Emitter:
         self._buffers(1)
         self.w("ok = True", 1)
         self.w("for step in range(steps):", 1)
-        for b, block in enumerate(self.plan.blocks):
-            self.w(f"# block {b + 1}: {{{', '.join(block)}}}", 2)
-            for name in block:
-                g = self.plan.groups[name]
-                self.w(f"if free_{name}:", 2)
-                self.w(self._field_call(g), 3)
-                if g.lateral:
-                    self.site_sweep(g, 3, draw=True)
-                elif g.domain == "real":
-                    self.w(f"ok &= _k.gaussian_draw({self._views(g, [f'f_{name}', f'q_{name}', P.group(name), f'm_{name}'])}, rng)", 3)
-                else:
-                    self.w(f"_k.{DRAW[g.domain]}({self._views(g, [f'f_{name}', P.group(name), f'm_{name}'])}, rng)", 3)
+
+        def draw(g: GroupPlan) -> None:
+            if g.lateral:
+                self.site_sweep(g, 3, draw=True)
+                return
+            call = f"_k.{DRAW[g.domain]}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
+            self.w(f"ok &= {call}" if g.domain == "real" else call, 3)
+
+        self._each_block(draw)
         self.w("return ok", 1)
 
     def site_sweep(self, g: GroupPlan, indent: int, draw: bool) -> None:
@@ -301,20 +316,17 @@ class Emitter:
         self.w("delta = 0.0", 1)
         self.w("for it in range(max_iter):", 1)
         self.w("delta = 0.0", 2)
-        for b, block in enumerate(self.plan.blocks):
-            self.w(f"# block {b + 1}: {{{', '.join(block)}}}", 2)
-            for name in block:
-                g = self.plan.groups[name]
-                self.w(f"if free_{name}:", 2)
-                self.w(self._field_call(g), 3)
-                if g.lateral:
-                    self.site_sweep(g, 3, draw=False)
-                    continue
-                arrays = [f"f_{name}"] + ([f"q_{name}"] if g.domain == "real" else []) + [P.group(name), f"m_{name}"]
-                self.w(f"d = _k.{MEAN[g.domain]}({self._views(g, arrays)}, damping)", 3)
-                self.w("if d < 0.0:", 3)
-                self.w("return -1, delta", 4)
-                self.w("delta = max(delta, d)", 3)
+
+        def update(g: GroupPlan) -> None:
+            if g.lateral:
+                self.site_sweep(g, 3, draw=False)
+                return
+            self.w(f"d = _k.{MEAN[g.domain]}({self._views(g, self._arrays(g))}, damping{LOW.get(g.domain, '')})", 3)
+            self.w("if d < 0.0:", 3)
+            self.w("return -1, delta", 4)
+            self.w("delta = max(delta, d)", 3)
+
+        self._each_block(update)
         self.w("if delta <= tol:", 2)
         self.w("return it + 1, delta", 3)
         self.w("return max_iter, delta", 1)
@@ -345,7 +357,7 @@ class Emitter:
                 self.w(f"q_{g.name} = np.empty_like({P.group(g.name)})", 2)
             self.w(self._field_call(g), 2)
             arrays = [f"f_{g.name}"] + ([f"q_{g.name}"] if g.domain == "real" else [])
-            call = f"_k.{LOGNORM[g.domain]}({self._views(g, arrays)}, out)"
+            call = f"_k.{LOGNORM[g.domain]}({self._views(g, arrays)}, out{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, 2)
         self.w("return ok", 1)
 

@@ -56,12 +56,6 @@ def softplus(a):
     return math.log1p(math.exp(a))
 
 
-@numba.njit(cache=True, inline="always")
-def log2cosh(a):
-    b = abs(a)
-    return b + math.log1p(math.exp(-2.0 * b))
-
-
 # one element -------------------------------------------------------------------
 @numba.njit(cache=True, inline="always")
 def draw_binary(a, rng, c):
@@ -75,21 +69,16 @@ def draw_spin(a, rng, c):
 
 # whole arrays: f, x, mask are (chains, m); mask != 0 keeps x as it is -----------------
 @numba.njit(cache=True)
-def bernoulli_draw(f, x, mask, rng):
+def two_state_draw(f, x, mask, rng, low):
+    """Units with values {low, 1} and energy -f x: P(x = 1) = sigmoid((1 - low) f).
+
+    low = 0 gives Bernoulli units, low = -1 spins (P(+1) = sigmoid(2 f))."""
     n, m = f.shape
+    gap = 1.0 - low
     for c in range(n):
         for j in range(m):
             if mask[c, j] == 0:
-                x[c, j] = draw_binary(f[c, j], rng, c)
-
-
-@numba.njit(cache=True)
-def spin_draw(f, x, mask, rng):
-    n, m = f.shape
-    for c in range(n):
-        for j in range(m):
-            if mask[c, j] == 0:
-                x[c, j] = draw_spin(f[c, j], rng, c)
+                x[c, j] = 1.0 if uniform(rng, c) * (1.0 + math.exp(-gap * f[c, j])) < 1.0 else low
 
 
 @numba.njit(cache=True)
@@ -108,6 +97,19 @@ def gaussian_draw(f, q, x, mask, rng):
     return ok
 
 
+@numba.njit(cache=True, inline="always")
+def _row_normaliser(f, c, r):
+    """(max, sum of exp(f - max)) of row r of chain c: a softmax without overflow."""
+    k = f.shape[2]
+    top = f[c, r, 0]
+    for j in range(1, k):
+        top = max(top, f[c, r, j])
+    total = 0.0
+    for j in range(k):
+        total += math.exp(f[c, r, j] - top)
+    return top, total
+
+
 @numba.njit(cache=True)
 def categorical_draw(f, x, mask, rng):
     """f, x, mask are (chains, rows, K): each row of x becomes one-hot, softmax(f row)."""
@@ -116,12 +118,7 @@ def categorical_draw(f, x, mask, rng):
         for r in range(rows):
             if mask[c, r, 0] != 0:
                 continue
-            top = f[c, r, 0]
-            for j in range(1, k):
-                top = max(top, f[c, r, j])
-            total = 0.0
-            for j in range(k):
-                total += math.exp(f[c, r, j] - top)
+            top, total = _row_normaliser(f, c, r)
             u = uniform(rng, c) * total
             chosen = k - 1
             acc = 0.0
@@ -136,26 +133,15 @@ def categorical_draw(f, x, mask, rng):
 
 # mean-field updates: x <- damping * x + (1 - damping) * E[x | f]; return max change -------
 @numba.njit(cache=True)
-def bernoulli_mean(f, x, mask, damping):
+def two_state_mean(f, x, mask, damping, low):
+    """E[x] = low + (1 - low) sigmoid((1 - low) f): sigmoid(f) for bits, tanh(f) for spins."""
     n, m = f.shape
+    gap = 1.0 - low
     delta = 0.0
     for c in range(n):
         for j in range(m):
             if mask[c, j] == 0:
-                new = damping * x[c, j] + (1.0 - damping) * sigmoid(f[c, j])
-                delta = max(delta, abs(new - x[c, j]))
-                x[c, j] = new
-    return delta
-
-
-@numba.njit(cache=True)
-def spin_mean(f, x, mask, damping):
-    n, m = f.shape
-    delta = 0.0
-    for c in range(n):
-        for j in range(m):
-            if mask[c, j] == 0:
-                new = damping * x[c, j] + (1.0 - damping) * math.tanh(f[c, j])
+                new = damping * x[c, j] + (1.0 - damping) * (low + gap * sigmoid(gap * f[c, j]))
                 delta = max(delta, abs(new - x[c, j]))
                 x[c, j] = new
     return delta
@@ -184,12 +170,7 @@ def categorical_mean(f, x, mask, damping):
         for r in range(rows):
             if mask[c, r, 0] != 0:
                 continue
-            top = f[c, r, 0]
-            for j in range(1, k):
-                top = max(top, f[c, r, j])
-            total = 0.0
-            for j in range(k):
-                total += math.exp(f[c, r, j] - top)
+            top, total = _row_normaliser(f, c, r)
             for j in range(k):
                 new = damping * x[c, r, j] + (1.0 - damping) * math.exp(f[c, r, j] - top) / total
                 delta = max(delta, abs(new - x[c, r, j]))
@@ -199,22 +180,14 @@ def categorical_mean(f, x, mask, damping):
 
 # log-normalisers: out[c] -= sum over elements of log sum_x exp(f x - q x^2) -------------
 @numba.njit(cache=True)
-def bernoulli_lognorm(f, out):
+def two_state_lognorm(f, out, low):
+    """log(exp(low f) + exp(f)) = low f + softplus((1 - low) f) per element."""
     n, m = f.shape
+    gap = 1.0 - low
     for c in range(n):
         acc = 0.0
         for j in range(m):
-            acc += softplus(f[c, j])
-        out[c] -= acc
-
-
-@numba.njit(cache=True)
-def spin_lognorm(f, out):
-    n, m = f.shape
-    for c in range(n):
-        acc = 0.0
-        for j in range(m):
-            acc += log2cosh(f[c, j]) + math.log(2.0)
+            acc += low * f[c, j] + softplus(gap * f[c, j])
         out[c] -= acc
 
 
@@ -240,12 +213,7 @@ def categorical_lognorm(f, out):
     for c in range(n):
         acc = 0.0
         for r in range(rows):
-            top = f[c, r, 0]
-            for j in range(1, k):
-                top = max(top, f[c, r, j])
-            total = 0.0
-            for j in range(k):
-                total += math.exp(f[c, r, j] - top)
+            top, total = _row_normaliser(f, c, r)
             acc += top + math.log(total)
         out[c] -= acc
 
