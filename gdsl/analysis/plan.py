@@ -179,16 +179,19 @@ def _classify(m: Monomial, ir: ModelIR, groups: dict[str, GroupPlan], sink: Erro
 
 
 def _pinnable(m: Monomial, occ: list[int]) -> bool:
-    """Each axis is `var + const` with its own var: the site fixes the vars."""
+    """Each axis is `var + offset` with its own var, or has no index at all (x[0], x[n - 1]):
+    either way the site fixes it."""
     names = {r.name for r in m.ranges}
     for k in occ:
         seen = set()
         for p in m.factors[k].index:
             vs = p.symbols() & names
+            if not vs:
+                continue
             if len(vs) != 1:
                 return False
             v = next(iter(vs))
-            if p.coefficient(v) != 1 or v in seen or not (p - Poly.sym(v)).is_constant():
+            if p.coefficient(v) != 1 or v in seen or (p - Poly.sym(v)).symbols() & names:
                 return False
             seen.add(v)
     return True

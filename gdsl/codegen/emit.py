@@ -183,9 +183,12 @@ class Emitter:
             same_site_possible = stencil_offsets(m, g.name) is None
             for p_pos, p in enumerate(occ):
                 self.w(f"# {self.src(m)}  ({g.name} occurrence {p_pos + 1} at the site)", indent)
-                pinned, implied = {}, set()
+                pinned, implied, fixed = {}, set(), []
                 ranges = {r.name: r for r in m.ranges}
                 for k, ix, dim in zip(ks, m.factors[p].index, g.shape):
+                    if not ix.symbols() - self.sizes:  # a fixed subscript: only that site takes part
+                        fixed.append(f"{k} == {P.poly(ix, self.sizes)}")
+                        continue
                     var = next(iter(ix.symbols() - self.sizes))
                     rest = ix - _sym(var)
                     pinned[var] = k if rest == 0 else f"{k} - ({P.poly(rest, self.sizes)})"
@@ -208,7 +211,9 @@ class Emitter:
                     body.append(f"    acc += {value}")
                 else:
                     body.append(f"acc += {value}")
-                self.loop_nest(m, body, indent, pinned, frozenset(implied))
+                if fixed:
+                    self.w(f"if {' and '.join(fixed)}:", indent)
+                self.loop_nest(m, body, indent + bool(fixed), pinned, frozenset(implied))
 
     def hits(self, f: Factor, ks) -> str:
         return " and ".join(f"{P.poly(p, self.sizes)} == {k}" for p, k in zip(f.index, ks))

@@ -258,6 +258,10 @@ class Checker:
             names.append(c.name)
         if p.init is not None:
             self._init(p)
+        if "positive" in names and (p.init is None or _nonpositive_literal(p.init)):
+            start = "0" if p.init is None else "a value <= 0"
+            self.error(f"'{p.name}' is declared positive but starts at {start}", p.name_span,
+                       "give it a positive initialiser, e.g. '= 1' or '~ uniform(0.5, 1.5)'")
         if self.owner.get(p.name) is p:  # a duplicate does not replace the first declaration
             self.params[p.name] = ParamInfo(p.name, shape, tuple(names), p.init, p)
 
@@ -457,6 +461,9 @@ class Checker:
                 self.index_poly(s)
         if base is None:
             return None
+        for s, dim in zip(e.subscripts, base.shape):
+            if not isinstance(s, ast.Slice):
+                self._check_constant_subscript(s, dim)
         if len(e.subscripts) > len(base.shape):
             what = f"'{e.base.id}'" if isinstance(e.base, ast.Name) else "this expression"
             axes = len(base.shape)
@@ -472,6 +479,19 @@ class Checker:
                     shape.append(hi - lo)
         shape.extend(base.shape[len(e.subscripts):])
         return Type(tuple(shape), base.groups)
+
+    def _check_constant_subscript(self, s: ast.Expr, dim: Poly) -> None:
+        """A whole-number subscript (negative counts from the end) must fit the default sizes."""
+        p = index_poly_of(s, self.sizes, self._all_index_names())
+        if p is None or not p.is_constant():
+            return
+        size = dim.evaluate(self.sizes) if dim.symbols() <= set(self.sizes) else None
+        if size is None:
+            return
+        k = p.constant
+        if not -size <= k < size:
+            self.error(f"subscript {k} is out of range for an axis of size {dim} ({size} with the default sizes)",
+                       s.span, f"use 0 to {size - 1}, or -1 for the last element")
 
     def slice_bound(self, bound: Optional[ast.Expr], dim: Poly, default: Poly) -> Optional[Poly]:
         """A slice bound; a negative literal counts from the end, as in Python."""
@@ -549,6 +569,16 @@ class Checker:
                        e.body.span, "subscript every array with the summation indices")
             return None
         return Type((), t.groups)
+
+
+def _nonpositive_literal(init: ast.Init) -> bool:
+    """`= 0` or `= -1`: a constant start that a positive parameter cannot take."""
+    if init.kind != "value":
+        return False
+    e = init.args[0]
+    if isinstance(e, ast.Neg) and isinstance(e.operand, ast.Num):
+        return True
+    return isinstance(e, ast.Num) and e.value <= 0
 
 
 def _kind(checker: Checker, name: str) -> str:

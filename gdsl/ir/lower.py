@@ -102,7 +102,8 @@ class Elaborator:
                 idx.append(lo + out[pos])
                 pos += 1
             else:
-                idx.append(self._index_poly(sub))
+                p = self._index_poly(sub)
+                idx.append(dim + p if p.is_constant() and p.constant < 0 else p)  # x[-1]: the last
         idx.extend(out[pos:])
         return self.elab(e.base, tuple(idx))
 
