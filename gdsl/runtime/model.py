@@ -141,7 +141,7 @@ class ModelBase:
             raise ValueError(f"parameter {name} is declared zero_diag but its diagonal is not zero")
         if "positive" in cons and np.any(arr <= 0):
             raise ValueError(f"parameter {name} is declared positive but has values <= 0")
-        return np.ascontiguousarray(arr, dtype=self.dtype)
+        return np.ascontiguousarray(arr, dtype=self.dtype).reshape(want)  # (ascontiguousarray makes 0-d 1-d)
 
     # ------------------------------------------------------------------ arrays in
     def _array(self, name, value, n=None, check_domain=True):
@@ -153,9 +153,11 @@ class ModelBase:
             raise ValueError(f"{name} must be a numeric array") from None
         shape = self._shapes[name]
         if arr.shape[1:] != shape or arr.ndim != len(shape) + 1 or (n is not None and arr.shape[0] != n):
-            lead = n if n is not None else "n"
+            # the first axis only means "samples" when the rank is right (a lone sample has no such axis)
+            lead = n if n is not None and arr.ndim == len(shape) + 1 else "n"
+            hint = "; for one sample add a leading axis, e.g. x[None]" if arr.shape == shape else ""
             raise ValueError(f"{name} must have shape ({lead}, {', '.join(map(str, shape))}"
-                             f"{',' if len(shape) == 0 else ''}) with the sample axis first, got {arr.shape}")
+                             f"{',' if len(shape) == 0 else ''}) with the sample axis first, got {arr.shape}{hint}")
         if check_domain:
             self._check_domain(name, arr)
         return np.ascontiguousarray(arr)
@@ -374,11 +376,11 @@ class ModelBase:
     def free_energy(self, evidence: Mapping) -> np.ndarray:
         """-log sum over the groups missing from `evidence` of exp(-E): they are summed out analytically."""
         n = self._n_of(evidence)
+        st = {k: self._array(k, v, n) for k, v in evidence.items()}  # unknown names and bad shapes first
         summed = tuple(g for g in self.domains if g not in evidence)
         why = self.why_not_summable(summed)
         if why:
             raise ValueError(f"free_energy cannot sum out {', '.join(summed)}: {why}")
-        st = {k: self._array(k, v, n) for k, v in evidence.items()}
         return self._free_energy(st, summed)
 
     def why_not_summable(self, summed) -> str | None:
