@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compile", help="compile FILE.gdl to a Python module of numba kernels")
     c.add_argument("file")
-    c.add_argument("-o", "--output", help="output .py path (default: FILE with .py, named after the model)")
+    c.add_argument("-o", "--output", help="output .py path (default: MODEL_model.py next to FILE, MODEL being the model name)")
     c.add_argument("-q", "--quiet", action="store_true", help="do not print the schedule")
     k = sub.add_parser("check", help="parse and check FILE.gdl, reporting every error")
     k.add_argument("file")

@@ -56,3 +56,28 @@ def test_fixed_element_coupling_samples_the_exact_distribution(model):
     codes = (s.astype(int) * (2 ** np.arange(4, -1, -1))).sum(1)
     empirical = np.bincount(codes, minlength=32) / len(codes)
     assert 0.5 * np.abs(empirical - p).sum() < 0.015
+
+
+INDEPENDENT = "model ind(n = 3) { visible x[n]: binary  param b[n] = 0.5  energy -b @ x }"
+
+
+@pytest.fixture(scope="module")
+def independent(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ind") / "ind.gdl"
+    path.write_text(INDEPENDENT)
+    return gdsl.load(path, seed=0)
+
+
+def test_log_partition_when_everything_sums_out(independent):
+    # x sums out analytically, so nothing is enumerated: log Z = n * softplus(0.5)
+    assert independent.log_partition() == pytest.approx(3 * np.logaddexp(0.0, 0.5), rel=1e-12)
+
+
+def test_mean_field_without_evidence(independent):
+    mu = independent.mean_field({})["x"]
+    np.testing.assert_allclose(mu, np.full((1, 3), 1 / (1 + np.exp(-0.5))), rtol=1e-6)
+
+
+def test_mask_for_a_group_outside_the_evidence_is_refused(independent):
+    with pytest.raises(ValueError, match="not in the evidence"):
+        independent.mean_field({}, mask={"x": True})

@@ -333,8 +333,12 @@ class ModelBase:
         elements left free by `mask`."""
         if not 0.0 <= damping < 1.0:
             raise ValueError("damping must be in [0, 1)")
-        n = self._n_of(evidence)
+        n = self._n_of(evidence) if evidence else 1  # no evidence: one set of marginals
         mask = mask or {}
+        for g in mask:
+            if g not in evidence:
+                raise ValueError(f"a mask was given for {g!r}, which is not in the evidence; "
+                                 f"masks mark the evidence elements to hold fixed")
         st = {}
         for g, domain in self.domains.items():
             if init is not None and g in init:
@@ -394,9 +398,9 @@ class ModelBase:
                 return f"{a} and {b} share an energy term"
         return None
 
-    def _free_energy(self, st, summed, params=None, dtype=None):
+    def _free_energy(self, st, summed, params=None, dtype=None, n=None):
         dtype = dtype or self.dtype
-        n = next(iter(st.values())).shape[0]
+        n = next(iter(st.values())).shape[0] if st else n
         full = {}
         for g in self.domains:
             full[g] = st[g] if g in st else np.zeros((n,) + self._shapes[g], dtype)
@@ -451,9 +455,10 @@ class ModelBase:
         acc = _LogSumExp()
         bar = _progress(e.count, progress, "log Z")
         for start, states in e.chunks(chunk):
-            f = self._free_energy(states, summed, params, np.float64)
+            count = min(chunk, e.count - start)  # states is {} when nothing needs enumerating
+            f = self._free_energy(states, summed, params, np.float64, n=count)
             acc.add(-f)
-            bar(start + len(f))
+            bar(start + count)
         return acc.value()
 
     def _refuse_if_large(self, log2_cost, enum, max_states):
