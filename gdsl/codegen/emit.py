@@ -133,14 +133,16 @@ class Emitter:
                     + (f"; q = coefficient of {g.name}^2" if real else "")
                     + (" (lateral terms are added per site)." if g.lateral else "."))
         self.w("n = f.shape[0]", 1)
-        self.w("f.fill(0.0)", 1)
+        first = g.linear[0][0] if g.linear else None
+        if first is None or first not in g.dense:
+            self.w("f.fill(0.0)", 1)
         if real:
             self.w("q.fill(0.0)", 1)
         for mid, fi in g.linear:
             m = self.plan.monomials[mid]
             self.w(f"# {self.src(m)}", 1)
             if mid in g.dense:
-                self.dense_field(g, m, fi)
+                self.dense_field(g, m, fi, overwrite=mid == first)
             else:
                 self.scatter(m, fi, "f", negate=True)
         for mid, fi in g.quadratic:
@@ -148,16 +150,26 @@ class Emitter:
             self.w(f"# {self.src(m)}  (quadratic)", 1)
             self.scatter(m, fi, "q", negate=False)
 
-    def dense_field(self, g: GroupPlan, m: Monomial, fi: int) -> None:
+    def dense_field(self, g: GroupPlan, m: Monomial, fi: int, overwrite: bool) -> None:
+        """f += alpha * A @ P by BLAS; the first term of a field writes the product in place."""
         d = g.dense[m.id]
         other = self.ir.groups[d.other]
         na, nx = self.flat(other.shape), self.flat(g.shape)
         rows, cols = (nx, na) if d.transpose else (na, nx)
         mat = f"{P.param(d.param)}.reshape(({rows}, {cols}))" + (".T" if d.transpose else "")
         scalar = [P.number(-m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
-        self.w(f"t = np.dot({P.group(d.other)}.reshape((n, {na})), {mat})", 1)
-        self.w(f"alpha = {' * '.join(scalar)}", 1)
+        a = f"{P.group(d.other)}.reshape((n, {na}))"
         self.w(f"f2 = f.reshape((n, {nx}))", 1)
+        if overwrite:
+            self.w(f"np.dot({a}, {mat}, f2)", 1)
+            if scalar != ["1.0"]:
+                self.w(f"alpha = {' * '.join(scalar)}", 1)
+                self.w("for c in range(n):", 1)
+                self.w(f"for j in range({nx}):", 2)
+                self.w("f2[c, j] *= alpha", 3)
+            return
+        self.w(f"t = np.dot({a}, {mat})", 1)
+        self.w(f"alpha = {' * '.join(scalar)}", 1)
         self.w("for c in range(n):", 1)
         self.w(f"for j in range({nx}):", 2)
         self.w("f2[c, j] += alpha * t[c, j]", 3)

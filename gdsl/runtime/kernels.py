@@ -35,6 +35,14 @@ def uniform(rng, c):
 
 
 @numba.njit(cache=True, inline="always")
+def next_uniform(s0, s1):
+    """(u, s0, s1): a U[0, 1) draw and the advanced state, for loops that keep the state in registers."""
+    r = s0 + s1
+    s1 ^= s0
+    return float(r >> uint64(11)) * _TWO_POW_M53, _rotl(s0, 24) ^ s1 ^ (s1 << uint64(16)), _rotl(s1, 37)
+
+
+@numba.njit(cache=True, inline="always")
 def normal(rng, c):
     u1 = 1.0 - uniform(rng, c)
     u2 = uniform(rng, c)
@@ -72,13 +80,21 @@ def draw_spin(a, rng, c):
 def two_state_draw(f, x, mask, rng, low):
     """Units with values {low, 1} and energy -f x: P(x = 1) = sigmoid((1 - low) f).
 
-    low = 0 gives Bernoulli units, low = -1 spins (P(+1) = sigmoid(2 f))."""
+    low = 0 gives Bernoulli units, low = -1 spins (P(+1) = sigmoid(2 f)). The chain's
+    stream is kept in registers across its row."""
     n, m = f.shape
-    gap = 1.0 - low
+    one = f.dtype.type(1.0)  # exp in the arrays' precision: float32 models use the faster expf
+    gap = f.dtype.type(1.0 - low)
+    lower = f.dtype.type(low)
     for c in range(n):
+        s0 = rng[c, 0]
+        s1 = rng[c, 1]
         for j in range(m):
+            u, s0, s1 = next_uniform(s0, s1)
             if mask[c, j] == 0:
-                x[c, j] = 1.0 if uniform(rng, c) * (1.0 + math.exp(-gap * f[c, j])) < 1.0 else low
+                x[c, j] = one if u * (one + math.exp(-gap * f[c, j])) < 1.0 else lower
+        rng[c, 0] = s0
+        rng[c, 1] = s1
 
 
 @numba.njit(cache=True)
