@@ -14,11 +14,15 @@ model sem(n = 5) {
 """
 
 
+def _load(tmp_path_factory, name, text):
+    path = tmp_path_factory.mktemp(name) / f"{name}.gdl"
+    path.write_text(text)
+    return gdsl.load(path, seed=0)
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sem") / "sem.gdl"
-    path.write_text(SOURCE)
-    return gdsl.load(path, seed=0)
+    return _load(tmp_path_factory, "sem", SOURCE)
 
 
 def test_names_may_start_with_keywords(model):
@@ -63,9 +67,7 @@ INDEPENDENT = "model ind(n = 3) { visible x[n]: binary  param b[n] = 0.5  energy
 
 @pytest.fixture(scope="module")
 def independent(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ind") / "ind.gdl"
-    path.write_text(INDEPENDENT)
-    return gdsl.load(path, seed=0)
+    return _load(tmp_path_factory, "ind", INDEPENDENT)
 
 
 def test_log_partition_when_everything_sums_out(independent):

@@ -125,10 +125,7 @@ class ModelBase:
     def _validated_param(self, name, value):
         if name not in self._constraints:
             raise KeyError(f"{self.NAME} has no parameter {name!r}")
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"parameter {name} must be a numeric array") from None
+        arr = _numeric(value, np.float64, f"parameter {name}")
         want = self._shapes[name]
         if arr.shape != want:
             raise ValueError(f"parameter {name} must have shape {want}, got {arr.shape}")
@@ -147,10 +144,7 @@ class ModelBase:
     def _array(self, name, value, n=None, check_domain=True):
         if name not in self.domains:
             raise ValueError(f"{self.NAME} has no variable {name!r} (it has: {', '.join(self.group_names)})")
-        try:
-            arr = np.asarray(value, dtype=self.dtype)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a numeric array") from None
+        arr = _numeric(value, self.dtype, name)
         shape = self._shapes[name]
         if arr.shape[1:] != shape or arr.ndim != len(shape) + 1 or (n is not None and arr.shape[0] != n):
             # the first axis only means "samples" when the rank is right (a lone sample has no such axis)
@@ -494,6 +488,13 @@ class ModelBase:
             f = self._free_energy(states, summed, params, np.float64).reshape(n, m)
             acc.add(-f)
         return acc.value() - log_z
+
+
+def _numeric(value, dtype, what: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a numeric array") from None
 
 
 class _LogSumExp:
