@@ -14,6 +14,7 @@ from .. import __version__
 from ..analysis.plan import GroupPlan, Plan, stencil_offsets
 from ..ir.model import Factor, Monomial, iexpr_text
 from . import printer as P
+from .learning import LearningEmitter
 
 DRAW = {"binary": "two_state_draw", "spin": "two_state_draw", "real": "gaussian_draw",
         "categorical": "categorical_draw"}
@@ -31,7 +32,7 @@ def source_hash(text: str) -> str:
     return hashlib.sha256((__version__ + "\0" + text).encode()).hexdigest()
 
 
-class Emitter:
+class Emitter(LearningEmitter):
     def __init__(self, plan: Plan, source_text: str):
         self.plan = plan
         self.ir = plan.ir
@@ -122,6 +123,7 @@ class Emitter:
         self.gibbs_kernel()
         self.mean_field_kernel()
         self.free_energy_kernel()
+        self.learning_kernels()
         self.model_class(digest)
         return "\n".join(self.lines) + "\n"
 
@@ -416,6 +418,7 @@ class Emitter:
         self.w()
         self.w(f"NAME = {ir.name!r}", 1)
         self.w(f"SOURCE_SHA256 = {digest!r}", 1)
+        self.w(f"MODEL_SHA256 = {hashlib.sha256(self.source_text.encode()).hexdigest()!r}  # the .gdl text alone", 1)
         self.w(f"GDSL_VERSION = {__version__!r}", 1)
         self.w(f"SIZES = {dict(ir.sizes)!r}", 1)
         self.w(f"CONSTS = {dict(ir.consts)!r}", 1)
@@ -467,6 +470,7 @@ class Emitter:
         self.w("return (" + "".join(f"{x}, " for x in parts) + ")", 2)
         self.w()
         self.w("KERNELS = {'gibbs': gibbs, 'mean_field': mean_field, 'free_energy': free_energy, "
+               "'energy_grad': energy_grad, 'train_epoch': train_epoch, "
                + ", ".join(f"'field_{g}': field_{g}" for g in ir.groups) + "}", 1)
 
     def _shape_py(self, shape, env) -> str:

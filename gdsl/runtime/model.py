@@ -16,6 +16,7 @@ import numpy as np
 
 from . import kernels as _k
 from .enumerate import Enumeration
+from .learn import LearningMixin
 
 DEFAULT_MAX_STATES = 2 ** 24
 _DOMAIN_VALUES = {"binary": (0.0, 1.0), "spin": (-1.0, 1.0)}
@@ -37,8 +38,9 @@ class ParamDict(dict):
             self[k] = v
 
 
-class ModelBase:
+class ModelBase(LearningMixin):
     NAME = "model"
+    MODEL_SHA256 = ""
     SIZES: dict = {}
     CONSTS: dict = {}
     GROUPS: tuple = ()
@@ -319,7 +321,7 @@ class ModelBase:
     # ------------------------------------------------------------------ mean field
     def mean_field(self, evidence: Mapping, mask: Mapping | None = None, init: Mapping | None = None,
                    damping: float = 0.0, tol: float = 1e-6, max_iter: int = 500,
-                   return_info: bool = False):
+                   return_info: bool = False, _means_as_evidence: bool = False):
         """Fully factorised mean-field marginals of the groups not in `evidence`.
 
         Returns a dict of means (probabilities for binary, E[x] for spin/real, row
@@ -344,7 +346,7 @@ class ModelBase:
             else:
                 st[g] = np.zeros((n,) + self._shapes[g], self.dtype)
         for g, v in evidence.items():
-            arr = self._array(g, v, n, check_domain=g not in mask)
+            arr = self._array(g, v, n, check_domain=g not in mask and not _means_as_evidence)
             m = self._mask(g, mask.get(g, True), n).astype(bool)
             st[g] = np.ascontiguousarray(np.where(m, arr, st[g]).astype(self.dtype))
         masks = self._masks({g: mask.get(g, True) for g in evidence}, n)

@@ -1,0 +1,158 @@
+"""Learning kernels: dE/dtheta statistics and a whole training epoch in compiled code.
+
+energy_grad  adds alpha * sum over chains of dE/dP to a buffer per parameter (BLAS for
+             dense v (x) h statistics, loops otherwise);
+train_epoch  runs every minibatch of an epoch: positive phase (mean-field with the data
+             clamped: exact E[h | v] when the posterior factorises), negative phase
+             (CD-k chains started at the data, or persistent chains), Rao-Blackwellised
+             negative statistics (summable latents replaced by their conditional means),
+             then a momentum / weight-decay step and the parameter constraints.
+"""
+from __future__ import annotations
+
+from ..analysis.gradients import gradient_terms
+from . import printer as P
+
+
+class LearningEmitter:
+    """Mixed into codegen.emit.Emitter; uses its helpers (w, kernel, loop_nest, access...)."""
+
+    def learning_kernels(self) -> None:
+        self.grad_kernel()
+        self.train_epoch_kernel()
+
+    # dE/dtheta -----------------------------------------------------------------------------
+    def _grads(self) -> str:
+        return ", ".join(f"g_{p}" for p in self.ir.params)
+
+    def grad_kernel(self) -> None:
+        self.kernel(f"energy_grad({self.args}, alpha, {self._grads()})",
+                    "g_P += alpha * (sum over chains of dE/dP) for every parameter P.")
+        self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
+        for name, terms in gradient_terms(self.plan).items():
+            p = self.ir.params[name]
+            self.w(f"# dE/d{name}", 1)
+            if not terms:
+                self.w(f"# ({name} does not appear in the energy: its gradient is 0)", 1)
+            for t in terms:
+                m = self.plan.monomials[t.monomial]
+                self.w(f"# {self.src(m)}", 1)
+                if t.dense is not None:
+                    self._dense_grad(name, p, m, t)
+                    continue
+                target = f"g_{name}[" + (", ".join(P.poly(i, self.sizes) for i in t.index) if t.index else "0") + "]"
+                parts = ["alpha", P.number(m.scale), P.expr(t.derivative, self.sizes)]
+                parts += [self.access(f) for f in m.factors]
+                self.w("for c in range(n):", 1)
+                self.loop_nest(m, [f"{target} += {' * '.join(parts)}"], 2)
+
+    def _dense_grad(self, name, p, m, t) -> None:
+        d = t.dense
+        mine = next(g for g in m.groups if g != d.other)
+        na = self.flat(self.ir.groups[d.other].shape)
+        nx = self.flat(self.ir.groups[mine].shape)
+        a2 = f"{P.group(d.other)}.reshape((n, {na}))"
+        x2 = f"{P.group(mine)}.reshape((n, {nx}))"
+        rows, cols = (nx, na) if d.transpose else (na, nx)
+        product = f"np.dot({x2}.T, {a2})" if d.transpose else f"np.dot({a2}.T, {x2})"
+        scalar = ["alpha", P.number(m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
+        self.w(f"t = {product}", 1)
+        self.w(f"beta = {' * '.join(scalar)}", 1)
+        self.w(f"g2 = g_{name}.reshape(({rows}, {cols}))", 1)
+        self.w(f"for r in range({rows}):", 1)
+        self.w(f"for j in range({cols}):", 2)
+        self.w("g2[r, j] += beta * t[r, j]", 3)
+
+    # one epoch ------------------------------------------------------------------------------
+    def _per_group(self, prefix: str) -> str:
+        return ", ".join(f"{prefix}{g}" for g in self.ir.groups)
+
+    def _call_args(self, prefix: str) -> str:
+        """The kernel argument list with the group arrays taken from `prefix` arrays."""
+        parts = [f"{prefix}{g}" for g in self.ir.groups] + [P.param(p) for p in self.ir.params]
+        parts += [P.size(s) for s in self.ir.sizes] + [P.const(k) for k in self.ir.consts]
+        return ", ".join(parts)
+
+    def _frees(self, prefix: str) -> str:
+        return ", ".join(f"{prefix}{g}" for g in self.ir.groups)
+
+    def train_epoch_kernel(self) -> None:
+        params = [P.param(p) for p in self.ir.params]
+        scalars = [P.size(s) for s in self.ir.sizes] + [P.const(k) for k in self.ir.consts]
+        sig = ", ".join(params + scalars + [
+            self._per_group("data_"), self._per_group("has_"),
+            self._per_group("pmask_"), self._per_group("pfree_"), self._per_group("init_"),
+            self._per_group("chain_"), self._per_group("cfree_"), self._per_group("cmask_"),
+            self._per_group("rbmask_"), self._per_group("rbfree_"),
+            ", ".join(f"v_{p}" for p in self.ir.params), self._grads(),
+            "order, batch, rng, lr, momentum, decay, k, persistent, mf_iters, mf_tol, mf_damping"])
+        self.kernel(f"train_epoch({sig})",
+                    "One epoch of minibatch learning, in place on the parameters, velocities (v_*) "
+                    "and persistent chains (chain_*). Returns False on a non-positive precision.")
+        first = next(iter(self.ir.groups))
+        self.w("ok = True", 1)
+        self.w("total = order.shape[0]", 1)
+        self.w("for start in range(0, total, batch):", 1)
+        self.w("nb = min(batch, total - start)", 2)
+        self.w("# positive phase: the data clamped, the rest by mean-field (exact if it factorises)", 2)
+        for g in self.ir.groups:
+            self.w(f"pos_{g} = np.empty((nb,) + chain_{g}.shape[1:], chain_{g}.dtype)", 2)
+            self.w(f"if has_{g}:", 2)
+            self.w("for r in range(nb):", 3)
+            self.w(f"pos_{g}[r] = data_{g}[order[start + r]]", 4)
+            self.w("else:", 2)
+            self.w(f"pos_{g}[:] = init_{g}", 3)
+        self.w(f"it, d = mean_field({self._call_args('pos_')}, "
+               f"{', '.join(f'pmask_{g}[:nb]' for g in self.ir.groups)}, {self._frees('pfree_')}, "
+               "mf_damping, mf_tol, mf_iters)", 2)
+        self.w("if it < 0:", 2)
+        self.w("return False", 3)
+        self.w(f"energy_grad({self._call_args('pos_')}, 1.0 / nb, {self._grads()})", 2)
+        self.w("# negative phase: CD-k chains start at the data; PCD chains persist", 2)
+        self.w("if persistent:", 2)
+        for g in self.ir.groups:
+            self.w(f"neg_{g} = chain_{g}", 3)
+        self.w("else:", 2)
+        for g in self.ir.groups:
+            self.w(f"neg_{g} = pos_{g}.copy()", 3)
+        self.w("# latents start from a draw given the data", 3)
+        self.w(f"ok &= gibbs({self._call_args('neg_')}, "
+               f"{', '.join(f'pmask_{g}[:nb]' for g in self.ir.groups)}, {self._frees('pfree_')}, rng, 1)", 3)
+        self.w(f"ok &= gibbs({self._call_args('neg_')}, "
+               f"{', '.join(f'cmask_{g}[:neg_{first}.shape[0]]' for g in self.ir.groups)}, "
+               f"{self._frees('cfree_')}, rng, k)", 2)
+        self.w("# Rao-Blackwellised statistics: summable latents replaced by E[h | rest]", 2)
+        for g in self.ir.groups:
+            self.w(f"rb_{g} = neg_{g}.copy()", 2)
+        self.w(f"m_rb = rb_{first}.shape[0]", 2)
+        self.w(f"it, d = mean_field({self._call_args('rb_')}, "
+               f"{', '.join(f'rbmask_{g}[:m_rb]' for g in self.ir.groups)}, {self._frees('rbfree_')}, "
+               "0.0, 0.0, 1)", 2)
+        self.w(f"energy_grad({self._call_args('rb_')}, -1.0 / m_rb, {self._grads()})", 2)
+        self.w("# step: momentum, weight decay (on arrays of 2 or more axes), constraints", 2)
+        for name, p in self.ir.params.items():
+            self._update(name, p)
+        self.w("return ok", 1)
+
+    def _update(self, name, p) -> None:
+        arr = P.param(name)
+        decay = "decay" if len(p.shape) >= 2 else "0.0"
+        self.w(f"pf = {arr}.reshape(-1)", 2)
+        self.w(f"gf = g_{name}.reshape(-1)", 2)
+        self.w(f"vf = v_{name}.reshape(-1)", 2)
+        self.w("for j in range(pf.shape[0]):", 2)
+        self.w(f"vf[j] = momentum * vf[j] - lr * (gf[j] + {decay} * pf[j])", 3)
+        self.w("pf[j] += vf[j]", 3)
+        self.w("gf[j] = 0.0", 3)
+        if "symmetric" in p.constraints:
+            self.w(f"for a in range({arr}.shape[0]):", 2)
+            self.w(f"for b in range(a + 1, {arr}.shape[1]):", 3)
+            self.w(f"s = 0.5 * ({arr}[a, b] + {arr}[b, a])", 4)
+            self.w(f"{arr}[a, b] = s", 4)
+            self.w(f"{arr}[b, a] = s", 4)
+        if "zero_diag" in p.constraints:
+            self.w(f"for a in range({arr}.shape[0]):", 2)
+            self.w(f"{arr}[a, a] = 0.0", 3)
+        if "positive" in p.constraints:
+            self.w("for j in range(pf.shape[0]):", 2)
+            self.w("pf[j] = max(pf[j], 1e-6)", 3)

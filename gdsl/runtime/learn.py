@@ -1,0 +1,323 @@
+"""Learning for energy models: `fit`, checkpoints, and parameter files.
+
+Every epoch runs inside the compiled `train_epoch` kernel; Python only prepares the
+epoch (learning rate, a permutation, RNG streams drawn from the model's seed),
+checks the result, measures, reports and checkpoints. Because the kernel returns
+only when the epoch is complete, Ctrl-C always lands between epochs and leaves the
+last completed epoch's parameters in place.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+FORMAT = 1
+METHODS = ("cd", "pcd", "variational")
+
+
+class TrainingError(ValueError):
+    """Training produced parameters that are not finite."""
+
+
+def learning_rate(lr, schedule, epoch: int, epochs: int) -> float:
+    """The step size of an epoch: constant, 'linear' decay to 0, 'exp:r' (times r per epoch), or a callable."""
+    if schedule is None or schedule == "constant":
+        return float(lr)
+    if callable(schedule):
+        return float(schedule(epoch))
+    if schedule == "linear":
+        return float(lr) * (1.0 - epoch / max(1, epochs))
+    if isinstance(schedule, str) and schedule.startswith("exp:"):
+        return float(lr) * float(schedule[4:]) ** epoch
+    raise ValueError(f"unknown lr_schedule {schedule!r}: use 'constant', 'linear', 'exp:RATE' or a function")
+
+
+class LearningMixin:
+    """fit / save / load_params for compiled energy models (mixed into ModelBase)."""
+
+    # ------------------------------------------------------------------ files
+    def _metadata(self) -> dict:
+        return {"format": FORMAT, "model": self.NAME, "model_sha256": self.MODEL_SHA256,
+                "sizes": self.sizes, "consts": self.consts, "dtype": self.dtype.name,
+                "gdsl_version": self.GDSL_VERSION}
+
+    def save(self, path, _extra: Mapping | None = None) -> None:
+        """Write the parameters (and the model's identity) to an .npz file."""
+        arrays = {f"param/{k}": np.asarray(v) for k, v in self._p.items()}
+        meta = self._metadata()
+        for k, v in (_extra or {}).items():
+            if isinstance(v, np.ndarray):
+                arrays[k] = v
+            else:
+                meta[k] = v
+        arrays["meta"] = np.array(json.dumps(meta))
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        tmp.replace(path)  # never leave a half-written file under the real name
+
+    def _read(self, path):
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read parameters from {path}: {e}") from None
+        if "meta" not in data:
+            raise ValueError(f"{path} is not a gdsl parameter file (no metadata)")
+        meta = json.loads(str(data["meta"]))
+        mine = self._metadata()
+        problems = []
+        if meta.get("model") != mine["model"]:
+            problems.append(f"it is for model {meta.get('model')!r}, not {mine['model']!r}")
+        elif meta.get("model_sha256") != mine["model_sha256"]:
+            problems.append("it was saved from a different version of the model's .gdl source")
+        if meta.get("sizes") != mine["sizes"]:
+            problems.append(f"its sizes are {meta.get('sizes')}, this model's are {mine['sizes']}")
+        if meta.get("consts") != mine["consts"]:
+            problems.append(f"its constants are {meta.get('consts')}, this model's are {mine['consts']}")
+        if problems:
+            raise ValueError(f"cannot load {path}: " + "; ".join(problems))
+        return meta, data
+
+    def load_params(self, path) -> None:
+        """Set the parameters from a file written by `save` (or a checkpoint) of this same model."""
+        _, data = self._read(path)
+        values = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+        missing = set(self._p) - set(values)
+        if missing:
+            raise ValueError(f"cannot load {path}: it has no values for {', '.join(sorted(missing))}")
+        self.params = values
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data: Mapping, method: str = "pcd", k: int = 1, lr: float = 0.01, epochs: int = 10,
+            batch_size: int = 100, momentum: float = 0.0, weight_decay: float = 0.0, lr_schedule=None,
+            chains: int | None = None, mf_iters: int = 30, mf_tol: float = 1e-5, mf_damping: float = 0.0,
+            validation: Mapping | None = None, callback: Callable | None = None, monitor="auto",
+            progress: bool | None = None, checkpoint=None, checkpoint_every: int = 1, resume=None) -> list:
+        """Train by stochastic maximum likelihood; return the history (one dict per epoch).
+
+        method: "cd" (CD-k), "pcd" (persistent chains, i.e. SML), "variational" (mean-field
+        positive phase even where the posterior factorises). Models whose latents are not
+        conditionally independent given the data (a DBM) get the mean-field positive phase
+        with either method. See docs/learning.md for every option."""
+        if method == "greedy":
+            from .greedy import fit_greedy
+
+            return fit_greedy(self, data, k=k, lr=lr, epochs=epochs, batch_size=batch_size, momentum=momentum,
+                              weight_decay=weight_decay, lr_schedule=lr_schedule, progress=progress)
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS + ('greedy',))}")
+        for name, value in (("k", k), ("epochs", epochs), ("batch_size", batch_size),
+                            ("mf_iters", mf_iters), ("checkpoint_every", checkpoint_every)):
+            if not isinstance(value, (int, np.integer)) or value < (0 if name == "epochs" else 1):
+                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError("momentum must be in [0, 1)")
+        n = self._n_of(data)
+        arrays = {g: self._array(g, v, n) for g, v in data.items()}
+        given = tuple(g for g in self.domains if g in arrays)
+        hidden = [g for g in self.domains if g not in arrays]
+        factorises = self.why_not_summable(hidden) is None and method != "variational"
+        chains = int(chains or batch_size)
+        persistent = method in ("pcd", "variational")
+        config = {"method": method, "k": k, "lr": lr, "epochs": epochs, "batch_size": batch_size,
+                  "momentum": momentum, "weight_decay": weight_decay, "chains": chains,
+                  "lr_schedule": lr_schedule if isinstance(lr_schedule, (str, type(None))) else "callable"}
+        state = self._training_state(chains, config, resume)
+        monitors = self._monitors(monitor, given)
+        bar = _EpochBar(epochs, progress)
+        rows = min(n, 1000)
+        probe = {g: v[:rows] for g, v in arrays.items()}  # a fixed training subset to measure on
+        try:
+            while state["epoch"] < epochs:
+                epoch = state["epoch"]
+                rate = learning_rate(lr, lr_schedule, epoch, epochs)
+                before = {key: v.copy() for key, v in self._p.items()}
+                ok = self._run_epoch(arrays, given, factorises, persistent, state, rate, momentum, weight_decay,
+                                     k, batch_size, mf_iters, mf_tol, mf_damping, n)
+                self._check_finite(before, epoch)
+                if not ok:
+                    self._restore(before)
+                    raise TrainingError(f"epoch {epoch + 1}: a real variable's precision became <= 0; "
+                                        f"lower the learning rate")
+                record = {"epoch": epoch + 1, "lr": rate}
+                record.update(self._measure(monitors, probe, "train"))
+                if validation is not None:
+                    record.update(self._measure(monitors, validation, "valid"))
+                state["history"].append(record)
+                state["epoch"] = epoch + 1
+                bar(record)
+                if checkpoint is not None and (state["epoch"] % checkpoint_every == 0 or state["epoch"] == epochs):
+                    self._save_checkpoint(checkpoint, state)
+                if callback is not None and callback(self, record) is False:
+                    break
+        except KeyboardInterrupt:
+            # the kernel finishes epochs atomically: the parameters are those of the last full epoch
+            bar.close()
+            print(f"\ninterrupted after epoch {state['epoch']}; parameters kept"
+                  + (f", checkpoint in {checkpoint}" if checkpoint is not None else ""), file=sys.stderr)
+            if checkpoint is not None:
+                self._save_checkpoint(checkpoint, state)
+            return state["history"]
+        bar.close()
+        return state["history"]
+
+    def _training_state(self, chains, config, resume):
+        if resume is not None:
+            meta, data = self._read(resume)
+            if "training" not in meta:
+                raise ValueError(f"{resume} is a parameter file, not a checkpoint (no training state)")
+            saved = meta["training"]
+            for key in ("method", "batch_size", "chains", "k"):
+                if saved["config"].get(key) != config.get(key):
+                    raise ValueError(f"cannot resume from {resume}: it was trained with {key}="
+                                     f"{saved['config'].get(key)!r}, not {config.get(key)!r}")
+            self.params = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+            self._rng.bit_generator.state = saved["rng"]
+            state = {"epoch": saved["epoch"], "history": saved["history"], "config": config,
+                     "velocity": {k[len("velocity/"):]: v.astype(self.dtype) for k, v in data.items()
+                                  if k.startswith("velocity/")},
+                     "chains": {k[len("chain/"):]: np.ascontiguousarray(v, dtype=self.dtype) for k, v in data.items()
+                                if k.startswith("chain/")}}
+            self._state = state
+            return state
+        state = {"epoch": 0, "history": [], "config": config,
+                 "velocity": {p: np.zeros(self._shapes[p], self.dtype) for p in self._p},
+                 "chains": self.random_state(chains)}
+        self._state = state
+        return state
+
+    def _save_checkpoint(self, path, state) -> None:
+        extra = {f"velocity/{k}": v for k, v in state["velocity"].items()}
+        extra.update({f"chain/{k}": v for k, v in state["chains"].items()})
+        extra["training"] = {"epoch": state["epoch"], "history": state["history"], "config": state["config"],
+                             "rng": self._rng.bit_generator.state}
+        self.save(path, _extra=extra)
+
+    def _run_epoch(self, arrays, given, factorises, persistent, state, rate, momentum, decay, k, batch, mf_iters,
+                   mf_tol, mf_damping, n):
+        groups = list(self.domains)
+        summed = [g for g in self.DEFAULT_SUMMED if g not in given and self.domains[g] != "real"]
+        chains = state["chains"]
+        rows = max(batch, next(iter(chains.values())).shape[0])
+        data = {g: arrays.get(g, np.zeros((1,) + self._shapes[g], self.dtype)) for g in groups}
+        has = [g in arrays for g in groups]
+        pmask = {g: np.full((batch,) + self._shapes[g], g in arrays, np.uint8) for g in groups}
+        cmask = {g: np.zeros((rows,) + self._shapes[g], np.uint8) for g in groups}
+        rbmask = {g: np.full((rows,) + self._shapes[g], g not in summed, np.uint8) for g in groups}
+        init = [self._mean_start(g) for g in groups]
+        params = [self._p[p].reshape(1) if self._p[p].ndim == 0 else self._p[p] for p in self._p]
+        scalars = [self.sizes[s] for s in self.sizes] + [self.consts[c] for c in self.consts]
+        velocity = [state["velocity"][p].reshape(-1) if state["velocity"][p].ndim == 0 else state["velocity"][p]
+                    for p in self._p]
+        grads = [np.zeros(max(1, v.size), self.dtype).reshape(v.shape if v.ndim else (1,)) for v in velocity]
+        order = self._rng.permutation(n).astype(np.int64)
+        return self.KERNELS["train_epoch"](
+            *params, *scalars, *(data[g] for g in groups), *has,
+            *(pmask[g] for g in groups), *(g not in arrays for g in groups), *init,
+            *(chains[g] for g in groups), *(True for _ in groups), *(cmask[g] for g in groups),
+            *(rbmask[g] for g in groups), *(g in summed for g in groups),
+            *velocity, *grads, order, int(batch), self._streams(rows), float(rate), float(momentum), float(decay),
+            int(k), bool(persistent), 1 if factorises else int(mf_iters), float(mf_tol), float(mf_damping))
+
+    def _mean_start(self, g) -> float:
+        domain = self.domains[g]
+        return 0.5 if domain == "binary" else 1.0 / self._categories[g] if domain == "categorical" else 0.0
+
+    def _check_finite(self, before, epoch) -> None:
+        for name, value in self._p.items():
+            if not np.all(np.isfinite(value)):
+                self._restore(before)
+                raise TrainingError(f"parameter {name} became NaN or infinite in epoch {epoch + 1}; the "
+                                    f"parameters of epoch {epoch} are kept. Lower the learning rate or add "
+                                    f"weight decay")
+
+    def _restore(self, before) -> None:
+        for name, value in before.items():
+            self._p[name][...] = value
+
+    # ------------------------------------------------------------------ monitoring
+    def _monitors(self, monitor, given) -> tuple:
+        if monitor == "auto":
+            chosen = ["recon"]
+            hidden = [g for g in self.domains if g not in given]
+            if self.why_not_summable(hidden) is None and all(self.domains[g] == "binary" for g in given):
+                chosen.append("pll")
+            best = self._best_enumeration()
+            if best is not None and best[0] <= 16 and (self._best_enumeration(given) or (99,))[0] <= 16:
+                chosen.append("loglik")
+            return tuple(chosen)
+        if monitor is None:
+            return ()
+        return tuple(monitor)
+
+    def _measure(self, monitors, data, prefix) -> dict:
+        out = {}
+        if not monitors:
+            return out
+        given = {g: np.asarray(v) for g, v in data.items()}
+        if "recon" in monitors:
+            out[f"{prefix}_recon"] = self.reconstruction_error(given)
+        if "pll" in monitors:
+            out[f"{prefix}_pll"] = float(np.mean(self.pseudo_log_likelihood(given)))
+        if "loglik" in monitors:
+            out[f"{prefix}_loglik"] = float(np.mean(self.log_prob(given)))
+        return out
+
+    def reconstruction_error(self, data: Mapping) -> float:
+        """Mean squared difference between the data and E[data | E[latents | data]] (one up-down pass)."""
+        up = self.mean_field(data)
+        latents = {g: v for g, v in up.items() if g not in data}
+        if not latents:
+            return 0.0
+        down = self.mean_field(latents, init={g: data[g] for g in data}, max_iter=1, tol=0.0,
+                               _means_as_evidence=True)
+        return float(np.mean([np.mean((down[g] - np.asarray(data[g], dtype=self.dtype)) ** 2) for g in data]))
+
+    def pseudo_log_likelihood(self, data: Mapping, seed: int = 0) -> np.ndarray:
+        """Stochastic pseudo-log-likelihood per sample (binary data, free energy available):
+        size * log sigmoid(F(x with one random element flipped) - F(x))."""
+        rng = np.random.default_rng(seed)
+        f0 = self.free_energy(data)
+        flipped, size = {}, 0
+        for g, v in data.items():
+            x = np.array(v, dtype=self.dtype)
+            flat = x.reshape(len(x), -1)
+            size += flat.shape[1]
+            flipped[g] = x
+        g0 = next(iter(data))
+        flat = flipped[g0].reshape(len(f0), -1)
+        j = rng.integers(0, flat.shape[1], size=len(f0))
+        flat[np.arange(len(f0)), j] = 1 - flat[np.arange(len(f0)), j]
+        f1 = self.free_energy(flipped)
+        return size * -np.logaddexp(0.0, -(f1 - f0))
+
+
+class _EpochBar:
+    def __init__(self, epochs, enabled):
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        self.enabled = enabled
+        self.epochs = epochs
+        if enabled:
+            from .progress import ProgressBar
+
+            self.bar = ProgressBar(epochs, "training")
+
+    def __call__(self, record):
+        if not self.enabled:
+            return
+        shown = {k: v for k, v in record.items() if k not in ("epoch", "lr")}
+        self.bar.label = "training " + " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+        self.bar(record["epoch"])
+
+    def close(self):
+        pass
+
+
+__all__ = ["LearningMixin", "TrainingError", "learning_rate"]
