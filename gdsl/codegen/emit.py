@@ -419,6 +419,7 @@ class Emitter(LearningEmitter):
         self.w(f"NAME = {ir.name!r}", 1)
         self.w(f"SOURCE_SHA256 = {digest!r}", 1)
         self.w(f"MODEL_SHA256 = {hashlib.sha256(self.source_text.encode()).hexdigest()!r}  # the .gdl text alone", 1)
+        self.w(f"SOURCE_TEXT = {self.source_text!r}", 1)
         self.w(f"GDSL_VERSION = {__version__!r}", 1)
         self.w(f"SIZES = {dict(ir.sizes)!r}", 1)
         self.w(f"CONSTS = {dict(ir.consts)!r}", 1)

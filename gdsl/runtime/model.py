@@ -41,6 +41,7 @@ class ParamDict(dict):
 class ModelBase(LearningMixin):
     NAME = "model"
     MODEL_SHA256 = ""
+    SOURCE_TEXT = ""
     SIZES: dict = {}
     CONSTS: dict = {}
     GROUPS: tuple = ()
