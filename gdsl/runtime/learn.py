@@ -116,8 +116,16 @@ class LearningMixin:
                             ("mf_iters", mf_iters), ("checkpoint_every", checkpoint_every)):
             if not isinstance(value, (int, np.integer)) or value < (0 if name == "epochs" else 1):
                 raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        if chains is not None and (not isinstance(chains, (int, np.integer)) or chains < 1):
+            raise ValueError(f"chains must be a positive whole number, got {chains!r}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError("momentum must be in [0, 1)")
+        if not 0.0 <= mf_damping < 1.0:
+            raise ValueError("mf_damping must be in [0, 1)")
+        if not callable(lr_schedule) and not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if not (np.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
         n = self._n_of(data)
         arrays = {g: self._array(g, v, n) for g, v in data.items()}
         given = tuple(g for g in self.domains if g in arrays)
@@ -125,19 +133,26 @@ class LearningMixin:
         factorises = self.why_not_summable(hidden) is None and method != "variational"
         chains = int(chains or batch_size)
         persistent = method in ("pcd", "variational")
-        config = {"method": method, "k": k, "lr": lr, "epochs": epochs, "batch_size": batch_size,
-                  "momentum": momentum, "weight_decay": weight_decay, "chains": chains,
+        # plain Python numbers: the config goes into checkpoints as JSON (numpy scalars would not)
+        config = {"method": method, "k": int(k), "lr": float(lr), "epochs": int(epochs),
+                  "batch_size": int(batch_size), "momentum": float(momentum),
+                  "weight_decay": float(weight_decay), "chains": chains,
                   "lr_schedule": lr_schedule if isinstance(lr_schedule, (str, type(None))) else "callable"}
         state = self._training_state(chains, config, resume)
         monitors = self._monitors(monitor, given)
         bar = _EpochBar(epochs, progress)
         rows = min(n, 1000)
         probe = {g: v[:rows] for g, v in arrays.items()}  # a fixed training subset to measure on
+        undo = None  # set while an epoch is under way: how to go back to the end of the previous one
         try:
             while state["epoch"] < epochs:
                 epoch = state["epoch"]
                 rate = learning_rate(lr, lr_schedule, epoch, epochs)
+                if not (np.isfinite(rate) and rate >= 0):
+                    raise ValueError(f"the learning rate of epoch {epoch + 1} is {rate!r}; it must be finite "
+                                     f"and >= 0")
                 before = {key: v.copy() for key, v in self._p.items()}
+                undo = self._undo_point(state, before)
                 ok = self._run_epoch(arrays, given, factorises, persistent, state, rate, momentum, weight_decay,
                                      k, batch_size, mf_iters, mf_tol, mf_damping, n)
                 self._check_finite(before, epoch)
@@ -151,13 +166,17 @@ class LearningMixin:
                     record.update(self._measure(monitors, validation, "valid"))
                 state["history"].append(record)
                 state["epoch"] = epoch + 1
+                undo = None
                 bar(record)
                 if checkpoint is not None and (state["epoch"] % checkpoint_every == 0 or state["epoch"] == epochs):
                     self._save_checkpoint(checkpoint, state)
                 if callback is not None and callback(self, record) is False:
                     break
         except KeyboardInterrupt:
-            # the kernel finishes epochs atomically: the parameters are those of the last full epoch
+            # Ctrl-C is delivered when the kernel returns (or during the measurements): an epoch that
+            # was not recorded is undone, so parameters, chains, history and checkpoint agree
+            if undo is not None:
+                self._rewind(state, undo)
             bar.close()
             print(f"\ninterrupted after epoch {state['epoch']}; parameters kept"
                   + (f", checkpoint in {checkpoint}" if checkpoint is not None else ""), file=sys.stderr)
@@ -191,6 +210,20 @@ class LearningMixin:
                  "chains": self.random_state(chains)}
         self._state = state
         return state
+
+    def _undo_point(self, state, params) -> dict:
+        return {"params": params, "epoch": state["epoch"], "rng": self._rng.bit_generator.state,
+                "velocity": {k: v.copy() for k, v in state["velocity"].items()},
+                "chains": {k: v.copy() for k, v in state["chains"].items()}}
+
+    def _rewind(self, state, undo) -> None:
+        self._restore(undo["params"])
+        self._rng.bit_generator.state = undo["rng"]
+        for key in ("velocity", "chains"):
+            for name, value in undo[key].items():
+                state[key][name][...] = value
+        state["epoch"] = undo["epoch"]
+        del state["history"][undo["epoch"]:]
 
     def _save_checkpoint(self, path, state) -> None:
         extra = {f"velocity/{k}": v for k, v in state["velocity"].items()}
