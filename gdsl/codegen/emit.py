@@ -153,28 +153,41 @@ class Emitter(LearningEmitter):
             self.scatter(m, fi, "q", negate=False)
 
     def dense_field(self, g: GroupPlan, m: Monomial, fi: int, overwrite: bool) -> None:
-        """f += alpha * A @ P by BLAS; the first term of a field writes the product in place."""
+        """f += alpha * A @ P: BLAS, or rows of P for the nonzeros of A when A is mostly 0
+        (binary data and samples); the first term of a field writes the product in place."""
         d = g.dense[m.id]
         other = self.ir.groups[d.other]
         na, nx = self.flat(other.shape), self.flat(g.shape)
         rows, cols = (nx, na) if d.transpose else (na, nx)
         mat = f"{P.param(d.param)}.reshape(({rows}, {cols}))" + (".T" if d.transpose else "")
         scalar = [P.number(-m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
-        a = f"{P.group(d.other)}.reshape((n, {na}))"
+        self.w(f"a2 = {P.group(d.other)}.reshape((n, {na}))", 1)
         self.w(f"f2 = f.reshape((n, {nx}))", 1)
-        if overwrite:
-            self.w(f"np.dot({a}, {mat}, f2)", 1)
-            if scalar != ["1.0"]:
-                self.w(f"alpha = {' * '.join(scalar)}", 1)
-                self.w("for c in range(n):", 1)
-                self.w(f"for j in range({nx}):", 2)
-                self.w("f2[c, j] *= alpha", 3)
-            return
-        self.w(f"t = np.dot({a}, {mat})", 1)
         self.w(f"alpha = {' * '.join(scalar)}", 1)
-        self.w("for c in range(n):", 1)
-        self.w(f"for j in range({nx}):", 2)
-        self.w("f2[c, j] += alpha * t[c, j]", 3)
+        p2 = f"{P.param(d.param)}.reshape(({rows}, {cols}))"
+        if not d.transpose:  # rows of P are contiguous: skipping zeros of A pays
+            self.w(f"if _k.use_loops(a2, {nx}):", 1)
+            if overwrite:
+                self.w("f2.fill(0.0)", 2)
+            self.w(f"_k.sparse_dot(a2, {p2}, f2, alpha)", 2)
+        else:  # small products: row dot products, no BLAS call overhead
+            self.w(f"if a2.shape[0] * {na} * {nx} < _k.SMALL_PRODUCT:", 1)
+            if overwrite:
+                self.w("f2.fill(0.0)", 2)
+            self.w(f"_k.dot_t(a2, {p2}, f2, alpha)", 2)
+        self.w("else:", 1)
+        indent = 2
+        if overwrite:
+            self.w(f"np.dot(a2, {mat}, f2)", indent)
+            if scalar != ["1.0"]:
+                self.w("for c in range(n):", indent)
+                self.w(f"for j in range({nx}):", indent + 1)
+                self.w("f2[c, j] *= alpha", indent + 2)
+            return
+        self.w(f"t = np.dot(a2, {mat})", indent)
+        self.w("for c in range(n):", indent)
+        self.w(f"for j in range({nx}):", indent + 1)
+        self.w("f2[c, j] += alpha * t[c, j]", indent + 2)
 
     def scatter(self, m: Monomial, fi: int, target: str, negate: bool) -> None:
         f = m.factors[fi]
@@ -262,15 +275,15 @@ class Emitter(LearningEmitter):
         q = [f"q_{g.name}"] if g.domain == "real" else []
         return [f"f_{g.name}"] + q + [P.group(g.name), f"m_{g.name}"]
 
-    def _each_block(self, update) -> None:
-        """For every Gibbs block in order: the field of each free group, then `update(group)`."""
+    def _each_block(self, update, indent: int = 2) -> None:
+        """For every Gibbs block in order: the field of each free group, then `update(group, indent)`."""
         for b, block in enumerate(self.plan.blocks):
-            self.w(f"# block {b + 1}: {{{', '.join(block)}}}", 2)
+            self.w(f"# block {b + 1}: {{{', '.join(block)}}}", indent)
             for name in block:
                 g = self.plan.groups[name]
-                self.w(f"if free_{name}:", 2)
-                self.w(self._field_call(g), 3)
-                update(g)
+                self.w(f"if free_{name}:", indent)
+                self.w(self._field_call(g), indent + 1)
+                update(g, indent + 1)
 
     def gibbs_kernel(self) -> None:
         self.kernel(f"gibbs({self.args}, {self._masks()}, {self._free()}, rng, steps)",
@@ -281,12 +294,12 @@ class Emitter(LearningEmitter):
         self.w("ok = True", 1)
         self.w("for step in range(steps):", 1)
 
-        def draw(g: GroupPlan) -> None:
+        def draw(g: GroupPlan, indent: int) -> None:
             if g.lateral:
-                self.site_sweep(g, 3, draw=True)
+                self.site_sweep(g, indent, draw=True)
                 return
             call = f"_k.{DRAW[g.domain]}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
-            self.w(f"ok &= {call}" if g.domain == "real" else call, 3)
+            self.w(f"ok &= {call}" if g.domain == "real" else call, indent)
 
         self._each_block(draw)
         self.w("return ok", 1)
@@ -336,14 +349,15 @@ class Emitter(LearningEmitter):
         self.w("for it in range(max_iter):", 1)
         self.w("delta = 0.0", 2)
 
-        def update(g: GroupPlan) -> None:
+        def update(g: GroupPlan, indent: int) -> None:
             if g.lateral:
-                self.site_sweep(g, 3, draw=False)
+                self.site_sweep(g, indent, draw=False)
                 return
-            self.w(f"d = _k.{MEAN[g.domain]}({self._views(g, self._arrays(g))}, damping{LOW.get(g.domain, '')})", 3)
-            self.w("if d < 0.0:", 3)
-            self.w("return -1, delta", 4)
-            self.w("delta = max(delta, d)", 3)
+            self.w(f"d = _k.{MEAN[g.domain]}({self._views(g, self._arrays(g))}, damping{LOW.get(g.domain, '')})",
+                   indent)
+            self.w("if d < 0.0:", indent)
+            self.w("return -1, delta", indent + 1)
+            self.w("delta = max(delta, d)", indent)
 
         self._each_block(update)
         self.w("if delta <= tol:", 2)

@@ -19,7 +19,15 @@ class LearningEmitter:
 
     def learning_kernels(self) -> None:
         self.grad_kernel()
+        if self._rb_fused():
+            self.rb_sweep_kernel()
         self.train_epoch_kernel()
+
+    def _rb_fused(self) -> bool:
+        """The summable latents all sit in the last block: their means can come from the last sweep."""
+        last = set(self.plan.blocks[-1])
+        summed = self.plan.default_summed
+        return bool(summed) and all(g in last and not self.plan.groups[g].lateral for g in summed)
 
     # dE/dtheta -----------------------------------------------------------------------------
     def _grads(self) -> str:
@@ -47,6 +55,8 @@ class LearningEmitter:
                 self.loop_nest(m, [f"{target} += {' * '.join(parts)}"], 2)
 
     def _dense_grad(self, name, p, m, t) -> None:
+        """g_P += beta * L^T R with L the group on P's first axes: BLAS, or row updates for the
+        nonzeros of L when it is mostly 0 (binary data and samples)."""
         d = t.dense
         mine = next(g for g in m.groups if g != d.other)
         na = self.flat(self.ir.groups[d.other].shape)
@@ -54,14 +64,54 @@ class LearningEmitter:
         a2 = f"{P.group(d.other)}.reshape((n, {na}))"
         x2 = f"{P.group(mine)}.reshape((n, {nx}))"
         rows, cols = (nx, na) if d.transpose else (na, nx)
-        product = f"np.dot({x2}.T, {a2})" if d.transpose else f"np.dot({a2}.T, {x2})"
+        left, right = (x2, a2) if d.transpose else (a2, x2)
         scalar = ["alpha", P.number(m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
-        self.w(f"t = {product}", 1)
         self.w(f"beta = {' * '.join(scalar)}", 1)
         self.w(f"g2 = g_{name}.reshape(({rows}, {cols}))", 1)
-        self.w(f"for r in range({rows}):", 1)
-        self.w(f"for j in range({cols}):", 2)
-        self.w("g2[r, j] += beta * t[r, j]", 3)
+        self.w(f"l2 = {left}", 1)
+        self.w(f"r2 = {right}", 1)
+        self.w(f"if _k.use_loops(l2, {cols}):", 1)
+        self.w("_k.sparse_outer(l2, r2, g2, beta)", 2)
+        self.w("else:", 1)
+        self.w("t = np.dot(l2.T, r2)", 2)
+        self.w(f"for r in range({rows}):", 2)
+        self.w(f"for j in range({cols}):", 3)
+        self.w("g2[r, j] += beta * t[r, j]", 4)
+
+    def rb_sweep_kernel(self) -> None:
+        """One Gibbs sweep that also leaves E[g | rest] in rb_g for the flagged groups of the
+        last block, from the field the sweep computes anyway (no second product)."""
+        self.kernel(f"gibbs_rb({self.args}, {self._masks()}, {self._free()}, "
+                    f"{self._per_group('rb_')}, {self._per_group('rbfree_')}, rng)",
+                    "A sweep like gibbs(..., steps=1); groups flagged rbfree_* (all in the last block) "
+                    "also get their conditional means, given the final state of the rest, in rb_*.")
+        from .emit import DRAW, LOW, MEAN
+
+        self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
+        self._buffers(1)
+        self.w("ok = True", 1)
+        last = set(self.plan.blocks[-1])
+
+        def update(g, indent: int) -> None:
+            if g.name in last and not g.lateral:
+                self.w(f"if rbfree_{g.name}:", indent)
+                self.w(f"rb_{g.name}[...] = {P.group(g.name)}", indent + 1)
+                arrays = self._arrays(g)
+                arrays[-2] = f"rb_{g.name}"
+                self.w(f"_k.{MEAN[g.domain]}({self._views(g, arrays)}, 0.0{LOW.get(g.domain, '')})", indent + 1)
+                if g.domain in LOW:  # draw from the mean just computed: one exp per unit, not two
+                    views = self._views(g, [f"rb_{g.name}", P.group(g.name), f"m_{g.name}"])
+                    self.w(f"_k.two_state_draw_from_mean({views}, rng{LOW[g.domain]})", indent + 1)
+                    self.w("else:", indent)
+                    indent += 1
+            if g.lateral:
+                self.site_sweep(g, indent, draw=True)
+                return
+            call = f"_k.{DRAW[g.domain]}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
+            self.w(f"ok &= {call}" if g.domain == "real" else call, indent)
+
+        self._each_block(update, indent=1)
+        self.w("return ok", 1)
 
     # one epoch ------------------------------------------------------------------------------
     def _per_group(self, prefix: str) -> str:
@@ -118,17 +168,27 @@ class LearningEmitter:
         self.w("# latents start from a draw given the data", 3)
         self.w(f"ok &= gibbs({self._call_args('neg_')}, "
                f"{', '.join(f'pmask_{g}[:nb]' for g in self.ir.groups)}, {self._frees('pfree_')}, rng, 1)", 3)
-        self.w(f"ok &= gibbs({self._call_args('neg_')}, "
-               f"{', '.join(f'cmask_{g}[:neg_{first}.shape[0]]' for g in self.ir.groups)}, "
-               f"{self._frees('cfree_')}, rng, k)", 2)
-        self.w("# Rao-Blackwellised statistics: summable latents replaced by E[h | rest]", 2)
-        for g in self.ir.groups:
-            self.w(f"rb_{g} = neg_{g}.copy()", 2)
-        self.w(f"m_rb = rb_{first}.shape[0]", 2)
-        self.w(f"it, d = mean_field({self._call_args('rb_')}, "
-               f"{', '.join(f'rbmask_{g}[:m_rb]' for g in self.ir.groups)}, {self._frees('rbfree_')}, "
-               "0.0, 0.0, 1)", 2)
-        self.w(f"energy_grad({self._call_args('rb_')}, -1.0 / m_rb, {self._grads()})", 2)
+        cmasks = ", ".join(f"cmask_{g}[:neg_{first}.shape[0]]" for g in self.ir.groups)
+        self.w(f"m_rb = neg_{first}.shape[0]", 2)
+        if self._rb_fused():
+            self.w("# the last sweep also gives E[h | rest] for the summable latents (Rao-Blackwellised)", 2)
+            self.w("if k > 1:", 2)
+            self.w(f"ok &= gibbs({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, rng, k - 1)", 3)
+            for g in self.ir.groups:
+                self.w(f"rb_{g} = np.empty_like(neg_{g})", 2)
+            self.w(f"ok &= gibbs_rb({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, "
+                   f"{self._per_group('rb_')}, {self._per_group('rbfree_')}, rng)", 2)
+            for g in self.ir.groups:
+                self.w(f"st_{g} = rb_{g} if rbfree_{g} else neg_{g}", 2)
+        else:
+            self.w(f"ok &= gibbs({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, rng, k)", 2)
+            self.w("# Rao-Blackwellised statistics: summable latents replaced by E[h | rest]", 2)
+            for g in self.ir.groups:
+                self.w(f"st_{g} = neg_{g}.copy()", 2)
+            self.w(f"it, d = mean_field({self._call_args('st_')}, "
+                   f"{', '.join(f'rbmask_{g}[:m_rb]' for g in self.ir.groups)}, {self._frees('rbfree_')}, "
+                   "0.0, 0.0, 1)", 2)
+        self.w(f"energy_grad({self._call_args('st_')}, -1.0 / m_rb, {self._grads()})", 2)
         self.w("# step: momentum, weight decay (on arrays of 2 or more axes), constraints", 2)
         for name, p in self.ir.params.items():
             self._update(name, p)

@@ -98,6 +98,24 @@ def two_state_draw(f, x, mask, rng, low):
 
 
 @numba.njit(cache=True)
+def two_state_draw_from_mean(mean, x, mask, rng, low):
+    """Like two_state_draw, from E[x] already computed: P(x = 1) = (E[x] - low) / (1 - low)."""
+    n, m = mean.shape
+    one = mean.dtype.type(1.0)
+    lower = mean.dtype.type(low)
+    inv_gap = 1.0 / (1.0 - low)
+    for c in range(n):
+        s0 = rng[c, 0]
+        s1 = rng[c, 1]
+        for j in range(m):
+            u, s0, s1 = next_uniform(s0, s1)
+            if mask[c, j] == 0:
+                x[c, j] = one if u < (mean[c, j] - low) * inv_gap else lower
+        rng[c, 0] = s0
+        rng[c, 1] = s1
+
+
+@numba.njit(cache=True)
 def gaussian_draw(f, q, x, mask, rng):
     """x ~ N(f / 2q, 1 / 2q) from the energy q x^2 - f x; False if some q <= 0."""
     n, m = f.shape
@@ -150,14 +168,21 @@ def categorical_draw(f, x, mask, rng):
 # mean-field updates: x <- damping * x + (1 - damping) * E[x | f]; return max change -------
 @numba.njit(cache=True)
 def two_state_mean(f, x, mask, damping, low):
-    """E[x] = low + (1 - low) sigmoid((1 - low) f): sigmoid(f) for bits, tanh(f) for spins."""
+    """E[x] = low + (1 - low) sigmoid((1 - low) f): sigmoid(f) for bits, tanh(f) for spins.
+
+    In the arrays' precision and without branches in the sigmoid (exp overflowing to inf
+    gives 0, never NaN), so the loop vectorises."""
     n, m = f.shape
-    gap = 1.0 - low
+    one = f.dtype.type(1.0)
+    gap = f.dtype.type(1.0 - low)
+    lower = f.dtype.type(low)
+    keep = f.dtype.type(damping)
+    take = one - keep
     delta = 0.0
     for c in range(n):
         for j in range(m):
             if mask[c, j] == 0:
-                new = damping * x[c, j] + (1.0 - damping) * (low + gap * sigmoid(gap * f[c, j]))
+                new = keep * x[c, j] + take * (lower + gap / (one + math.exp(-gap * f[c, j])))
                 delta = max(delta, abs(new - x[c, j]))
                 x[c, j] = new
     return delta
@@ -245,3 +270,67 @@ def seed_streams(seeds, rng):
             y = (y ^ (y >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
             y = (y ^ (y >> uint64(27))) * uint64(0x94D049BB133111EB)
             rng[c, w] = y ^ (y >> uint64(31))
+
+
+# products that skip zeros ------------------------------------------------------------------
+SPARSE_BELOW = 0.25  # fraction of nonzeros under which row sums beat a BLAS call
+SMALL_PRODUCT = 1 << 16  # multiply-adds under which plain loops beat a BLAS call's overhead
+
+
+@numba.njit(cache=True)
+def use_loops(a, m):
+    """Whether a @ (k x m) is cheaper as loops than through BLAS: a small or mostly-zero a."""
+    return a.shape[0] * a.shape[1] * m < SMALL_PRODUCT or density(a) < SPARSE_BELOW
+
+
+@numba.njit(cache=True, fastmath=True)
+def dot_t(a, p, out, alpha):
+    """out += alpha * a @ p.T as row dot products (contiguous in both), for small sizes.
+
+    fastmath lets the sum be reassociated into SIMD lanes (7x faster; only rounding changes)."""
+    n, k = a.shape
+    m = p.shape[0]
+    for c in range(n):
+        for i in range(m):
+            acc = p.dtype.type(0.0)
+            for j in range(k):
+                acc += a[c, j] * p[i, j]
+            out[c, i] += alpha * acc
+
+
+@numba.njit(cache=True)
+def density(a):
+    """Fraction of nonzero entries of a 2-d array (binary samples and data are mostly 0)."""
+    n, k = a.shape
+    nz = 0
+    for c in range(n):
+        for i in range(k):
+            if a[c, i] != 0:
+                nz += 1
+    return nz / max(1, n * k)
+
+
+@numba.njit(cache=True)
+def sparse_dot(a, p, out, alpha):
+    """out += alpha * a @ p by adding rows of p for the nonzeros of a (exact for any values)."""
+    n, k = a.shape
+    m = p.shape[1]
+    for c in range(n):
+        for i in range(k):
+            if a[c, i] != 0:
+                s = p.dtype.type(alpha * a[c, i])
+                for j in range(m):
+                    out[c, j] += s * p[i, j]
+
+
+@numba.njit(cache=True)
+def sparse_outer(a, x, g, alpha):
+    """g += alpha * a.T @ x by updating rows of g for the nonzeros of a."""
+    n, k = a.shape
+    m = x.shape[1]
+    for c in range(n):
+        for i in range(k):
+            if a[c, i] != 0:
+                s = g.dtype.type(alpha * a[c, i])
+                for j in range(m):
+                    g[i, j] += s * x[c, j]

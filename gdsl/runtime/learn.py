@@ -205,9 +205,14 @@ class LearningMixin:
                                 if k.startswith("chain/")}}
             self._state = state
             return state
-        state = {"epoch": 0, "history": [], "config": config,
-                 "velocity": {p: np.zeros(self._shapes[p], self.dtype) for p in self._p},
-                 "chains": self.random_state(chains)}
+        previous = getattr(self, "_state", None)
+        if previous is not None and next(iter(previous["chains"].values())).shape[0] == chains:
+            # a later fit call continues the persistent chains and the momentum of the last one
+            chain_state, velocity = previous["chains"], previous["velocity"]
+        else:
+            chain_state = self.random_state(chains)
+            velocity = {p: np.zeros(self._shapes[p], self.dtype) for p in self._p}
+        state = {"epoch": 0, "history": [], "config": config, "velocity": velocity, "chains": chain_state}
         self._state = state
         return state
 
