@@ -282,8 +282,8 @@ class LearningMixin:
     # ------------------------------------------------------------------ monitoring
     def _monitors(self, monitor, given) -> tuple:
         if monitor == "auto":
-            chosen = ["recon"]
             hidden = [g for g in self.domains if g not in given]
+            chosen = ["recon"] if hidden else []  # nothing to reconstruct through without latents
             if self.why_not_summable(hidden) is None and all(self.domains[g] == "binary" for g in given):
                 chosen.append("pll")
             best = self._best_enumeration()
