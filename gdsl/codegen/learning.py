@@ -11,6 +11,7 @@ train_epoch  runs every minibatch of an epoch: positive phase (mean-field with t
 from __future__ import annotations
 
 from ..analysis.gradients import gradient_terms
+from ..ir.model import iexpr_accesses
 from . import printer as P
 
 
@@ -157,7 +158,6 @@ class LearningEmitter:
                "mf_damping, mf_tol, mf_iters)", 2)
         self.w("if it < 0:", 2)
         self.w("return False", 3)
-        self.w(f"energy_grad({self._call_args('pos_')}, 1.0 / nb, {self._grads()})", 2)
         self.w("# negative phase: CD-k chains start at the data; PCD chains persist", 2)
         self.w("if persistent:", 2)
         for g in self.ir.groups:
@@ -188,22 +188,48 @@ class LearningEmitter:
             self.w(f"it, d = mean_field({self._call_args('st_')}, "
                    f"{', '.join(f'rbmask_{g}[:m_rb]' for g in self.ir.groups)}, {self._frees('rbfree_')}, "
                    "0.0, 0.0, 1)", 2)
-        self.w(f"energy_grad({self._call_args('st_')}, -1.0 / m_rb, {self._grads()})", 2)
-        self.w("# step: momentum, weight decay (on arrays of 2 or more axes), constraints", 2)
+        params = ", ".join(P.param(p) for p in self.ir.params)
+        if self._direct_ok():
+            self.w("if momentum == 0.0 and decay == 0.0:", 2)
+            self.w("# plain SGD: the statistics go straight into the parameters (no derivative reads them)", 3)
+            self.w(f"energy_grad({self._call_args('pos_')}, -lr / nb, {params})", 3)
+            self.w(f"energy_grad({self._call_args('st_')}, lr / m_rb, {params})", 3)
+            self.w("else:", 2)
+            indent = 3
+        else:
+            indent = 2
+        self.w("# statistics of both phases, then a step with momentum and weight decay", indent)
+        self.w(f"energy_grad({self._call_args('pos_')}, 1.0 / nb, {self._grads()})", indent)
+        self.w(f"energy_grad({self._call_args('st_')}, -1.0 / m_rb, {self._grads()})", indent)
         for name, p in self.ir.params.items():
-            self._update(name, p)
+            self._update(name, p, indent)
+        self.w("# constraints", 2)
+        for name, p in self.ir.params.items():
+            self._constrain(name, p)
         self.w("return ok", 1)
 
-    def _update(self, name, p) -> None:
+    def _direct_ok(self) -> bool:
+        """No dE/dP reads a parameter, so P can be updated while the statistics are added up."""
+        for terms in gradient_terms(self.plan).values():
+            for t in terms:
+                coef = t.dense.scalar_coef if t.dense is not None else (t.derivative,)
+                if any(a.kind == "param" for c in coef for a in iexpr_accesses(c)):
+                    return False
+        return True
+
+    def _update(self, name, p, indent: int) -> None:
         arr = P.param(name)
         decay = "decay" if len(p.shape) >= 2 else "0.0"
-        self.w(f"pf = {arr}.reshape(-1)", 2)
-        self.w(f"gf = g_{name}.reshape(-1)", 2)
-        self.w(f"vf = v_{name}.reshape(-1)", 2)
-        self.w("for j in range(pf.shape[0]):", 2)
-        self.w(f"vf[j] = momentum * vf[j] - lr * (gf[j] + {decay} * pf[j])", 3)
-        self.w("pf[j] += vf[j]", 3)
-        self.w("gf[j] = 0.0", 3)
+        self.w(f"pf = {arr}.reshape(-1)", indent)
+        self.w(f"gf = g_{name}.reshape(-1)", indent)
+        self.w(f"vf = v_{name}.reshape(-1)", indent)
+        self.w("for j in range(pf.shape[0]):", indent)
+        self.w(f"vf[j] = momentum * vf[j] - lr * (gf[j] + {decay} * pf[j])", indent + 1)
+        self.w("pf[j] += vf[j]", indent + 1)
+        self.w("gf[j] = 0.0", indent + 1)
+
+    def _constrain(self, name, p) -> None:
+        arr = P.param(name)
         if "symmetric" in p.constraints:
             self.w(f"for a in range({arr}.shape[0]):", 2)
             self.w(f"for b in range(a + 1, {arr}.shape[1]):", 3)
@@ -214,5 +240,6 @@ class LearningEmitter:
             self.w(f"for a in range({arr}.shape[0]):", 2)
             self.w(f"{arr}[a, a] = 0.0", 3)
         if "positive" in p.constraints:
+            self.w(f"pf = {arr}.reshape(-1)", 2)
             self.w("for j in range(pf.shape[0]):", 2)
             self.w("pf[j] = max(pf[j], 1e-6)", 3)
