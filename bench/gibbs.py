@@ -24,29 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _set_threads(argv) -> None:
-    """BLAS threads must be fixed before numpy loads; both sides of a ratio use the same setting."""
-    threads = "1"
-    if "--threads" in argv:
-        threads = argv[argv.index("--threads") + 1]
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
+from common import median_time, set_blas_threads  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-
-_set_threads(sys.argv)
+set_blas_threads(sys.argv)
 
 import numpy as np  # noqa: E402
 
 import gdsl  # noqa: E402
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def rbm_sweep(repeats: int) -> None:

@@ -79,16 +79,9 @@ DATA = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"
 sys.path.insert(0, str(ROOT))
 
 
-def _set_threads(argv) -> None:
-    """BLAS threads must be fixed before numpy loads; both sides of a ratio use the same setting."""
-    threads = "1"
-    if "--threads" in argv:
-        threads = argv[argv.index("--threads") + 1]
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
+from common import set_blas_threads  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-
-_set_threads(sys.argv)
+set_blas_threads(sys.argv)
 
 import numpy as np  # noqa: E402
 
