@@ -14,6 +14,7 @@ from .. import __version__
 from ..analysis.plan import GroupPlan, Plan, stencil_offsets
 from ..ir.model import Factor, Monomial, iexpr_text
 from . import printer as P
+from .annealing import AnnealingEmitter
 from .learning import LearningEmitter
 
 DRAW = {"binary": "two_state_draw", "spin": "two_state_draw", "real": "gaussian_draw",
@@ -32,7 +33,7 @@ def source_hash(text: str) -> str:
     return hashlib.sha256((__version__ + "\0" + text).encode()).hexdigest()
 
 
-class Emitter(LearningEmitter):
+class Emitter(LearningEmitter, AnnealingEmitter):
     def __init__(self, plan: Plan, source_text: str):
         self.plan = plan
         self.ir = plan.ir
@@ -99,7 +100,7 @@ class Emitter(LearningEmitter):
     def kernel(self, signature: str, doc: str) -> None:
         self.w()
         self.w()
-        self.w("@numba.njit(cache=True)")
+        self.w("@numba.njit(cache=True, nogil=True)")
         self.w(f"def {signature}:")
         self.w(f'"""{doc}"""', 1)
 
@@ -124,6 +125,7 @@ class Emitter(LearningEmitter):
         self.mean_field_kernel()
         self.free_energy_kernel()
         self.learning_kernels()
+        self.annealing_kernels()
         self.model_class(digest)
         return "\n".join(self.lines) + "\n"
 
@@ -304,7 +306,7 @@ class Emitter(LearningEmitter):
         self._each_block(draw)
         self.w("return ok", 1)
 
-    def site_sweep(self, g: GroupPlan, indent: int, draw: bool) -> None:
+    def site_sweep(self, g: GroupPlan, indent: int, draw: bool, lateral_scale: str = "") -> None:
         dims = self.dims(g.shape)
         ks = [f"k{d}" for d in range(len(dims))]
         x = P.group(g.name)
@@ -331,7 +333,7 @@ class Emitter(LearningEmitter):
         site = ", ".join(["c"] + ks)
         self.w(f"if m_{g.name}[{site}] == 0:", indent)
         self.site_field(g, indent + 1)
-        self.w(f"a = f_{g.name}[{site}] + acc", indent + 1)
+        self.w(f"a = f_{g.name}[{site}] + {lateral_scale}acc", indent + 1)
         if draw:
             self.w(f"{x}[{site}] = {SITE_DRAW[g.domain]}(a, rng, c)", indent + 1)
         else:
@@ -367,9 +369,10 @@ class Emitter(LearningEmitter):
     # energy and free energy ---------------------------------------------------------------------
     def free_energy_kernel(self) -> None:
         flags = ", ".join(f"sum_{g}" for g in self.ir.groups)
-        self.kernel(f"free_energy({self.args}, {flags}, out)",
-                    "out[c] = energy of chain c with the groups flagged sum_* summed out analytically "
-                    "(they must not share a term). Returns False on a non-positive Gaussian precision.")
+        self.kernel(f"free_energy({self.args}, {flags}, beta, out)",
+                    "out[c] = free energy of chain c at inverse temperature beta (beta * E), with the groups "
+                    "flagged sum_* summed out analytically (they must not share a term). Returns False on a "
+                    "non-positive Gaussian precision.")
         self.w("n = out.shape[0]", 1)
         self.w("out.fill(0.0)", 1)
         self.w("ok = True", 1)
@@ -381,6 +384,9 @@ class Emitter(LearningEmitter):
                 self.w(f"if not ({' or '.join(f'sum_{g}' for g in groups)}):", 1)
                 indent = 2
             self.energy_term(m, indent)
+        self.w("if beta != 1.0:", 1)
+        self.w("for c in range(n):", 2)
+        self.w("out[c] *= beta", 3)
         for g in self.plan.groups.values():
             if not g.summable:
                 continue
@@ -389,6 +395,10 @@ class Emitter(LearningEmitter):
             if g.domain == "real":
                 self.w(f"q_{g.name} = np.empty_like({P.group(g.name)})", 2)
             self.w(self._field_call(g), 2)
+            self.w("if beta != 1.0:", 2)
+            self.w(f"_k.scale(f_{g.name}.reshape(-1), beta)", 3)
+            if g.domain == "real":
+                self.w(f"_k.scale(q_{g.name}.reshape(-1), beta)", 3)
             arrays = [f"f_{g.name}"] + ([f"q_{g.name}"] if g.domain == "real" else [])
             call = f"_k.{LOGNORM[g.domain]}({self._views(g, arrays)}, out{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, 2)
@@ -485,7 +495,7 @@ class Emitter(LearningEmitter):
         self.w("return (" + "".join(f"{x}, " for x in parts) + ")", 2)
         self.w()
         self.w("KERNELS = {'gibbs': gibbs, 'mean_field': mean_field, 'free_energy': free_energy, "
-               "'energy_grad': energy_grad, 'train_epoch': train_epoch, "
+               "'energy_grad': energy_grad, 'train_epoch': train_epoch, 'ais_steps': ais_steps, "
                + ", ".join(f"'field_{g}': field_{g}" for g in ir.groups) + "}", 1)
 
     def _shape_py(self, shape, env) -> str:

@@ -272,6 +272,23 @@ def seed_streams(seeds, rng):
             rng[c, w] = y ^ (y >> uint64(31))
 
 
+@numba.njit(cache=True)
+def temper(f, base, beta):
+    """f[c] = beta * f[c] + (1 - beta) * base, for every chain c (base has one row)."""
+    n, m = f.shape
+    if beta == 1.0:
+        return
+    for c in range(n):
+        for j in range(m):
+            f[c, j] = beta * f[c, j] + (1.0 - beta) * base[j]
+
+
+@numba.njit(cache=True)
+def scale(x, factor):
+    for j in range(x.shape[0]):
+        x[j] *= factor
+
+
 # products that skip zeros ------------------------------------------------------------------
 SPARSE_BELOW = 0.25  # fraction of nonzeros under which row sums beat a BLAS call
 SMALL_PRODUCT = 1 << 16  # multiply-adds under which plain loops beat a BLAS call's overhead

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import kernels as _k
 from .enumerate import Enumeration
+from .ais import AISMixin
 from .learn import LearningMixin
 
 DEFAULT_MAX_STATES = 2 ** 24
@@ -38,7 +39,7 @@ class ParamDict(dict):
             self[k] = v
 
 
-class ModelBase(LearningMixin):
+class ModelBase(LearningMixin, AISMixin):
     NAME = "model"
     MODEL_SHA256 = ""
     SOURCE_TEXT = ""
@@ -403,7 +404,7 @@ class ModelBase(LearningMixin):
             full[g] = st[g] if g in st else np.zeros((n,) + self._shapes[g], dtype)
         out = np.zeros(n, dtype=np.float64)
         flags = tuple(g in summed for g in self.domains)
-        ok = self.KERNELS["free_energy"](*self._args(full, params), *flags, out)
+        ok = self.KERNELS["free_energy"](*self._args(full, params), *flags, 1.0, out)
         if not ok:
             raise ValueError("a real variable's precision is <= 0: the energy is not bounded below")
         return out
@@ -436,10 +437,20 @@ class ModelBase(LearningMixin):
         return float(size)
 
     def log_partition(self, method: str = "exact", max_states: int = DEFAULT_MAX_STATES,
-                      progress: bool = False) -> float:
-        """log Z. method="exact" sums the groups it can analytically and enumerates the smallest rest."""
+                      progress: bool = False, runs: int = 100, betas=None, data: Mapping | None = None,
+                      workers: int = 2, burn_in: int = 1000):
+        """log Z.
+
+        method="exact": sums the groups it can analytically and enumerates the smallest rest; a float.
+        method="ais" / "reverse-ais": annealed importance sampling with `runs` chains over `betas`
+        (default: the standard ~14,500 temperatures), from a base model fitted to `data` when given;
+        returns AISEstimate(log_z, sd). Forward AIS underestimates log Z on average; reverse AIS,
+        from chains started at `data` and run `burn_in` sweeps to reach the model, overestimates
+        it on average: together they bracket it."""
+        if method in ("ais", "reverse-ais"):
+            return self._ais(method == "reverse-ais", int(runs), betas, data, workers, progress, burn_in)
         if method != "exact":
-            raise ValueError(f"unknown method {method!r}; this version supports method='exact'")
+            raise ValueError(f"unknown method {method!r}; use 'exact', 'ais' or 'reverse-ais'")
         best = self._best_enumeration()
         if best is None:
             raise ValueError("log_partition cannot enumerate: every way of summing out leaves a real variable")

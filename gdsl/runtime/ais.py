@@ -1,0 +1,199 @@
+"""Annealed importance sampling for log Z, forward and reverse (Neal 2001; Salakhutdinov &
+Murray 2008 for RBMs; Burda, Grosse & Salakhutdinov 2015 for the reverse direction).
+
+The groups summed out by default (an RBM's h, a DBM's h1) are summed analytically in
+the weights, so the chains anneal only the rest (v; v and h2). The base model is a set of
+independent units over those groups: fitted to data when data is given (the "base-rate"
+model: visible biases at the logit of smoothed pixel means), uniform otherwise; real
+units get a Gaussian base. Runs are independent and are split across threads.
+"""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Mapping, NamedTuple
+
+import numpy as np
+
+
+class AISEstimate(NamedTuple):
+    """log Z and its standard deviation in the log domain (delta method over the runs)."""
+
+    log_z: float
+    sd: float
+
+
+def standard_schedule() -> np.ndarray:
+    """About 14,500 inverse temperatures: steps of 1e-3 to 0.5, 1e-4 to 0.9, 1e-5 to 1."""
+    return np.concatenate([np.arange(0.0, 0.5, 1e-3), np.arange(0.5, 0.9, 1e-4),
+                           np.arange(0.9, 1.0, 1e-5), [1.0]])
+
+
+def estimate(log_z0: float, logw: np.ndarray, reverse: bool) -> AISEstimate:
+    top = float(np.max(logw))
+    w = np.exp(logw - top)
+    mean = float(np.mean(w))
+    sd = float(np.std(w, ddof=1) / math.sqrt(len(w)) / mean) if len(w) > 1 else float("inf")
+    log_mean = top + math.log(mean)
+    return AISEstimate(log_z0 - log_mean if reverse else log_z0 + log_mean, sd)
+
+
+class AISMixin:
+    """log_partition(method="ais" | "reverse-ais") for compiled energy models."""
+
+    def _ais_split(self):
+        summed = tuple(g for g in self.DEFAULT_SUMMED if self.domains[g] != "real")
+        kept = tuple(g for g in self.domains if g not in summed)
+        return summed, kept
+
+    def base_model(self, data: Mapping | None = None) -> dict:
+        """Independent-unit base fields per group: (bf, bq), flattened; fitted to `data` where given."""
+        summed, kept = self._ais_split()
+        base = {}
+        for g, domain in self.domains.items():
+            size = int(np.prod(self._shapes[g]))
+            bf, bq = np.zeros(size), np.zeros(size)
+            x = None if data is None or g not in data or g in summed else np.asarray(data[g], np.float64)
+            if x is not None:
+                x = x.reshape(len(x), -1)
+            if domain == "real" and g not in summed:
+                mean = x.mean(0) if x is not None else np.zeros(size)
+                var = np.maximum(x.var(0), 1e-3) if x is not None else np.ones(size)
+                bq, bf = 0.5 / var, mean / var
+            elif x is not None and domain == "binary":
+                p = (x.sum(0) + 1.0) / (len(x) + 2.0)  # smoothed: never exactly 0 or 1
+                bf = np.log(p) - np.log1p(-p)
+            elif x is not None and domain == "spin":
+                p = ((x > 0).sum(0) + 1.0) / (len(x) + 2.0)
+                bf = 0.5 * (np.log(p) - np.log1p(-p))
+            elif x is not None and domain == "categorical":
+                k = self._categories[g]
+                counts = x.reshape(len(x), -1, k).sum(0) + 1.0
+                bf = np.log(counts / counts.sum(-1, keepdims=True)).reshape(-1)
+            base[g] = (np.ascontiguousarray(bf, self.dtype), np.ascontiguousarray(bq, self.dtype))
+        return base
+
+    def _log_z0(self, base, summed) -> float:
+        """log of the base model's normaliser over all groups (summed groups uniform)."""
+        total = 0.0
+        for g, domain in self.domains.items():
+            bf, bq = (b.astype(np.float64) for b in base[g])
+            if domain == "binary":
+                total += float(np.sum(np.logaddexp(0.0, bf)))
+            elif domain == "spin":
+                total += float(np.sum(np.logaddexp(-bf, bf)))
+            elif domain == "categorical":
+                k = self._categories[g]
+                total += float(np.sum(np.logaddexp.reduce(bf.reshape(-1, k), axis=1)))
+            else:
+                total += float(np.sum(bf ** 2 / (4 * bq) + 0.5 * np.log(math.pi / bq)))
+        return total
+
+    def _ais(self, reverse: bool, runs: int, betas, data, workers: int, progress: bool, burn_in: int):
+        summed, kept = self._ais_split()
+        betas = standard_schedule() if betas is None else np.asarray(betas, dtype=np.float64)
+        if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0.0 or betas[-1] != 1.0 or np.any(np.diff(betas) < 0):
+            raise ValueError("betas must rise from 0 to 1 (inclusive), with at least two values")
+        if runs < 2:
+            raise ValueError("runs must be at least 2 (the spread of the estimate needs two)")
+        if reverse and data is None:
+            raise ValueError("reverse AIS starts its chains at data: pass data={...}")
+        if data is not None:
+            n = self._n_of(data)
+            data = {g: self._array(g, v, n) for g, v in data.items()}
+        base = self.base_model(data)
+        log_z0 = self._log_z0(base, summed)
+        state = self._ais_start(reverse, runs, base, data, kept, burn_in)
+        schedule = betas[::-1] if reverse else betas
+        parts = max(1, min(int(workers), runs))
+        bounds = np.linspace(0, runs, parts + 1).astype(int)
+        chunks = [{g: np.ascontiguousarray(v[a:b]) for g, v in state.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+        streams = [self._streams(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+        logws = [np.zeros(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+        masks = [self._masks({}, b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+        bases = [x for g in self.domains for x in base[g]]
+        flags = [g in summed for g in self.domains]
+        free = [True] * len(self.domains)
+        segments = np.array_split(np.arange(len(schedule)), min(100, len(schedule) - 1))
+        from .model import _progress
+
+        bar = _progress(len(schedule) - 1, progress, "reverse AIS" if reverse else "AIS")
+
+        def run(part: int, seg: np.ndarray) -> bool:
+            return self.KERNELS["ais_steps"](*self._args(chunks[part]), *(masks[part][g] for g in self.domains),
+                                             *free, *bases, *flags, seg, streams[part], logws[part])
+
+        done = 0
+        with ThreadPoolExecutor(max_workers=parts) as pool:
+            for idx in segments:
+                start = max(0, idx[0] - 1) if idx[0] > 0 else 0
+                seg = np.ascontiguousarray(schedule[start:idx[-1] + 1])
+                if len(seg) < 2:
+                    continue
+                oks = list(pool.map(run, range(parts), [seg] * parts))
+                if not all(oks):
+                    raise ValueError("a real variable's precision became <= 0 during annealing")
+                done += len(seg) - 1
+                bar(done)
+        logw = np.concatenate(logws)
+        self.last_ais = {"log_weights": logw, "log_z0": log_z0, "reverse": reverse, "betas": len(betas)}
+        return estimate(log_z0, logw, reverse)
+
+    def _ais_start(self, reverse, runs, base, data, kept, burn_in):
+        """Forward: exact draws from the base model. Reverse: chains started at data rows (latents
+        drawn given them), then `burn_in` free Gibbs sweeps of the model."""
+        state = self.random_state(runs)  # summed groups: uniform, as at beta = 0
+        if not reverse:
+            rng = self._rng
+            for g in kept:
+                bf, bq = (b.astype(np.float64) for b in base[g])
+                shape = (runs,) + self._shapes[g]
+                domain = self.domains[g]
+                if domain == "binary":
+                    x = rng.random((runs, bf.size)) < 1 / (1 + np.exp(-bf))
+                elif domain == "spin":
+                    x = np.where(rng.random((runs, bf.size)) < 1 / (1 + np.exp(-2 * bf)), 1.0, -1.0)
+                elif domain == "categorical":
+                    k = self._categories[g]
+                    logits = bf.reshape(-1, k)
+                    p = np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))
+                    u = rng.random((runs, len(p), 1))
+                    x = np.eye(k)[(u > np.cumsum(p, axis=1)[None]).sum(-1).clip(max=k - 1)]
+                else:
+                    x = bf / (2 * bq) + rng.standard_normal((runs, bf.size)) / np.sqrt(2 * bq)
+                state[g] = np.ascontiguousarray(np.asarray(x, dtype=self.dtype).reshape(shape))
+            return state
+        n = next(iter(data.values())).shape[0]
+        rows = self._rng.choice(n, size=runs, replace=runs > n)
+        for g, v in data.items():
+            state[g] = np.ascontiguousarray(v[rows])
+        if any(g not in data for g in self.domains):  # latents drawn given the data
+            state = self._run_gibbs(state, self._masks({g: True for g in data}, runs), 10)
+        # then free sweeps at beta = 1, so the chains approach the model itself: reverse AIS
+        # needs its start drawn from the model (from the data alone it is biased whenever the
+        # model and the data differ)
+        return self._run_gibbs(state, self._masks({}, runs), int(burn_in))
+
+    def variational_bound(self, data: Mapping, log_z: float, **mean_field_options) -> np.ndarray:
+        """log p(data) >= -E_q[E] + H(q) - log Z with q the fully factorised mean-field
+        posterior over the other groups (binary, spin or categorical), per sample."""
+        q = self.mean_field(data, **mean_field_options)
+        latent = [g for g in self.domains if g not in data]
+        for g in latent:
+            if self.domains[g] == "real":
+                raise ValueError(f"the variational bound needs discrete latents; {g} is real")
+        n = self._n_of(data)
+        st = {g: np.asarray(v, np.float64) for g, v in q.items()}
+        energy = self._free_energy({g: np.ascontiguousarray(v) for g, v in st.items()}, (),
+                                   self._params64(), np.float64)  # multilinear: E at the means = E_q[E]
+        entropy = np.zeros(n)
+        for g in latent:
+            m = np.clip(st[g].reshape(n, -1), 1e-12, 1 - 1e-12)
+            if self.domains[g] == "binary":
+                entropy -= np.sum(m * np.log(m) + (1 - m) * np.log1p(-m), axis=1)
+            elif self.domains[g] == "spin":
+                p = np.clip((m + 1) / 2, 1e-12, 1 - 1e-12)
+                entropy -= np.sum(p * np.log(p) + (1 - p) * np.log1p(-p), axis=1)
+            else:
+                entropy -= np.sum(m * np.log(m), axis=1)
+        return -energy + entropy - log_z
