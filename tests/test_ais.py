@@ -120,3 +120,20 @@ def test_ais_argument_errors(trained):
         m.log_partition("ais", runs=1)
     with pytest.raises(ValueError, match="unknown method"):
         m.log_partition("bridge")
+
+
+def test_log_prob_uses_the_bound_when_the_latents_cannot_be_enumerated(trained):
+    m, data, exact = trained["dbm"]
+    bound = m.log_prob(data, log_z=exact, method="bound")
+    np.testing.assert_allclose(bound, m.variational_bound(data, exact))
+    # with an enumeration limit below what the DBM's latents need, "auto" falls back to the bound
+    np.testing.assert_allclose(m.log_prob(data, log_z=exact, max_states=2), bound)
+    assert np.all(m.log_prob(data, log_z=exact) >= bound - 1e-9)  # exact where it fits
+
+
+def test_log_prob_asks_for_log_z_when_it_cannot_be_computed_exactly():
+    m = gdsl.load(MODELS / "rbm.gdl", nv=64, nh=40, seed=0)
+    x = (load_digits().data[:5] > 7).astype(np.float32)
+    with pytest.raises(ValueError, match="pass log_z"):
+        m.log_prob({"v": x}, max_states=2 ** 20)
+    assert m.log_prob({"v": x}, log_z=0.0).shape == (5,)

@@ -469,6 +469,13 @@ class ModelBase(LearningMixin, AISMixin):
             bar(start + count)
         return acc.value()
 
+    def _exact_log_z_or_refuse(self, max_states):
+        best = self._best_enumeration()
+        if best is None or best[0] > math.log2(max_states) + 1e-9:
+            raise ValueError("this model is too large for the exact log Z: pass log_z=..., e.g. "
+                             "log_z=m.log_partition(method='ais', data=train).log_z")
+        return self.log_partition("exact", max_states=max_states)
+
     def _refuse_if_large(self, log2_cost, enum, max_states):
         if log2_cost > math.log2(max_states) + 1e-9:
             parts = ", ".join(f"{g}: 2^{self._log2_states(g):g}" for g in enum)
@@ -476,17 +483,32 @@ class ModelBase(LearningMixin, AISMixin):
                              f"max_states = 2^{math.log2(max_states):g}; raise max_states or use a "
                              f"smaller model")
 
-    def log_prob(self, data: Mapping, log_z: float | None = None, max_states: int = DEFAULT_MAX_STATES):
-        """log p(data) per sample, marginalising the groups not in `data` (exactly)."""
+    def log_prob(self, data: Mapping, log_z: float | None = None, max_states: int = DEFAULT_MAX_STATES,
+                 method: str = "auto"):
+        """log p(data) per sample: -F(data) - log Z, the other groups marginalised.
+
+        method="exact" sums them analytically where it can and enumerates the rest;
+        method="bound" gives the mean-field variational lower bound (for a DBM, whose latents
+        cannot all be summed out); "auto" is exact when the enumeration fits in `max_states`,
+        else the bound. log_z: pass an estimate (e.g. log_partition(method="ais").log_z) for
+        models too large for the exact log Z."""
+        if method not in ("auto", "exact", "bound"):
+            raise ValueError(f"unknown method {method!r}; use 'auto', 'exact' or 'bound'")
         n = self._n_of(data)
         st = {k: self._array(k, v, n).astype(np.float64) for k, v in data.items()}
         best = self._best_enumeration(given=tuple(st))
+        fits = best is not None and best[0] <= math.log2(max_states) + 1e-9
+        if method == "bound" or (method == "auto" and not fits and best is not None
+                                 and all(self.domains[g] != "real" for g in self.domains if g not in st)):
+            if log_z is None:
+                log_z = self._exact_log_z_or_refuse(max_states)
+            return self.variational_bound(data, log_z)
         if best is None:
             raise ValueError("log_prob cannot marginalise: a real variable would have to be enumerated")
         cost, summed, enum = best
         self._refuse_if_large(cost, enum, max_states)
         if log_z is None:
-            log_z = self.log_partition("exact", max_states=max_states)
+            log_z = self._exact_log_z_or_refuse(max_states)
         params = self._params64()
         if not enum:
             return -self._free_energy(st, summed, params, np.float64) - log_z
