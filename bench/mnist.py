@@ -86,8 +86,8 @@ def evaluate(name, m, train_x, test_x, runs, betas):
 
 
 def write_table(rows, quick: bool, path: Path) -> None:
-    mode = "--quick (reduced settings: a check of the pipeline, not of the published numbers)" if quick \
-        else "full settings"
+    mode = "reduced settings: a check of the pipeline, not of the published numbers" if quick \
+        else "the settings listed per model"
     lines = ["# Results on binarised MNIST", "",
              f"Written by `python bench/mnist.py{' --quick' if quick else ''}` ({mode}) on a 2-core machine.",
              "Test log-likelihood in nats per image, higher is better; log Z by AIS (forward, 100 runs), with",
