@@ -79,7 +79,7 @@ DATA = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"
 sys.path.insert(0, str(ROOT))
 
 
-from common import set_blas_threads  # noqa: E402  (bench/ is on sys.path when run as a script)
+from common import median_time, set_blas_threads  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 set_blas_threads(sys.argv)
 
@@ -193,12 +193,7 @@ def sklearn_products(X, nh, batch, reps, seed=0) -> float:
         return intercept_hidden
 
     epoch()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        epoch()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_time(epoch, reps)
 
 
 # ---------------------------------------------------------------- the two benchmarks

@@ -135,3 +135,18 @@ def spin_rbm(tmp_path_factory):
     # spins double every field (P(+1) = sigmoid(2 f)): smaller weights keep the law spread out
     m.params = random_params(m, seed=1008, weight_scale=0.6, bias_scale=0.3)
     return m
+
+
+@pytest.fixture(scope="session")
+def digits4x4():
+    """scikit-learn's digits averaged to 4x4 (16 pixels, so every small model stays enumerable):
+    binary (> 7 of 16), standardised real values, one-hot labels, and a fixed 1400/397 split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    small = d.data.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16)
+    binary = (small > 7).astype(np.float32)
+    real = ((small - small.mean(0)) / (small.std(0) + 1e-3)).astype(np.float32)
+    labels = np.eye(10, dtype=np.float32)[d.target]
+    order = np.random.default_rng(0).permutation(len(binary))
+    return binary, real, labels, order[:1400], order[1400:]

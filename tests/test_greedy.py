@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 import gdsl
 from gdsl.driver import compile_source, read_source
@@ -47,17 +46,9 @@ def test_upper_layer_uses_a_copy_of_the_lower_biases():
     assert [g.role for g in sub.groups.values()] == ["visible", "latent", "latent"]
 
 
-@pytest.fixture(scope="module")
-def digits16():
-    """Binarised 4x4 digits: 16 pixels, so a 16-8-4 DBM's likelihood is exact."""
-    x = load_digits().data.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)) > 7
-    x = x.reshape(-1, 16).astype(np.float32)
-    order = np.random.default_rng(0).permutation(len(x))
-    return x[order[:1400]], x[order[1400:]]
-
-
-def test_greedy_pretraining_raises_the_test_likelihood(digits16):
-    train, test = digits16
+def test_greedy_pretraining_raises_the_test_likelihood(digits4x4):
+    binary, _, _, train_rows, test_rows = digits4x4
+    train, test = binary[train_rows], binary[test_rows]
     m = gdsl.load(MODELS / "dbm.gdl", nv=16, n1=8, n2=4, seed=0)
     before = m.log_prob({"v": test}).mean()
     history = m.fit({"v": train}, method="greedy", lr=0.05, epochs=10, batch_size=20, progress=False)

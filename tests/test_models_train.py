@@ -9,22 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 import gdsl
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-
-
-@pytest.fixture(scope="module")
-def digits():
-    d = load_digits()
-    small = d.data.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16)
-    binary = (small > 7).astype(np.float32)
-    real = ((small - small.mean(0)) / (small.std(0) + 1e-3)).astype(np.float32)
-    labels = np.eye(10, dtype=np.float32)[d.target]
-    order = np.random.default_rng(0).permutation(len(binary))
-    return binary, real, labels, order[:1400], order[1400:]
 
 
 CASES = [  # model, sizes, data builder, learning rate, epochs, margin in nats
@@ -39,8 +27,8 @@ CASES = [  # model, sizes, data builder, learning rate, epochs, margin in nats
 
 
 @pytest.mark.parametrize("name, sizes, build, lr, epochs, margin", CASES, ids=[c[0] for c in CASES])
-def test_pcd_raises_the_exact_test_likelihood(digits, name, sizes, build, lr, epochs, margin):
-    binary, real, labels, train, test = digits
+def test_pcd_raises_the_exact_test_likelihood(digits4x4, name, sizes, build, lr, epochs, margin):
+    binary, real, labels, train, test = digits4x4
     data = build(binary, real, labels)
     m = gdsl.load(MODELS / f"{name}.gdl", seed=0, **sizes)
     before = m.log_prob({k: v[test] for k, v in data.items()}).mean()
