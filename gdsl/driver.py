@@ -122,7 +122,9 @@ def dump(compiled: Compiled, stage: str) -> str:
     if stage == "ir":
         return compiled.ir.dump()
     if stage == "plan":
-        return compiled.plan.dump()
+        from .analysis.gradients import dump as dump_gradients
+
+        return compiled.plan.dump() + dump_gradients(compiled.plan)
     if stage == "py":
         return compiled.python or emit(compiled.plan, compiled.source.text)
     raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")

@@ -26,7 +26,7 @@ class GradTerm:
     dense: Optional[Dense]  # dE/dP = scale * rest * A (x) X, one BLAS call
 
     def text(self, m: Monomial) -> str:
-        return f"m{m.id}: {m.scale!r} * {iexpr_text(self.derivative)} * " + " * ".join(f.text() for f in m.factors)
+        return f"m{m.id}: " + " * ".join([repr(m.scale), iexpr_text(self.derivative)] + [f.text() for f in m.factors])
 
 
 # symbolic differentiation ------------------------------------------------------------
