@@ -125,6 +125,6 @@ def test_log_prob_uses_the_bound_when_the_latents_cannot_be_enumerated(trained):
 def test_log_prob_asks_for_log_z_when_it_cannot_be_computed_exactly():
     m = gdsl.load(MODELS / "rbm.gdl", nv=64, nh=40, seed=0)
     x = (load_digits().data[:5] > 7).astype(np.float32)
-    with pytest.raises(ValueError, match="pass log_z"):
+    with pytest.raises(ValueError, match="max_states.*pass log_z"):
         m.log_prob({"v": x}, max_states=2 ** 20)
     assert m.log_prob({"v": x}, log_z=0.0).shape == (5,)

@@ -471,17 +471,19 @@ class ModelBase(LearningMixin, AISMixin):
 
     def _exact_log_z_or_refuse(self, max_states):
         best = self._best_enumeration()
-        if best is None or best[0] > math.log2(max_states) + 1e-9:
-            raise ValueError("this model is too large for the exact log Z: pass log_z=..., e.g. "
-                             "log_z=m.log_partition(method='ais', data=train).log_z")
+        if best is None:
+            raise ValueError("log Z cannot be computed exactly (a real variable would have to be enumerated): "
+                             "pass log_z=..., e.g. log_z=m.log_partition(method='ais', data=train).log_z")
+        self._refuse_if_large(best[0], best[2], max_states,
+                              "; or pass log_z=..., e.g. m.log_partition(method='ais', data=train).log_z")
         return self.log_partition("exact", max_states=max_states)
 
-    def _refuse_if_large(self, log2_cost, enum, max_states):
+    def _refuse_if_large(self, log2_cost, enum, max_states, hint=""):
         if log2_cost > math.log2(max_states) + 1e-9:
             parts = ", ".join(f"{g}: 2^{self._log2_states(g):g}" for g in enum)
             raise ValueError(f"exact enumeration needs 2^{log2_cost:g} states ({parts}), more than "
                              f"max_states = 2^{math.log2(max_states):g}; raise max_states or use a "
-                             f"smaller model")
+                             f"smaller model{hint}")
 
     def log_prob(self, data: Mapping, log_z: float | None = None, max_states: int = DEFAULT_MAX_STATES,
                  method: str = "auto"):
