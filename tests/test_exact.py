@@ -562,6 +562,13 @@ def _brute_free_energy(ex, evidence):
     return np.array(out)
 
 
+def _joint_states(model, ex, given):
+    """Every joint configuration of the `given` groups, as a data dict (rows in enumeration order)."""
+    tables = [group_states(ex.domains[g], model.shape(g)) for g in given]
+    idx = np.indices([len(t) for t in tables]).reshape(len(tables), -1)
+    return {g: t[i] for g, t, i in zip(given, tables, idx)}
+
+
 FREE_ENERGY_CASES = [("rbm", ("v",)), ("bm", ("v",)), ("dbm", ("v", "h2")), ("softmax_rbm", ("v", "y")),
                      ("threeway", ("x", "y")), ("ising", ("s",)), ("rbm", ("h",)), ("dbm", ("h1",)),
                      ("spin_rbm", ("v",)), ("spin_rbm", ("h",))]
@@ -571,9 +578,7 @@ FREE_ENERGY_CASES = [("rbm", ("v",)), ("bm", ("v",)), ("dbm", ("v", "h2")), ("so
 def test_free_energy_matches_brute_force(name, given, request):
     model = request.getfixturevalue(name)
     ex = exact(model)
-    tables = [group_states(ex.domains[g], model.shape(g)) for g in given]
-    idx = np.indices([len(t) for t in tables]).reshape(len(tables), -1)
-    evidence = {g: t[i] for g, t, i in zip(given, tables, idx)}
+    evidence = _joint_states(model, ex, given)
     got = model.free_energy(evidence)
     np.testing.assert_allclose(got, _brute_free_energy(ex, evidence), rtol=RTOL, atol=ATOL)
 
@@ -623,9 +628,7 @@ LOG_PROB_CASES = [("rbm", ("v",)), ("rbm", ("h",)), ("bm", ("v",)), ("bm", ("h",
 def test_log_prob_is_exact_marginal(name, given, request):
     model = request.getfixturevalue(name)
     ex = exact(model)
-    tables = [group_states(ex.domains[g], model.shape(g)) for g in given]
-    idx = np.indices([len(t) for t in tables]).reshape(len(tables), -1)
-    data = {g: t[i] for g, t, i in zip(given, tables, idx)}
+    data = _joint_states(model, ex, given)
     lp = model.log_prob(data)
     assert np.exp(logsumexp(lp)) == pytest.approx(1.0, abs=1e-9)
     marginal = ex.p.reshape(ex.counts).sum(axis=tuple(k for k, g in enumerate(ex.names) if g not in given))

@@ -27,8 +27,7 @@ class AnnealingEmitter:
         self.kernel(f"gibbs_tempered({self.args}, {self._masks()}, {self._free()}, {self._bases()}, beta, rng)",
                     "One block-Gibbs sweep of the tempered joint exp(-(1 - beta) E0 - beta E): every field is "
                     "beta * f + (1 - beta) * bf (and q likewise), lateral terms are scaled by beta.")
-        self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
-        self._buffers(1)
+        self._sweep_start()
         self.w("ok = True", 1)
 
         def update(g, indent: int) -> None:

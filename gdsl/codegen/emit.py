@@ -254,6 +254,11 @@ class Emitter(LearningEmitter, AnnealingEmitter):
     def _free(self) -> str:
         return ", ".join(f"free_{g}" for g in self.ir.groups)
 
+    def _sweep_start(self) -> None:
+        """The opening of every sweep kernel: the number of chains and a field buffer per group."""
+        self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
+        self._buffers(1)
+
     def _buffers(self, indent: int) -> None:
         for g in self.plan.groups.values():
             self.w(f"f_{g.name} = np.empty_like({P.group(g.name)})", indent)
@@ -291,8 +296,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.kernel(f"gibbs({self.args}, {self._masks()}, {self._free()}, rng, steps)",
                     "Run `steps` block-Gibbs sweeps over all chains in place; mask != 0 keeps an element. "
                     "Returns False if a Gaussian conditional had a non-positive precision.")
-        self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
-        self._buffers(1)
+        self._sweep_start()
         self.w("ok = True", 1)
         self.w("for step in range(steps):", 1)
 
@@ -345,8 +349,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.kernel(f"mean_field({self.args}, {self._masks()}, {self._free()}, damping, tol, max_iter)",
                     "Mean-field fixed point, block by block; the group arrays hold the means. "
                     "Returns (iterations, last max change); iterations = -1 on a non-positive precision.")
-        self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
-        self._buffers(1)
+        self._sweep_start()
         self.w("delta = 0.0", 1)
         self.w("for it in range(max_iter):", 1)
         self.w("delta = 0.0", 2)

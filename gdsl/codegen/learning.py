@@ -88,8 +88,7 @@ class LearningEmitter:
                     "also get their conditional means, given the final state of the rest, in rb_*.")
         from .emit import DRAW, LOW, MEAN
 
-        self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
-        self._buffers(1)
+        self._sweep_start()
         self.w("ok = True", 1)
         last = set(self.plan.blocks[-1])
 
