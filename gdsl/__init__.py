@@ -4,11 +4,14 @@ __version__ = "0.1.0"
 from .errors import CompilerBug, GdslError, ModelErrors  # noqa: E402
 
 
-def load(path, seed=None, dtype="float32", **sizes_and_consts):
+def load(path, seed=None, dtype=None, **sizes_and_consts):
     """Compile (or fetch from the cache) the model in `path` and instantiate it."""
     from .runtime.cache import load_module
 
-    return load_module(path).Model(seed=seed, dtype=dtype, **sizes_and_consts)
+    cls = load_module(path).Model
+    if dtype is None:  # each kind of model has its own default (float32 energy models, float64 directed)
+        return cls(seed=seed, **sizes_and_consts)
+    return cls(seed=seed, dtype=dtype, **sizes_and_consts)
 
 
 __all__ = ["load", "GdslError", "ModelErrors", "CompilerBug", "__version__"]

@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .analysis.directed import analyse_directed
 from .analysis.plan import Plan, analyse
 from .codegen.emit import emit
 from .errors import CompilerBug, GdslError, ModelErrors, Source, Span
@@ -23,8 +24,9 @@ class Compiled:
     ast: ast_mod.Model
     checked: CheckedModel
     ir: ModelIR
-    plan: Plan
+    plan: Plan | None  # the energy part (None for a purely directed model)
     python: str | None = None
+    directed: object = None  # DirectedPlan, when the model has conditionals
 
 
 def read_source(path) -> Source:
@@ -91,10 +93,11 @@ def compile_source(source: Source, until: str = "py") -> Compiled:
         tree = parse(source)
         checked = check(tree, source)
         ir = lower(checked)
-        plan = analyse(ir)
-        out = Compiled(source, tree, checked, ir, plan)
+        plan = analyse(ir) if ir.groups or ir.directed is None else None
+        directed = analyse_directed(ir.directed, ir.params) if ir.directed is not None else None
+        out = Compiled(source, tree, checked, ir, plan, directed=directed)
         if until == "py":
-            out.python = emit(plan, original.text)
+            out.python = emit(plan, original.text, directed, ir)
         return out
     except GdslError as e:
         _attach(e, source)
@@ -120,11 +123,17 @@ def dump(compiled: Compiled, stage: str) -> str:
     if stage == "ast":
         return ast_mod.dump(compiled.ast) + "\n"
     if stage == "ir":
-        return compiled.ir.dump()
+        ir = compiled.ir
+        return ir.dump() + (ir.directed.dump() if ir.directed is not None else "")
     if stage == "plan":
         from .analysis.gradients import dump as dump_gradients
 
-        return compiled.plan.dump() + dump_gradients(compiled.plan)
+        out = ""
+        if compiled.plan is not None:
+            out = compiled.plan.dump() + dump_gradients(compiled.plan)
+        if compiled.directed is not None:
+            out += compiled.directed.dump()
+        return out
     if stage == "py":
-        return compiled.python or emit(compiled.plan, compiled.source.text)
+        return compiled.python or emit(compiled.plan, compiled.source.text, compiled.directed, compiled.ir)
     raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")

@@ -94,12 +94,43 @@ class Domain(Node):
 
 
 @dataclass(eq=False)
+class DistArg(Node):
+    name: Optional[str]  # the keyword (logits=, mean=, ...), None when positional
+    value: Expr
+
+
+@dataclass(eq=False)
+class Dist(Node):
+    family: str  # bernoulli | normal | categorical
+    args: list[DistArg]
+
+
+@dataclass(eq=False)
 class GroupDecl(Node):
     role: str  # "visible" | "latent"
     name: str
     name_span: Span
     shape: list[Expr]
-    domain: Domain
+    domain: Optional[Domain]  # None when the group is defined by a conditional
+    dist: Optional[Dist] = None  # `visible x[d] ~ bernoulli(...)`
+
+
+@dataclass(eq=False)
+class SampleDecl(Node):
+    """`x ~ family(...)` or `x[i, j] ~ family(...)`: the conditional of a declared group."""
+    name: str
+    name_span: Span
+    indices: Optional[list[str]]  # free indices bound to the leading axes; None: none written
+    dist: Dist
+    in_guide: bool = False
+
+
+@dataclass(eq=False)
+class LetDecl(Node):
+    name: str
+    name_span: Span
+    expr: Expr
+    in_guide: bool = False
 
 
 @dataclass(eq=False)
@@ -136,6 +167,10 @@ class Model(Node):
     groups: list[GroupDecl] = field(default_factory=list)
     params: list[ParamDecl] = field(default_factory=list)
     energies: list[EnergyDecl] = field(default_factory=list)
+    lets: list[LetDecl] = field(default_factory=list)
+    samples: list[SampleDecl] = field(default_factory=list)  # model conditionals (explicit form)
+    guide: list = field(default_factory=list)  # LetDecl | SampleDecl, in order
+    guide_span: Optional[Span] = None
 
 
 def dump(node, indent: int = 0) -> str:

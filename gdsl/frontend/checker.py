@@ -16,7 +16,10 @@ from . import ast
 
 DOMAINS = ("binary", "spin", "real", "categorical")
 CONSTRAINTS = ("symmetric", "zero_diag", "positive")
-FUNCTIONS = ("exp", "log", "softplus", "sigmoid", "tanh", "sqrt")
+FUNCTIONS = ("exp", "log", "softplus", "sigmoid", "tanh", "sqrt", "relu", "log_sigmoid")
+# directed conditionals: family -> (argument names in positional order, the domain it defines)
+FAMILIES = {"bernoulli": (("logits", "probs"), "binary"), "normal": (("mean", "std"), "real"),
+            "categorical": (("logits",), "categorical")}
 DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high")}
 MAX_VARIABLE_POWER = 8
 MAX_NAME_LENGTH = 64  # names become parts of Python identifiers and of numba's cache file names
@@ -64,6 +67,25 @@ class ParamInfo:
 
 
 @dataclass
+class LetInfo:
+    name: str
+    type: Optional[Type]
+    decl: ast.LetDecl
+
+
+@dataclass
+class CondInfo:
+    """A directed conditional `group ~ family(args)`; `free` index names bind the group's leading axes."""
+    group: str
+    family: str
+    args: dict[str, ast.Expr]  # canonical argument name -> expression
+    free: tuple[str, ...]
+    parents: frozenset  # groups the arguments depend on (itself, for autoregressive ones)
+    span: Span
+    in_guide: bool
+
+
+@dataclass
 class CheckedModel:
     name: str
     sizes: dict[str, int]
@@ -74,6 +96,13 @@ class CheckedModel:
     ast: ast.Model
     source: Source
     decl_spans: dict[str, Span] = field(default_factory=dict)
+    lets: dict[str, LetInfo] = field(default_factory=dict)
+    conditionals: list[CondInfo] = field(default_factory=list)  # the model's, in topological order
+    guide: list[CondInfo] = field(default_factory=list)  # the guide's, in topological order
+
+    @property
+    def directed(self) -> set[str]:
+        return {c.group for c in self.conditionals}
 
 
 def shape_str(shape: tuple[Poly, ...]) -> str:
@@ -96,6 +125,12 @@ class Checker:
         self.statement: object = None  # the declaration being checked
         self.reported: set = set()  # (statement, name) of unknown names already reported
         self.context = "expr"  # "expr" | "subscript": where a name is used (for the hint of an unknown one)
+        self.lets: dict[str, LetInfo] = {}
+        self.let_state: dict[str, str] = {}  # name -> "checking" | "done"
+        self.in_directed = False  # inside a conditional or let: functions of variables are allowed
+        self.in_guide = False
+        self.free_names: set[str] = set()  # free indices of the conditional being checked
+        self.conditionals: list[CondInfo] = []
 
     def error(self, message: str, span: Span, hint: str | None = None) -> None:
         self.sink.error(message, span, hint)
@@ -120,6 +155,7 @@ class Checker:
                 else:
                     self.consts[arg.name] = float(arg.value)
         decls = [(g.name_span, g, "variable") for g in m.groups] + [(p.name_span, p, "parameter") for p in m.params]
+        decls += [(d.name_span, d, "let binding") for d in m.lets]
         for span, d, what in sorted(decls, key=lambda x: (x[0].line, x[0].column)):
             self._declare(d.name, span, what, d)
         for g in m.groups:
@@ -131,12 +167,17 @@ class Checker:
         if not m.groups:
             self.error(f"model '{m.name}' declares no variables", m.name_span,
                        "declare at least one group, e.g. 'visible v[n]: binary'")
+        for d in m.lets:
+            self._let(d.name)
+        self._conditionals(m)
         for e in m.energies:
             self.statement = e
             self._energy(e)
+        model_conds, guide_conds = self._directed_structure(m)
         self.sink.raise_if_any(self.source)
         return CheckedModel(m.name, self.sizes, self.consts, self.groups, self.params,
-                            list(m.energies), m, self.source, dict(self.spans))
+                            list(m.energies), m, self.source, dict(self.spans), dict(self.lets),
+                            model_conds, guide_conds)
 
     def _declare(self, name: str, span: Span, what: str, decl) -> bool:
         self._check_length(name, span, what)
@@ -213,6 +254,9 @@ class Checker:
 
     def _group(self, g: ast.GroupDecl) -> None:
         shape = self._shape(g.shape, f"'{g.name}'", g.name)
+        if g.domain is None:
+            self._group_from_dist(g, shape)
+            return
         d = g.domain
         categories = None
         if d.name not in DOMAINS:
@@ -315,6 +359,12 @@ class Checker:
         if t is not None and not t.is_scalar:
             self.error(f"an energy term must be a scalar, but this one has shape {shape_str(t.shape)}",
                        e.expr.span, "wrap it in sum(...) to add up its elements")
+        directed = sorted((t.groups if t is not None else set()) & {c.group for c in self.conditionals})
+        if directed:
+            names = ", ".join(f"'{n}'" for n in directed)
+            self.error(f"{names} {'is' if len(directed) == 1 else 'are'} defined by a conditional (~) and cannot "
+                       f"appear in an energy", e.expr.span,
+                       "a variable is either in the undirected part (energy) or directed (~), not both")
 
     def expr(self, e: ast.Expr) -> Optional[Type]:
         t = getattr(self, "_" + type(e).__name__.lower())(e)
@@ -340,6 +390,17 @@ class Checker:
             return Type(self.groups[e.id].shape, frozenset([e.id]))
         if e.id in self.params:
             return Type(self.params[e.id].shape)
+        if e.id in self.let_state or any(d.name == e.id for d in self.model.lets):
+            if not self.in_directed:
+                self.error(f"let binding '{e.id}' can be used in conditionals and other lets, not in an energy",
+                           e.span, "write the expression out in the energy")
+                return None
+            let = self.lets.get(e.id)
+            if let is not None and let.decl.in_guide and not self.in_guide:
+                self.error(f"'{e.id}' is defined in the guide and cannot be used outside it", e.span,
+                           "move the let binding out of the guide block")
+                return None
+            return self._let(e.id)
         self._unknown(e.id, e.span)
         return None
 
@@ -387,7 +448,7 @@ class Checker:
         t = self.expr(e.args[0])
         if t is None:
             return None
-        if t.groups:
+        if t.groups and not self.in_directed:
             names = ", ".join(sorted(t.groups))
             verb = "appears" if len(t.groups) == 1 else "appear"
             self.error(f"the energy must be a polynomial in the variables, but {names} {verb} inside "
@@ -408,7 +469,7 @@ class Checker:
             return self._matmul(e, a, b)
         if e.op == "^":
             return self._pow(e, a, b)
-        if e.op == "/" and b.groups:
+        if e.op == "/" and b.groups and not self.in_directed:
             self.error(f"cannot divide by an expression of the variables ({', '.join(sorted(b.groups))})",
                        e.right.span, "the energy must be a polynomial in the variables")
             return None
@@ -433,7 +494,7 @@ class Checker:
         if not b.is_scalar or b.groups:
             self.error("an exponent must be a scalar without variables", e.right.span)
             return None
-        if a.groups:
+        if a.groups and not self.in_directed:
             k = e.right
             ok = isinstance(k, ast.Num) and isinstance(k.value, int) and 1 <= k.value <= MAX_VARIABLE_POWER
             if not ok:
@@ -450,7 +511,7 @@ class Checker:
                 for bound in (s.lo, s.hi):
                     if bound is None:
                         continue
-                    inside = sorted(_names_in(bound) & self._all_index_names())
+                    inside = sorted(_names_in(bound) & (self._all_index_names() - self.free_names))
                     if inside:
                         j = inside[0]
                         self.error(f"a slice bound cannot use the summation index '{j}' (not supported yet)",
@@ -570,6 +631,247 @@ class Checker:
             return None
         return Type((), t.groups)
 
+    # directed part -------------------------------------------------------------
+    def _let(self, name: str) -> Optional[Type]:
+        """The type of a let binding, checked once, on first use or in declaration order."""
+        state = self.let_state.get(name)
+        if state == "done":
+            return self.lets[name].type if name in self.lets else None
+        decl = next(d for d in self.model.lets if d.name == name)
+        if state == "checking":
+            self.error(f"let binding '{name}' is defined in terms of itself", decl.name_span,
+                       "a let binding may use earlier bindings, not itself")
+            self.let_state[name] = "done"
+            return None
+        self.let_state[name] = "checking"
+        saved = (self.statement, self.in_directed, self.in_guide, self.scopes, self.free_names)
+        self.statement, self.in_directed, self.in_guide, self.scopes, self.free_names = \
+            decl, True, decl.in_guide, [], set()
+        try:
+            t = self.expr(decl.expr)
+        finally:
+            self.statement, self.in_directed, self.in_guide, self.scopes, self.free_names = saved
+        self.let_state[name] = "done"
+        if self.owner.get(name) is decl:
+            self.lets[name] = LetInfo(name, t, decl)
+        return t
+
+    def _group_from_dist(self, g: ast.GroupDecl, shape) -> None:
+        family = FAMILIES.get(g.dist.family)
+        domain = family[1] if family else "binary"
+        categories = shape[-1] if domain == "categorical" and shape else None
+        if domain == "categorical" and not shape:
+            self.error(f"a categorical variable needs a last axis of categories; '{g.name}' is a scalar",
+                       g.name_span, f"give it a shape: {g.role} {g.name}[K] ~ categorical(logits = ...)")
+        if self.owner.get(g.name) is g:
+            self.groups[g.name] = GroupInfo(g.name, g.role, shape, domain, categories, g)
+
+    def _conditionals(self, m: ast.Model) -> None:
+        defined: dict[tuple[str, bool], Span] = {}
+        for g in m.groups:
+            if g.dist is not None and g.name in self.groups:
+                self._conditional(g.name, g.dist, None, g.span, False, defined, implicit=True)
+        for s in m.samples:
+            self.statement = s
+            if s.name not in self.groups:
+                if s.name in self.spans:
+                    self.error(f"'{s.name}' is a {_kind(self, s.name)}, not a variable; only variables have "
+                               f"conditionals", s.name_span)
+                elif s.name not in self.broken:
+                    self._unknown(s.name, s.name_span, list(self.groups),
+                                  f"declare the variable first, e.g. 'latent {s.name}[n]: binary'")
+                continue
+            self._conditional(s.name, s.dist, s.indices, s.span, s.in_guide, defined, implicit=False)
+
+    def _conditional(self, name, dist: ast.Dist, indices, span: Span, in_guide: bool, defined,
+                     implicit: bool) -> None:
+        group = self.groups[name]
+        key = (name, in_guide)
+        if key in defined:
+            where = "in the guide " if in_guide else ""
+            self.error(f"'{name}' has two conditionals {where}(the first at line {defined[key].line})", span,
+                       "a variable is defined once; remove one of them")
+            return
+        defined[key] = span
+        if in_guide and group.role != "latent":
+            self.error(f"the guide defines q(latents | visibles), but '{name}' is visible", span,
+                       "the guide may define latent variables only")
+            return
+        self.statement = dist
+        args = self._dist_args(dist)
+        if args is None:
+            return
+        want = FAMILIES[dist.family][1]
+        if group.domain != want and not implicit:
+            self.error(f"{dist.family}(...) gives {want} values, but '{name}' is {group.domain}", dist.span,
+                       f"declare '{name}' as {want}, or use the family of its domain")
+            return
+        free = self._free_indices(name, group, dist, indices, span)
+        if free is None:
+            return
+        scope = {n: span for n in free}
+        saved = (self.in_directed, self.in_guide, self.scopes, self.free_names)
+        self.in_directed, self.in_guide, self.scopes, self.free_names = True, in_guide, [scope], set(free)
+        parents, ok = set(), True
+        try:
+            for arg_name, e in args.items():
+                t = self.expr(e)
+                if t is None:
+                    ok = False
+                    continue
+                parents |= t.groups
+                ok &= self._arg_shape(name, group, dist.family, arg_name, e, t, len(free))
+        finally:
+            self.in_directed, self.in_guide, self.scopes, self.free_names = saved
+        if not ok:
+            return
+        if name in parents and not free:
+            self.error(f"the conditional of '{name}' depends on '{name}' itself", dist.span,
+                       f"an autoregressive conditional needs a free index: {name}[i] ~ ..., reading only "
+                       f"earlier elements (sum[j < i](... {name}[j] ...))")
+            return
+        self.conditionals.append(CondInfo(name, dist.family, args, free, frozenset(parents), span, in_guide))
+
+    def _dist_args(self, dist: ast.Dist) -> Optional[dict[str, ast.Expr]]:
+        if dist.family not in FAMILIES:
+            close = difflib.get_close_matches(dist.family, list(FAMILIES), n=1)
+            self.error(f"unknown distribution '{dist.family}'", dist.span,
+                       f"did you mean '{close[0]}'?" if close else "the families are " + ", ".join(FAMILIES))
+            return None
+        names = FAMILIES[dist.family][0]
+        args: dict[str, ast.Expr] = {}
+        positional = 0
+        for a in dist.args:
+            if a.name is None:
+                if dist.family == "bernoulli":
+                    self.error("bernoulli takes a keyword argument: bernoulli(logits = ...) or "
+                               "bernoulli(probs = ...)", a.span)
+                    return None
+                if positional >= len(names):
+                    self.error(f"{dist.family} takes {len(names)} argument{'s' if len(names) > 1 else ''} "
+                               f"({', '.join(names)})", a.span)
+                    return None
+                key = names[positional]
+                positional += 1
+            else:
+                key = a.name
+                if key not in names:
+                    self.error(f"{dist.family} has no argument '{key}'", a.span,
+                               "its arguments are " + ", ".join(names))
+                    return None
+            if key in args:
+                self.error(f"argument '{key}' is given twice", a.span)
+                return None
+            args[key] = a.value
+        need = {"bernoulli": 1, "normal": 2, "categorical": 1}[dist.family]
+        if len(args) != need:
+            example = {"bernoulli": "bernoulli(logits = W @ h + b)", "normal": "normal(mean = m, std = s)",
+                       "categorical": "categorical(logits = a)"}[dist.family]
+            self.error(f"{dist.family} needs {'one of ' if dist.family == 'bernoulli' else ''}"
+                       f"{' and '.join(names) if dist.family != 'bernoulli' else 'logits or probs'}", dist.span,
+                       f"for example {example}")
+            return None
+        return args
+
+    def _free_indices(self, name, group: GroupInfo, dist: ast.Dist, indices, span) -> Optional[tuple]:
+        """Explicit (x[i] ~ ...) or implicit (visible x[d] ~ ... b[i] ...): names used only as
+        subscripts and not declared anywhere are the free indices of the leading axes."""
+        if indices is not None:
+            if len(indices) > len(group.shape):
+                self.error(f"'{name}' has {len(group.shape)} axes but {len(indices)} free indices are given", span)
+                return None
+            for n in indices:
+                if n in self.spans:
+                    self.error(f"free index '{n}' has the name of a declared {_kind(self, n)}", span,
+                               "use a fresh name for the index")
+                    return None
+            if len(set(indices)) != len(indices):
+                self.error("a free index is repeated", span)
+                return None
+            return tuple(indices)
+        declared = set(self.spans) | set(FUNCTIONS) | {"sum"}
+        bound = set()
+        for a in dist.args:
+            bound |= _binder_names(a.value)
+        candidates = sorted(n for a in dist.args for n in _subscript_names(a.value)
+                            if n not in declared and n not in bound)
+        candidates = list(dict.fromkeys(candidates))
+        if not candidates:
+            return ()
+        if len(candidates) > 1 or not group.shape:
+            self.error(f"cannot tell which axis of '{name}' the free indices {', '.join(candidates)} run over",
+                       span, f"write them on the variable in a separate statement: {name}[{', '.join(candidates)}] ~ ...")
+            return None
+        return (candidates[0],)
+
+    def _arg_shape(self, name, group: GroupInfo, family, arg, e, t: Type, nfree: int) -> bool:
+        want = group.shape[nfree:]
+        if family == "categorical":
+            if not want:
+                self.error(f"the free indices of '{name}' cover its last (category) axis", e.span,
+                           "leave the category axis out of the free indices")
+                return False
+            ok = t.shape == want
+        else:
+            ok = t.is_scalar or t.shape == want
+        if not ok:
+            self.error(f"'{arg}' has shape {shape_str(t.shape)}, but the conditional of '{name}' needs "
+                       f"{shape_str(want)}" + ("" if family == "categorical" else " (or a scalar)"), e.span)
+        return ok
+
+    def _directed_structure(self, m: ast.Model):
+        """Group-level acyclicity, the guide's coverage, and topological orders."""
+        import networkx as nx
+
+        model = [c for c in self.conditionals if not c.in_guide]
+        guide = [c for c in self.conditionals if c.in_guide]
+        ordered = []
+        for conds, what in ((model, "model"), (guide, "guide")):
+            graph = nx.DiGraph()
+            by_group = {c.group: c for c in conds}
+            graph.add_nodes_from(by_group)
+            for c in conds:
+                for p in c.parents:
+                    if p != c.group and p in by_group:
+                        graph.add_edge(p, c.group)
+            try:
+                cycle = nx.find_cycle(graph)
+            except nx.NetworkXNoCycle:
+                cycle = None
+            if cycle:
+                names = [u for u, _ in cycle] + [cycle[0][0]]
+                c = by_group[cycle[0][1]]
+                self.error(f"the {'conditionals' if what == 'model' else 'guide'} form a cycle: "
+                           f"{' -> '.join(names)}", c.span,
+                           "a directed model must be acyclic; make one of these depend on the others only")
+                ordered.append(conds)
+                continue
+            position = {g.name: k for k, g in enumerate(m.groups)}
+            order = list(nx.lexicographical_topological_sort(graph, key=lambda n: position.get(n, 0)))
+            ordered.append([by_group[n] for n in order])
+        if model:
+            directed = {c.group for c in model}
+            in_energy = set()
+            for e in m.energies:
+                t = getattr(e.expr, "type", None)
+                if t is not None:
+                    in_energy |= t.groups
+            for g in m.groups:
+                if g.name in self.groups and g.name not in directed and g.name not in in_energy:
+                    self.error(f"'{g.name}' has no distribution: it has no conditional and is in no energy",
+                               g.name_span, f"define it, e.g. '{g.name} ~ bernoulli(logits = ...)'")
+        if guide:
+            covered = {c.group for c in guide}
+            for g in m.groups:
+                if g.role == "latent" and g.name in self.groups and g.name not in covered:
+                    self.error(f"the guide does not define latent '{g.name}'", self.model.guide_span or g.span,
+                               f"add '{g.name} ~ ...' to the guide: q must cover every latent variable")
+            for c in guide:
+                for p in c.parents:
+                    if p in self.groups and self.groups[p].role == "latent" and p not in covered:
+                        pass
+        return ordered[0], ordered[1]
+
 
 def _nonpositive_literal(init: ast.Init) -> bool:
     """`= 0` or `= -1`: a constant start that a positive parameter cannot take."""
@@ -587,6 +889,38 @@ def _kind(checker: Checker, name: str) -> str:
     if name in checker.params:
         return "parameter"
     return "model argument"
+
+
+def _binder_names(e) -> set[str]:
+    out = set()
+    if isinstance(e, ast.SumIndex):
+        out |= {b.name for b in e.binders}
+    if isinstance(e, ast.Node):
+        for v in vars(e).values():
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, ast.Node):
+                    out |= _binder_names(x)
+    return out
+
+
+def _subscript_names(e, inside: bool = False) -> list[str]:
+    """Names used in subscripts, slice bounds and summation bounds, in order of appearance."""
+    out = []
+    if isinstance(e, ast.Name):
+        return [e.id] if inside else []
+    if isinstance(e, ast.Index):
+        out += _subscript_names(e.base, inside)
+        for s in e.subscripts:
+            out += _subscript_names(s, True)
+        return out
+    if isinstance(e, ast.Binder):
+        return _subscript_names(e.bound, True) if e.bound is not None else []
+    if isinstance(e, ast.Node):
+        for v in vars(e).values():
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, ast.Node):
+                    out += _subscript_names(x, inside)
+    return out
 
 
 def _names_in(e) -> set[str]:

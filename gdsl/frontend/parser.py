@@ -22,9 +22,9 @@ from . import ast
 MAX_SYNTAX_ERRORS = 25
 MAX_NESTING = 256  # levels of expression nesting (deeper input would exhaust Python's stack)
 MAX_INT = 2**63 - 1  # integer literals must fit the int64 of the generated kernels
-STATEMENT_KEYWORD = re.compile(r"\b(visible|latent|param|energy)\b")
-KEYWORDS = {"MODEL", "ROLE", "PARAM", "ENERGY", "SUM"}
-STATEMENT_STARTS = {"ROLE", "PARAM", "ENERGY"}
+STATEMENT_KEYWORD = re.compile(r"\b(visible|latent|param|energy|let|guide)\b")
+KEYWORDS = {"MODEL", "ROLE", "PARAM", "ENERGY", "SUM", "LET", "GUIDE"}
+STATEMENT_STARTS = {"ROLE", "PARAM", "ENERGY", "LET", "GUIDE"}
 EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR"}
 OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "CIRCUMFLEX"}
 OPENERS = {"(": ")", "[": "]", "{": "}"}
@@ -179,7 +179,7 @@ def _expected(names) -> str:
         names -= OPERATORS | {"LPAR", "LSQB"}
     if STATEMENT_STARTS <= names:
         parts.append("a new statement")
-        names -= STATEMENT_STARTS
+        names -= STATEMENT_STARTS | {"NAME"}  # a name starts a conditional (x ~ ...)
     rest = sorted({_terminal_text(n) for n in names})
     if "end of file" in rest:  # say it last
         rest.remove("end of file")
@@ -234,6 +234,9 @@ def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tupl
     unclosed = [(k, b) for k, b in _unclosed(code, statement_end) if b != "{" and k < offset]
     keyword = _statement_keyword(code, offset)
 
+    misread = _name_misread_as_statement(e, text, code, accepts)
+    if misread is not None:
+        return [misread], (offset, False) if keyword is not None else None
     if accepts == {"$END"}:
         return [GdslError(f"unexpected {found} after the end of the model", span,
                           "statements belong inside the model's braces; is there an extra '}'?")], None
@@ -242,7 +245,7 @@ def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tupl
                           _span_at(text, offset - 1, 2))], (offset, False)
     if token.type in KEYWORDS and "NAME" in accepts and not _starts_line(code, offset):
         return [GdslError(f"'{token.value}' is a keyword and cannot be used as a name", span,
-                          "the keywords are model, visible, latent, param, energy and sum; rename it")], \
+                          "the keywords are model, visible, latent, param, energy, let, guide and sum; rename it")], \
             (offset, True)
     if (token.type in STATEMENT_STARTS or token.type == "RBRACE") and _starts_line(code, offset) \
             and not (accepts & STATEMENT_STARTS) and "RBRACE" not in accepts:
@@ -261,6 +264,22 @@ def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tupl
         (offset, False) if keyword is not None else None
 
 
+def _name_misread_as_statement(e, text: str, code: str, accepts: set) -> GdslError | None:
+    """`energy -x  y(1)`: a name after a complete expression is read as the start of a
+    conditional (`y ~ ...`), so the parser fails one token later. Report the name itself."""
+    if not accepts or not accepts <= {"LSQB", "TILDE"}:
+        return None
+    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*\Z", code[:e.token.start_pos])
+    if m is None or _starts_line(code, m.start()):
+        return None
+    before = code[:m.start()].rstrip()
+    if not before or not (before[-1] in ")]" or before[-1].isalnum() or before[-1] == "_"):
+        return None
+    return GdslError(f"unexpected '{m.group(1)}'; expected an operator, a new statement or '}}'",
+                     _span_at(text, m.start(), len(m.group(1))),
+                     "is an operator such as '*' missing before it?")
+
+
 def _starts_line(code: str, offset: int) -> bool:
     start = code.rfind("\n", 0, offset) + 1
     return not code[start:offset].strip()
@@ -274,8 +293,9 @@ def _unclosed_hint(text: str, unclosed) -> str | None:
 
 
 def _incomplete_hint(accepts: set, keyword: str | None) -> str | None:
-    if accepts == {"COLON"} and keyword in ("visible", "latent"):
-        return "a variable needs a domain, as in 'visible v[n]: binary'"
+    if accepts in ({"COLON"}, {"COLON", "TILDE"}) and keyword in ("visible", "latent"):
+        return ("a variable needs a domain or a conditional, as in 'visible v[n]: binary' or "
+                "'visible v[n] ~ bernoulli(logits = a)'")
     if EXPRESSION_STARTS <= accepts:
         return "an operator is missing its right-hand side"
     return None
@@ -301,7 +321,7 @@ def _token_hint(token: Token, accepts: set, keyword: str | None) -> str | None:
         return "is a ',' missing before it?"
     if token.type in ("NAME", "NUMBER", "LPAR") and OPERATORS <= accepts:
         return "is an operator such as '*' missing before it?"
-    return _incomplete_hint(accepts, keyword) if accepts == {"COLON"} else None
+    return _incomplete_hint(accepts, keyword) if accepts in ({"COLON"}, {"COLON", "TILDE"}) else None
 
 
 def _bad_character(text: str, offset: int) -> GdslError:
@@ -383,6 +403,21 @@ class _ToAst(Transformer):
                 model.groups.append(s)
             elif isinstance(s, ast.ParamDecl):
                 model.params.append(s)
+            elif isinstance(s, ast.LetDecl):
+                model.lets.append(s)
+            elif isinstance(s, ast.SampleDecl):
+                model.samples.append(s)
+            elif isinstance(s, tuple) and s[0] == "guide":
+                if model.guide_span is not None:
+                    self.errors.append(GdslError(
+                        f"a model has one guide block (the first is at line {model.guide_span.line})",
+                        s[1], "put all the guide's statements in one block"))
+                    continue
+                model.guide_span = s[1]
+                for g in s[2]:
+                    g.in_guide = True
+                    (model.lets if isinstance(g, ast.LetDecl) else model.samples).append(g)
+                    model.guide.append(g)
             else:
                 model.energies.append(s)
         return model
@@ -403,6 +438,35 @@ class _ToAst(Transformer):
     def group_decl(self, meta, children):
         role, name, shape, domain = children
         return ast.GroupDecl(_span(meta), str(role), str(name), _span(name), shape or [], domain)
+
+    def group_dist(self, meta, children):
+        role, name, shape, dist = children
+        return ast.GroupDecl(_span(meta), str(role), str(name), _span(name), shape or [], None, dist)
+
+    def let_decl(self, meta, children):
+        name, expr = children
+        return ast.LetDecl(_span(meta), str(name), _span(name), expr)
+
+    def sample_decl(self, meta, children):
+        name, indices, dist = children
+        return ast.SampleDecl(_span(meta), str(name), _span(name), indices, dist)
+
+    def sample_index(self, meta, children):
+        return [str(c) for c in children if c is not None]
+
+    def guide_block(self, meta, children):
+        return ("guide", _span(meta), [c for c in children if c is not None])
+
+    def dist(self, meta, children):
+        family, *args = children
+        return ast.Dist(_span(meta), str(family), [a for a in args if a is not None])
+
+    def keyword_arg(self, meta, children):
+        name, value = children
+        return ast.DistArg(_span(meta), str(name), value)
+
+    def positional_arg(self, meta, children):
+        return ast.DistArg(_span(meta), None, children[0])
 
     def shape(self, meta, children):
         return [c for c in children if c is not None]

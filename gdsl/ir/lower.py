@@ -60,6 +60,12 @@ class Elaborator:
                 return ISym("size", e.id)
             if e.id in self.m.consts:
                 return ISym("const", e.id)
+            if e.id in self.m.lets:  # let bindings are inlined; the analysis shares repeated work
+                saved, self.index_scopes = self.index_scopes, []
+                try:
+                    return self.elab(self.m.lets[e.id].decl.expr, out)
+                finally:
+                    self.index_scopes = saved
             kind = "group" if e.id in self.m.groups else "param"
             return IAccess(kind, e.id, out)
         if isinstance(e, ast.Call):
@@ -77,16 +83,22 @@ class Elaborator:
         if isinstance(e, ast.Index):
             return self._index(e, out)
         if isinstance(e, ast.SumAll):
-            names = [self.fresh() for _ in e.body.type.shape]
-            binders = tuple(Binder(n, (Poly.const(0),), (d,)) for n, d in zip(names, e.body.type.shape))
+            shape = self._shape(e.body.type)
+            names = [self.fresh() for _ in shape]
+            binders = tuple(Binder(n, (Poly.const(0),), (d,)) for n, d in zip(names, shape))
             body = self.elab(e.body, tuple(Poly.sym(n) for n in names))
             return ISum(binders, body) if binders else body
         if isinstance(e, ast.SumIndex):
             return self._sum_index(e)
         raise TypeError(f"cannot elaborate {type(e).__name__}")
 
+    def _shape(self, t) -> tuple[Poly, ...]:
+        """A checked shape, with index names (slice bounds such as x[:i]) renamed to this scope's."""
+        names = self._index_names()
+        return tuple(d.rename(names) for d in t.shape) if names else t.shape
+
     def _matmul(self, e: ast.BinOp, out: tuple[Poly, ...]) -> IExpr:
-        a, b = e.left.type.shape, e.right.type.shape
+        a, b = self._shape(e.left.type), self._shape(e.right.type)
         k = self.fresh()
         split = len(a) - 1
         left = self.elab(e.left, out[:split] + (Poly.sym(k),))
@@ -94,7 +106,7 @@ class Elaborator:
         return ISum((Binder(k, (Poly.const(0),), (a[-1],)),), IBin("*", left, right))
 
     def _index(self, e: ast.Index, out: tuple[Poly, ...]) -> IExpr:
-        base_shape = e.base.type.shape
+        base_shape = self._shape(e.base.type)
         idx, pos = [], 0
         for sub, dim in zip(e.subscripts, base_shape):
             if isinstance(sub, ast.Slice):
@@ -375,8 +387,9 @@ def lower(checked: CheckedModel) -> ModelIR:
     for k, m in enumerate(monomials):
         m.id = k
     sink.raise_if_any(checked.source)
+    directed = checked.directed
     groups = {name: GroupIR(g.name, g.role, g.shape, g.domain, g.categories, g.decl.span.line)
-              for name, g in checked.groups.items()}
+              for name, g in checked.groups.items() if name not in directed}
     params = {name: ParamIR(p.name, p.shape, p.constraints, _init(el, p.init), p.decl.span.line)
               for name, p in checked.params.items()}
     ir = ModelIR(checked.name, dict(checked.sizes), dict(checked.consts), groups, params, monomials,
@@ -384,6 +397,10 @@ def lower(checked: CheckedModel) -> ModelIR:
     from .graph import build_factor_graph
 
     ir.graph = build_factor_graph(ir)
+    if checked.conditionals:
+        from .directed import lower_directed
+
+        ir.directed = lower_directed(checked, el)
     return ir
 
 

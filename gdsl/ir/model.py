@@ -71,7 +71,8 @@ def iexpr_text(e: IExpr) -> str:
     if isinstance(e, ISym):
         return e.name
     if isinstance(e, IAccess):
-        return e.name + ("[" + ", ".join(str(i) for i in e.index) + "]" if e.index else "")
+        name = "eps_" + e.name if e.kind == "eps" else e.name
+        return name + ("[" + ", ".join(str(i) for i in e.index) + "]" if e.index else "")
     if isinstance(e, IUn):
         return f"-({iexpr_text(e.arg)})" if e.op == "neg" else f"{e.op}({iexpr_text(e.arg)})"
     if isinstance(e, IBin):
@@ -225,6 +226,7 @@ class ModelIR:
     energy_lines: list[int]
     source_lines: list[str] = field(default_factory=list)
     graph: object = None  # networkx factor graph, built by ir.graph
+    directed: object = None  # DirectedIR (ir.directed) when the model has conditionals
 
     def dump(self) -> str:
         out = [f"model {self.name}"]

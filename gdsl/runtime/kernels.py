@@ -351,3 +351,20 @@ def sparse_outer(a, x, g, alpha):
                 s = g.dtype.type(alpha * a[c, i])
                 for j in range(m):
                     g[i, j] += s * x[c, j]
+
+
+@numba.njit(cache=True, inline="always")
+def relu(a):
+    return a if a > 0.0 else 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def step(a):
+    """d relu / da (0 at 0)."""
+    return 1.0 if a > 0.0 else 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def log_sigmoid(a):
+    """log(sigmoid(a)) without overflow: -softplus(-a)."""
+    return -softplus(-a)

@@ -82,6 +82,7 @@ class ModelBase(LearningMixin, AISMixin):
         self._categories = {k: int(v) for k, v in self.categories(self.sizes).items()}
         self.domains = {name: domain for name, _, domain in self.GROUPS}
         self.roles = {name: role for name, role, _ in self.GROUPS}
+        self.all_domains = self.domains  # every group's (a directed model adds its directed groups)
         self._constraints = dict(self.PARAMS)
         self._rng = np.random.default_rng(seed)
         self._version = 0
@@ -146,7 +147,7 @@ class ModelBase(LearningMixin, AISMixin):
 
     # ------------------------------------------------------------------ arrays in
     def _array(self, name, value, n=None, check_domain=True):
-        if name not in self.domains:
+        if name not in self.all_domains:
             raise ValueError(f"{self.NAME} has no variable {name!r} (it has: {', '.join(self.group_names)})")
         arr = _numeric(value, self.dtype, name)
         shape = self._shapes[name]
@@ -161,7 +162,7 @@ class ModelBase(LearningMixin, AISMixin):
         return np.ascontiguousarray(arr)
 
     def _check_domain(self, name, arr):
-        domain = self.domains[name]
+        domain = self.all_domains[name]
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinity")
         if domain in _DOMAIN_VALUES:
@@ -211,7 +212,7 @@ class ModelBase(LearningMixin, AISMixin):
         except ValueError:
             raise ValueError(f"the clamp mask of {name} must have shape {self._shapes[name]} or "
                              f"{shape}, got {np.shape(mask)}") from None
-        if self.domains[name] == "categorical":  # a one-hot row is clamped or free as a whole
+        if self.all_domains[name] == "categorical":  # a one-hot row is clamped or free as a whole
             m = np.broadcast_to(m.max(axis=-1, keepdims=True), shape)
         return np.ascontiguousarray(m)
 

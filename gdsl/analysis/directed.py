@@ -1,0 +1,536 @@
+"""The plan of the directed part: conditionals become a straight-line program of array values.
+
+Every sum in an element-level expression becomes a *contraction* value (a product of
+accesses summed over index ranges) over its free indices; whatever sits inside a
+function or a product becomes a *map* value (an element-wise expression). Identical
+values are shared (a guide's `let e = ...` used twice is computed once). A sum over
+`j < i + c` whose summand does not depend on `i` is a *prefix* value, a running sum
+along one axis: this is how NADE's `W[:, :i] @ x[:i]` costs O(d h) instead of
+O(d^2 h). Values that depend on variables carry the sample axis (rows).
+
+One `Program` per mode: "joint" reads every group from the inputs; "reparam" replaces
+each latent the guide draws from a normal by mean + std * eps (the reparameterisation),
+so gradients flow from the ELBO into the guide's parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import CompilerBug, ErrorSink
+from ..ir.directed import CondIR, DirectedIR
+from ..ir.model import IAccess, IBin, IExpr, INum, ISum, ISym, IUn, iexpr_text
+from ..poly import Poly
+
+LOG_SQRT_2PI = 0.9189385332046727
+
+
+@dataclass(frozen=True)
+class SumIndex:
+    name: str
+    lo: tuple[Poly, ...]  # start = max(lo, 0)
+    hi: tuple[Poly, ...]  # stop = min(hi)
+
+
+@dataclass
+class Value:
+    name: str
+    kind: str  # "map" | "contract" | "prefix" | "lse"
+    idx: tuple[str, ...]  # axis index names (own names a0, a1, ...)
+    ranges: tuple[Poly, ...]  # axis lengths (in sizes)
+    rows: bool  # carries the sample axis
+    expr: Optional[IExpr] = None  # map: the element; contract: the constant scale (INum)
+    factors: tuple[IAccess, ...] = ()  # contract: the product
+    sums: tuple[SumIndex, ...] = ()  # contract: summation indices
+    guards: tuple[tuple[Poly, Poly], ...] = ()  # contract: 0 <= poly < dim, checked per term
+    prefix: Optional[tuple] = None  # (source access, axis, summation index name, hi offset)
+    line: int = 0
+    deps: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        head = f"{self.name}[{', '.join(('r',) * self.rows + self.idx)}]"
+        if self.kind == "map":
+            return f"{head} = {iexpr_text(self.expr)}"
+        if self.kind == "contract":
+            body = " * ".join(([iexpr_text(self.expr)] if self.expr != INum(1.0) else []) +
+                              [iexpr_text(f) for f in self.factors]) or "1"
+            sums = ", ".join(f"{s.name} in [{_bound(s.lo, 'max', '0')}, {_bound(s.hi, 'min', '?')})"
+                             for s in self.sums)
+            guards = "".join(f" if 0 <= {p} < {d}" for p, d in self.guards)
+            return f"{head} = sum[{sums}]({body}){guards}"
+        if self.kind == "prefix":
+            src, axis, j, off = self.prefix
+            return f"{head} = running sum over {j} < {self.idx[axis]}{_off(off)} of {iexpr_text(src)}"
+        if self.kind == "lse":
+            return f"{head} = logsumexp over the last axis of {iexpr_text(self.expr)}"
+        return head
+
+
+def _off(c: int) -> str:
+    return "" if c == 0 else f" + {c}" if c > 0 else f" - {-c}"
+
+
+def _bound(bounds, fn, empty) -> str:
+    if not bounds:
+        return empty
+    return str(bounds[0]) if len(bounds) == 1 else f"{fn}(" + ", ".join(str(b) for b in bounds) + ")"
+
+
+@dataclass
+class CondPlan:
+    cond: CondIR
+    args: dict[str, str]  # argument name -> value over the group's element axes
+    reparam: bool = False  # a guide normal, drawn as mean + std * eps in "reparam" mode
+    ar_axis_values: dict = field(default_factory=dict)  # autoregressive sampling: value -> phase info
+
+
+@dataclass
+class Program:
+    mode: str
+    values: list[Value]
+    inputs: tuple[str, ...]  # groups read from the state (and eps_<g> in reparam mode)
+    eps: tuple[str, ...]  # groups drawn by reparameterisation (their noise is an input)
+    logp: str  # per-row value: sum of log p(group | parents) over the model's conditionals
+    logq: Optional[str]  # per-row value: log q(latents | visibles), when there is a guide
+    reparam_values: dict[str, str]  # latent group -> the value mean + std * eps
+
+    def value(self, name: str) -> Value:
+        return self._by_name[name]
+
+    def __post_init__(self):
+        self._by_name = {v.name: v for v in self.values}
+
+
+@dataclass
+class DirectedPlan:
+    ir: DirectedIR
+    shapes: dict[str, tuple[Poly, ...]]  # groups and params
+    model: list[CondPlan]
+    guide: list[CondPlan]
+    programs: dict[str, Program]
+    sampling: Program  # the "joint" program, whose argument values the samplers evaluate
+    params_p: tuple[str, ...]  # parameters of p (the conditionals)
+    params_q: tuple[str, ...]  # parameters of q (the guide)
+
+    def dump(self) -> str:
+        out = ["directed plan"]
+        out.append("  ancestral order: " + " -> ".join(c.cond.group for c in self.model))
+        if self.ir.undirected:
+            out.append("  chain graph: Gibbs on {" + ", ".join(self.ir.undirected) +
+                       "}, then one ancestral pass")
+        if self.guide:
+            out.append("  guide order: " + " -> ".join(c.cond.group for c in self.guide))
+        for mode, prog in self.programs.items():
+            out.append(f"  program {mode}: inputs {', '.join(prog.inputs)}; log p = {prog.logp}"
+                       + (f"; log q = {prog.logq}" if prog.logq else ""))
+            for v in prog.values:
+                out.append(f"    {v.text()}")
+        for title, conds in (("directed", self.model), ("guide", self.guide)):
+            for c in conds:
+                args = ", ".join(f"{k} = {v}" for k, v in c.args.items())
+                out.append(f"  {title} {c.cond.group} ~ {c.cond.family}({args})")
+        return "\n".join(out) + "\n"
+
+
+# building ---------------------------------------------------------------------------------
+class Builder:
+    """Turns element-level expressions into shared values (one builder per program)."""
+
+    def __init__(self, shapes: dict, mode: str, replace: dict[str, str] | None = None):
+        self.shapes = shapes  # groups and params -> shape
+        self.values: list[Value] = []
+        self.memo: dict = {}
+        self.replace = replace or {}  # group -> value name (reparameterised latents)
+        self.line = 0
+
+    # shapes and rows
+    def shape_of(self, a: IAccess) -> tuple[Poly, ...]:
+        if a.kind == "value":
+            return self.by_name(a.name).ranges
+        return self.shapes[a.name]
+
+    def by_name(self, name: str) -> Value:
+        for v in reversed(self.values):
+            if v.name == name:
+                return v
+        raise CompilerBug(f"no value {name}")
+
+    def has_rows(self, e: IExpr) -> bool:
+        if isinstance(e, IAccess):
+            return e.kind == "group" or e.kind == "eps" or (e.kind == "value" and self.by_name(e.name).rows)
+        if isinstance(e, IUn):
+            return self.has_rows(e.arg)
+        if isinstance(e, IBin):
+            return self.has_rows(e.left) or self.has_rows(e.right)
+        return False
+
+    # entry: a value over given axes
+    def value_over(self, e: IExpr, idx: tuple[str, ...], ranges: tuple[Poly, ...]) -> str:
+        """A map value V[idx] = e (e may use only idx as free indices)."""
+        body = self.rewrite(e, dict(zip(idx, ranges)))
+        if isinstance(body, IAccess) and body.kind == "value" and body.index == tuple(Poly.sym(n) for n in idx):
+            return body.name
+        return self.add_map(body, idx, ranges)
+
+    def add_map(self, body: IExpr, idx, ranges) -> str:
+        return self.add(Value("", "map", *self.canon(idx, ranges), self.has_rows(body),
+                              expr=_rename_expr(body, self._renaming(idx))))
+
+    def canon(self, idx, ranges):
+        return tuple(f"a{k}" for k in range(len(idx))), tuple(ranges)
+
+    def _renaming(self, idx) -> dict[str, str]:
+        return {n: f"a{k}" for k, n in enumerate(idx)}
+
+    def add(self, v: Value) -> str:
+        key = (v.kind, v.idx, v.ranges, v.rows, v.expr, v.factors, v.sums, v.guards, v.prefix)
+        if key in self.memo:
+            return self.memo[key]
+        v.name = f"v{len(self.values)}"
+        v.line = self.line
+        v.deps = tuple(sorted(_value_deps(v)))
+        self.values.append(v)
+        self.memo[key] = v.name
+        return v.name
+
+    # rewriting
+    def rewrite(self, e: IExpr, ctx: dict[str, Poly]) -> IExpr:
+        """e with every sum replaced by an access to a contraction (or prefix) value."""
+        if isinstance(e, (INum, ISym)):
+            return e
+        if isinstance(e, IAccess):
+            if e.kind == "group" and e.name in self.replace:
+                return IAccess("value", self.replace[e.name], e.index)
+            return e
+        if isinstance(e, IUn):
+            return _un(e.op, self.rewrite(e.arg, ctx))
+        if isinstance(e, IBin):
+            return IBin(e.op, self.rewrite(e.left, ctx), self.rewrite(e.right, ctx))
+        if isinstance(e, ISum):
+            return self.contraction(e, ctx)
+        raise CompilerBug(f"cannot plan {type(e).__name__}")
+
+    def contraction(self, e: ISum, ctx: dict[str, Poly]) -> IExpr:
+        inner = dict(ctx)
+        binders = []
+        for b in e.binders:
+            rng = self.index_range(b.name, e.body, inner)
+            inner[b.name] = rng
+            his = tuple(b.hi) if b.hi else ()
+            # an explicit bound that is provably within the axis makes the axis length redundant
+            if not any(_within(h, rng, inner) for h in his):
+                his = his + (rng,)
+            binders.append(SumIndex(b.name, tuple(lo for lo in b.lo if lo != Poly.const(0)), his))
+        total = None
+        for sign, factors in _product_terms(e.body):
+            term = self.contraction_term(factors, binders, ctx, inner)
+            if sign < 0:
+                term = IUn("neg", term)
+            total = term if total is None else IBin("+", total, term)
+        return total if total is not None else INum(0.0)
+
+    def contraction_term(self, factors: list[IExpr], binders: list[SumIndex], ctx, inner) -> IExpr:
+        scale, accesses = 1.0, []
+        for f in factors:
+            if isinstance(f, INum):
+                scale *= f.value
+                continue
+            f = self.rewrite(f, inner)
+            if not (isinstance(f, IAccess) or isinstance(f, ISym)):
+                used = _index_names(f)
+                idx = tuple(n for n in inner if n in used)
+                name = self.add_map(f, idx, tuple(inner[n] for n in idx))
+                f = IAccess("value", name, tuple(Poly.sym(n) for n in idx))
+            accesses.append(f)
+        sum_names = {b.name for b in binders}
+        used = set()
+        for b in binders:
+            for p in b.lo + b.hi:
+                used |= p.symbols()
+        for f in accesses:
+            used |= _index_names(f)
+        free = tuple(n for n in ctx if n in used)
+        prefix = self.prefix_candidate(accesses, binders, free, ctx, inner)
+        if prefix is not None:
+            return prefix
+        ren = self._renaming(free)
+        sums = []
+        for k, b in enumerate(binders):
+            ren[b.name] = f"s{k}"
+        for b in binders:
+            sums.append(SumIndex(ren[b.name], tuple(p.rename(ren) for p in b.lo), tuple(p.rename(ren) for p in b.hi)))
+        guards = []
+        for f in accesses:
+            if isinstance(f, IAccess):
+                for p, dim in zip(f.index, self.shape_of(f)):
+                    if not _plain(p, sum_names | set(free)):
+                        guards.append((p.rename(ren), dim))
+        rows = any(self.has_rows(f) for f in accesses)
+        v = Value("", "contract", *self.canon(free, tuple(ctx[n] for n in free)), rows,
+                  expr=INum(scale), factors=tuple(_rename_expr(f, ren) for f in accesses),
+                  sums=tuple(sums), guards=tuple(dict.fromkeys(guards)))
+        name = self.add(v)
+        return IAccess("value", name, tuple(Poly.sym(n) for n in free))
+
+    def prefix_candidate(self, accesses, binders: list[SumIndex], free, ctx, inner) -> Optional[IExpr]:
+        """sum[j < i + c](B[.., j, ..]) with the summand free of i: a running sum along i."""
+        if len(binders) != 1 or binders[0].lo:
+            return None
+        b = binders[0]
+        used = set()
+        for f in accesses:
+            used |= _index_names(f)
+        for h in b.hi:
+            syms = h.symbols()
+            if len(syms) != 1:
+                continue
+            (i,) = syms
+            if i not in free or h.coefficient(i) != 1 or i in used or not (h - Poly.sym(i)).is_constant():
+                continue
+            offset = (h - Poly.sym(i)).constant
+            if offset > 0:
+                continue
+            # the summand as a value over (free without i) + (j)
+            src_idx = tuple(n for n in free if n != i) + (b.name,)
+            ranges = {**{n: ctx[n] for n in free}, b.name: inner[b.name]}
+            body = accesses[0]
+            for f in accesses[1:]:
+                body = IBin("*", body, f)
+            src = self.add_map(body, src_idx, tuple(ranges[n] for n in src_idx))
+            axis = free.index(i)
+            own = {n: f"a{k}" for k, n in enumerate(free)}
+            src_access = IAccess("value", src, tuple(Poly.sym(own[n]) for n in free if n != i) + (Poly.sym("j"),))
+            v = Value("", "prefix", *self.canon(free, tuple(ranges[n] for n in free)), self.has_rows(body),
+                      prefix=(src_access, axis, "j", offset))
+            name = self.add(v)
+            return IAccess("value", name, tuple(Poly.sym(n) for n in free))
+        return None
+
+    # index ranges
+    def index_range(self, name: str, body: IExpr, ctx) -> Poly:
+        """An index runs over an axis it subscripts plainly (x[j], W[i, j])."""
+        for a in _accesses(body):
+            if a.kind == "bound":
+                continue
+            for p, dim in zip(a.index, self.shape_of(a)):
+                if p == Poly.sym(name):
+                    return dim
+        raise NoRange(name)
+
+
+class NoRange(Exception):
+    """A summation index that subscripts no axis plainly, so its range is unknown."""
+
+
+# helpers -------------------------------------------------------------------------------------
+def _un(op: str, a: IExpr) -> IExpr:
+    if op == "neg" and isinstance(a, INum):
+        return INum(-a.value)
+    return IUn(op, a)
+
+
+def _within(h: Poly, rng: Poly, ctx: dict[str, Poly]) -> bool:
+    """h <= rng for every value of the indices in h (each index i in [0, ctx[i]))."""
+    if h == rng:
+        return True
+    syms = h.symbols() & set(ctx)
+    if len(syms) != 1:
+        return False
+    (i,) = syms
+    if h.coefficient(i) != 1:
+        return False
+    rest = h - Poly.sym(i)
+    # h <= ctx[i] - 1 + rest <= rng  iff  ctx[i] - 1 + rest - rng <= 0
+    gap = ctx[i] - 1 + rest - rng
+    return gap.is_constant() and gap.constant <= 0
+
+
+def _plain(p: Poly, names: set[str]) -> bool:
+    syms = p.symbols()
+    if not syms:
+        return True  # a constant subscript (checked by the checker with the default sizes)
+    return len(syms) == 1 and p == Poly.sym(next(iter(syms))) and next(iter(syms)) in names
+
+
+def _product_terms(e: IExpr) -> list[tuple[int, list[IExpr]]]:
+    """e as a signed sum of products (distributing + over *), without entering functions."""
+    if isinstance(e, IBin) and e.op in "+-":
+        left = _product_terms(e.left)
+        right = _product_terms(e.right)
+        if e.op == "-":
+            right = [(-s, f) for s, f in right]
+        return left + right
+    if isinstance(e, IUn) and e.op == "neg":
+        return [(-s, f) for s, f in _product_terms(e.arg)]
+    if isinstance(e, IBin) and e.op == "*":
+        out = []
+        for s1, f1 in _product_terms(e.left):
+            for s2, f2 in _product_terms(e.right):
+                out.append((s1 * s2, f1 + f2))
+        if len(out) <= 16:
+            return out
+    return [(1, [e])]
+
+
+def _accesses(e: IExpr):
+    if isinstance(e, IAccess):
+        yield e
+    elif isinstance(e, IUn):
+        yield from _accesses(e.arg)
+    elif isinstance(e, IBin):
+        yield from _accesses(e.left)
+        yield from _accesses(e.right)
+    elif isinstance(e, ISum):
+        yield from _accesses(e.body)
+        for b in e.binders:
+            for p in b.lo + b.hi:
+                yield IAccess("bound", "", (p,))
+
+
+def _index_names(e: IExpr) -> set[str]:
+    out = set()
+    if isinstance(e, ISym) and e.kind == "index":
+        out.add(e.name)
+    for a in _accesses(e):
+        for p in a.index:
+            out |= p.symbols()
+    if isinstance(e, IUn):
+        out |= _index_names(e.arg)
+    elif isinstance(e, IBin):
+        out |= _index_names(e.left) | _index_names(e.right)
+    return out
+
+
+def _rename_expr(e: IExpr, ren: dict[str, str]) -> IExpr:
+    if isinstance(e, ISym) and e.kind == "index":
+        return ISym("index", ren.get(e.name, e.name))
+    if isinstance(e, IAccess):
+        return IAccess(e.kind, e.name, tuple(p.rename(ren) for p in e.index))
+    if isinstance(e, IUn):
+        return IUn(e.op, _rename_expr(e.arg, ren))
+    if isinstance(e, IBin):
+        return IBin(e.op, _rename_expr(e.left, ren), _rename_expr(e.right, ren))
+    return e
+
+
+def _value_deps(v: Value) -> set[str]:
+    out = set()
+    exprs = list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else [])
+    for e in exprs:
+        for a in _accesses(e):
+            if a.kind == "value":
+                out.add(a.name)
+    return out
+
+
+# the plan ----------------------------------------------------------------------------------------
+def analyse_directed(ir: DirectedIR, params: dict) -> DirectedPlan:
+    shapes = {n: g.shape for n, g in ir.groups.items()}
+    shapes.update({n: p.shape for n, p in params.items()})
+    sink = ErrorSink()
+    programs = {"joint": _program(ir, shapes, "joint", sink)}
+    reparam = tuple(c.group for c in ir.guide if c.family == "normal")
+    if reparam:
+        programs["reparam"] = _program(ir, shapes, "reparam", sink)
+    joint = programs["joint"]
+    model = [CondPlan(c, joint._args[(c.group, False)]) for c in ir.model]
+    guide = [CondPlan(c, joint._args[(c.group, True)], c.family == "normal") for c in ir.guide]
+    p_params = _params_of(joint, [c.args for c in model])
+    q_params = _params_of(joint, [c.args for c in guide])
+    return DirectedPlan(ir, shapes, model, guide, programs, joint, p_params, q_params)
+
+
+def _params_of(prog: Program, arg_sets) -> tuple[str, ...]:
+    seen, stack = set(), [v for args in arg_sets for v in args.values()]
+    names = set()
+    while stack:
+        v = prog.value(stack.pop())
+        if v.name in seen:
+            continue
+        seen.add(v.name)
+        stack.extend(v.deps)
+        for e in list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else []):
+            names |= {a.name for a in _accesses(e) if a.kind == "param"}
+    return tuple(sorted(names))
+
+
+def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
+    b = Builder(shapes, mode)
+    args: dict = {}
+    eps, reparam_values = [], {}
+    conds = list(ir.guide) + list(ir.model) if mode == "reparam" else list(ir.model) + list(ir.guide)
+    terms_p, terms_q = [], []
+    for c in conds:
+        b.line = c.span.line
+        shape = shapes[c.group]
+        try:
+            vals = {name: b.value_over(e, c.elem, shape) for name, e in c.args}
+        except NoRange as e:
+            sink.error(f"cannot tell the range of summation index '{str(e).rstrip('0123456789')}' in the "
+                       f"conditional of {c.group}", c.span, "use it as a plain subscript of some array, as in "
+                       "sum[j < i](W[i, j] * x[j])")
+            continue
+        args[(c.group, c.in_guide)] = vals
+        if mode == "reparam" and c.in_guide and c.family == "normal":
+            elem = tuple(Poly.sym(n) for n in c.elem)
+            z = IBin("+", IAccess("value", vals["mean"], elem),
+                     IBin("*", IAccess("value", vals["std"], elem), IAccess("eps", c.group, elem)))
+            reparam_values[c.group] = b.value_over(z, c.elem, shape)
+            b.replace[c.group] = reparam_values[c.group]
+            eps.append(c.group)
+        ld = _log_density(b, c, vals, shape)
+        (terms_q if c.in_guide else terms_p).append(ld)
+    if sink.errors:
+        from ..errors import ModelErrors
+
+        raise ModelErrors(sink.errors, None)
+    logp = _total(b, terms_p)
+    logq = _total(b, terms_q) if ir.guide else None
+    inputs = tuple(n for n in ir.groups if n not in reparam_values)
+    prog = Program(mode, b.values, inputs, tuple(eps), logp, logq, reparam_values)
+    prog._args = args
+    return prog
+
+
+def _total(b: Builder, terms: list[IExpr]) -> str:
+    total = None
+    for t in terms:
+        total = t if total is None else IBin("+", total, t)
+    return b.add_map(total if total is not None else INum(0.0), (), ())
+
+
+def _log_density(b: Builder, c: CondIR, vals: dict[str, str], shape) -> IExpr:
+    """Sum over the group's elements of log p(element | its arguments), per row."""
+    elem = tuple(Poly.sym(n) for n in c.elem)
+    x = b.rewrite(IAccess("group", c.group, elem), {})
+
+    def arg(name):
+        return IAccess("value", vals[name], elem)
+
+    if c.family == "bernoulli" and "logits" in vals:
+        a = arg("logits")
+        ld = IBin("-", IBin("*", x, a), IUn("softplus", a))
+    elif c.family == "bernoulli":
+        p = arg("probs")
+        ld = IBin("+", IBin("*", x, IUn("log", p)),
+                  IBin("*", IBin("-", INum(1.0), x), IUn("log", IBin("-", INum(1.0), p))))
+    elif c.family == "normal":
+        u = IBin("/", IBin("-", x, arg("mean")), arg("std"))
+        ld = IBin("-", IBin("-", IBin("*", INum(-0.5), IBin("*", u, u)), IUn("log", arg("std"))), INum(LOG_SQRT_2PI))
+    else:  # categorical: x . a - logsumexp(a) per one-hot row
+        a = arg("logits")
+        lse = b.add(Value("", "lse", *b.canon(c.elem[:-1], shape[:-1]), b.by_name(vals["logits"]).rows,
+                          expr=IAccess("value", vals["logits"], tuple(Poly.sym(f"a{k}") for k in range(len(shape))))))
+        dot = _sum_all(b, IBin("*", x, a), c.elem, shape)
+        norm = _sum_all(b, IAccess("value", lse, elem[:-1]), c.elem[:-1], shape[:-1])
+        return IBin("-", dot, norm)
+    return _sum_all(b, ld, c.elem, shape)
+
+
+def _sum_all(b: Builder, e: IExpr, elem, shape) -> IExpr:
+    from ..ir.model import Binder
+
+    if not elem:
+        return b.rewrite(e, {})
+    binders = tuple(Binder(n, (Poly.const(0),), (d,)) for n, d in zip(elem, shape))
+    return b.rewrite(ISum(binders, e), {})

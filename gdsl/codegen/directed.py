@@ -1,0 +1,602 @@
+"""Directed plan -> numba kernels: values, reverse-mode gradients, ancestral samplers.
+
+Every kernel takes the same leading arguments (`ARGS`): the number of rows, every
+group's array (rows first), the reparameterisation noise of the guide's normal
+latents, the parameters, sizes and constants. For each program mode M ("joint",
+"reparam") the module has
+  M_values(ARGS)                      every value of the program, in order
+  M_forward(ARGS, logp, logq)         per-row log p and log q
+  M_backward(ARGS, seed_p, seed_q, logp, logq, grads...)
+                                      reverse mode: grads += d(sum_r seed_p[r] log p_r +
+                                      seed_q[r] log q_r)/d params
+and `sample_model` / `sample_guide` draw the directed groups in topological order
+(autoregressive groups element by element, with running sums carried along).
+"""
+from __future__ import annotations
+
+from ..analysis.directed import CondPlan, DirectedPlan, Program, Value
+from ..analysis.gradients import diff
+from ..errors import CompilerBug
+from ..ir.model import IAccess, IBin, IExpr, INum, ISym, IUn
+from ..poly import Poly
+from . import printer as P
+
+FUNCTIONS = dict(P.MATH_FUNCTIONS, relu="_k.relu", log_sigmoid="_k.log_sigmoid", step="_k.step")
+
+
+class DirectedEmitter:
+    def __init__(self, plan: DirectedPlan, sizes, consts, params, source_lines):
+        self.plan = plan
+        self.sizes = set(sizes)
+        self.size_list = list(sizes)
+        self.consts = list(consts)
+        self.params = list(params)  # name -> ParamIR
+        self.param_shapes = {n: p.shape for n, p in params.items()}
+        self.groups = list(plan.ir.groups)
+        self.eps = list(plan.programs["reparam"].eps) if "reparam" in plan.programs else []
+        self.source_lines = source_lines
+        names = ["n_rows"] + [P.group(g) for g in self.groups] + ["e_" + P.ident(g) for g in self.eps]
+        names += [P.param(p) for p in self.params] + [P.size(s) for s in sizes] + [P.const(k) for k in consts]
+        self.args = ", ".join(names)
+        self.lines: list[str] = []
+
+    def _size_order(self, s: str) -> int:
+        return self.size_list.index(s)
+
+    # printing -------------------------------------------------------------------------------
+    def w(self, text: str = "", indent: int = 0) -> None:
+        self.lines.append("    " * indent + text if text else "")
+
+    def poly(self, p: Poly) -> str:
+        return P.poly(p, self.sizes)
+
+    def dims(self, ranges) -> list[str]:
+        return [self.poly(d) for d in ranges]
+
+    def access(self, a: IAccess, prog: Program, prefix: str = "") -> str:
+        idx = [self.poly(p) for p in a.index]
+        if a.kind == "group":
+            return f"{prefix}{P.group(a.name)}[" + ", ".join(["r"] + idx) + "]"
+        if a.kind == "eps":
+            return f"e_{P.ident(a.name)}[" + ", ".join(["r"] + idx) + "]"
+        if a.kind == "param":
+            name = prefix + P.param(a.name) if prefix else P.param(a.name)
+            return f"{name}[" + (", ".join(idx) if idx else "0") + "]"
+        v = prog.value(a.name)
+        parts = (["r"] if v.rows else []) + idx
+        return f"{prefix}{a.name}[" + (", ".join(parts) if parts else "0") + "]"
+
+    def expr(self, e: IExpr, prog: Program) -> str:
+        if isinstance(e, INum):
+            return P.number(e.value)
+        if isinstance(e, ISym):
+            if e.kind == "size":
+                return P.size(e.name)
+            if e.kind == "const":
+                return P.const(e.name)
+            return P.ident(e.name)
+        if isinstance(e, IAccess):
+            return self.access(e, prog)
+        if isinstance(e, IUn):
+            inner = self.expr(e.arg, prog)
+            return f"(-{inner})" if e.op == "neg" else f"{FUNCTIONS[e.op]}({inner})"
+        if isinstance(e, IBin):
+            op = "**" if e.op == "^" else e.op
+            return f"({self.expr(e.left, prog)} {op} {self.expr(e.right, prog)})"
+        raise CompilerBug(f"cannot print {type(e).__name__}")
+
+    def comment(self, v: Value) -> str:
+        line = self.source_lines[v.line - 1] if 0 < v.line <= len(self.source_lines) else ""
+        return f"# {v.name}, line {v.line}: {P.comment_text(line)}"
+
+    def shape_of(self, v: Value) -> str:
+        dims = (["n_rows"] if v.rows else []) + self.dims(v.ranges)
+        return "(" + ", ".join(dims or ["1"]) + ("," if len(dims) <= 1 else "") + ")"
+
+    def kernel(self, signature: str, doc: str) -> None:
+        self.w()
+        self.w()
+        self.w("@numba.njit(cache=True, nogil=True)")
+        self.w(f"def {signature}:")
+        self.w(f'"""{doc}"""', 1)
+
+    # loops ----------------------------------------------------------------------------------
+    def open_loops(self, v: Value, indent: int, pinned: dict | None = None, skip=()) -> int:
+        pinned = pinned or {}
+        if v.rows:
+            self.w("for r in range(n_rows):", indent)
+            indent += 1
+        for k, (name, d) in enumerate(zip(v.idx, v.ranges)):
+            if k in skip:
+                continue
+            if k in pinned:
+                self.w(f"{name} = {pinned[k]}", indent)
+            else:
+                self.w(f"for {name} in range({self.poly(d)}):", indent)
+                indent += 1
+        return indent
+
+    def sum_loops(self, v: Value, indent: int) -> int:
+        for s in v.sums:
+            lo = ["0"] + [self.poly(p) for p in s.lo]
+            hi = [self.poly(p) for p in s.hi]
+            start = lo[0] if len(lo) == 1 else "max(" + ", ".join(lo) + ")"
+            stop = hi[0] if len(hi) == 1 else "min(" + ", ".join(hi) + ")"
+            self.w(f"for {s.name} in range({start}, {stop}):", indent)
+            indent += 1
+        if v.guards:
+            conds = " and ".join(f"0 <= {self.poly(p)} < {self.poly(d)}" for p, d in v.guards)
+            self.w(f"if {conds}:", indent)
+            indent += 1
+        return indent
+
+    # forward -------------------------------------------------------------------------------
+    def compute(self, v: Value, prog: Program, indent: int, pinned: dict | None = None) -> None:
+        """Fill value v (all of it, or the slice where axis k = pinned[k])."""
+        self.w(self.comment(v), indent)
+        if v.kind == "contract" and not pinned and self.blas(v, prog) is not None:
+            self.blas_forward(v, prog, indent)
+            return
+        if v.kind == "prefix":
+            self.prefix_forward(v, prog, indent, pinned)
+            return
+        if v.kind == "lse":
+            self.lse_forward(v, prog, indent, pinned)
+            return
+        inner = self.open_loops(v, indent, pinned)
+        target = self.access(IAccess("value", v.name, tuple(Poly.sym(n) for n in v.idx)), prog)
+        if v.kind == "map":
+            self.w(f"{target} = {self.expr(v.expr, prog)}", inner)
+            return
+        self.w("acc = 0.0", inner)
+        body = self.sum_loops(v, inner)
+        self.w(f"acc += {self.product(v, prog)}", body)
+        self.w(f"{target} = acc", inner)
+
+    def product(self, v: Value, prog: Program, skip: int = -1) -> str:
+        parts = [self.expr(f, prog) for k, f in enumerate(v.factors) if k != skip]
+        if v.expr != INum(1.0) or not parts:
+            parts.insert(0, self.expr(v.expr, prog))
+        return " * ".join(parts)
+
+    def prefix_forward(self, v: Value, prog: Program, indent: int, pinned) -> None:
+        src, axis, j, off = v.prefix
+        n_i = self.poly(v.ranges[axis])
+        n_j = self.poly(prog.value(src.name).ranges[-1])
+        i = v.idx[axis]
+        here = self.access(IAccess("value", v.name, tuple(Poly.sym(n) for n in v.idx)), prog)
+        other = {k: p for k, p in (pinned or {}).items() if k != axis}
+        inner = self.open_loops(v, indent, other, skip=(axis,))
+        term = self.expr(src, prog)
+        if pinned and axis in pinned:  # one step of the running sum: T[p] = T[p - 1] + B[p - 1 + off]
+            self.w(f"{i} = {pinned[axis]}", inner)
+            prev = here.replace(f"{i}]", f"{i} - 1]").replace(f"{i},", f"{i} - 1,")
+            self.w(f"if {i} == 0:", inner)
+            self.w("acc = 0.0", inner + 1)
+            self.w(f"for {j} in range(min({off}, {n_j})):", inner + 1)
+            self.w(f"acc += {term}", inner + 2)
+            self.w(f"{here} = acc", inner + 1)
+            self.w("else:", inner)
+            self.w(f"{j} = {i} - 1 + {off}", inner + 1)
+            self.w(f"{here} = {prev} + ({term} if 0 <= {j} < {n_j} else 0.0)", inner + 1)
+            return
+        self.w("acc = 0.0", inner)
+        self.w(f"{j} = 0", inner)
+        self.w(f"for {i} in range({n_i}):", inner)
+        self.w(f"while {j} < min({i} + {off}, {n_j}):", inner + 1)
+        self.w(f"acc += {term}", inner + 2)
+        self.w(f"{j} += 1", inner + 2)
+        self.w(f"{here} = acc", inner + 1)
+
+    def lse_forward(self, v: Value, prog: Program, indent: int, pinned) -> None:
+        src = v.expr
+        k_range = self.poly(prog.value(src.name).ranges[-1])
+        inner = self.open_loops(v, indent, pinned)
+        term = self.expr(src, prog).replace(f"a{len(v.idx)}]", "k]")
+        here = self.access(IAccess("value", v.name, tuple(Poly.sym(n) for n in v.idx)), prog)
+        self.w("top = -np.inf", inner)
+        self.w(f"for k in range({k_range}):", inner)
+        self.w(f"top = max(top, {term})", inner + 1)
+        self.w("acc = 0.0", inner)
+        self.w(f"for k in range({k_range}):", inner)
+        self.w(f"acc += math.exp({term} - top)", inner + 1)
+        self.w(f"{here} = top + math.log(acc)", inner)
+
+    # dense contractions as BLAS ----------------------------------------------------------------
+    def blas(self, v: Value, prog: Program):
+        """V[r, a0] = scale * sum_s P[a0, s] X[r, s] (or P[s, a0]): (X, P, transposed) or None."""
+        if not v.rows or len(v.idx) != 1 or len(v.sums) != 1 or v.guards or len(v.factors) != 2:
+            return None
+        s = v.sums[0]
+        if s.lo or len(s.hi) != 1:
+            return None
+        a, b = v.factors
+        params = [f for f in (a, b) if isinstance(f, IAccess) and f.kind == "param"]
+        rows = [f for f in (a, b) if isinstance(f, IAccess) and f.kind != "param"]
+        if len(params) != 1 or len(rows) != 1:
+            return None
+        p, x = params[0], rows[0]
+        if x.kind == "value" and not prog.value(x.name).rows:
+            return None
+        a0, s0 = Poly.sym(v.idx[0]), Poly.sym(s.name)
+        if len(x.index) != 1 or x.index[0] != s0 or len(p.index) != 2:
+            return None
+        shape = self.param_shapes[p.name]
+        if p.index == (a0, s0) and s.hi[0] == shape[1]:
+            return x, p, True
+        if p.index == (s0, a0) and s.hi[0] == shape[0]:
+            return x, p, False
+        return None
+
+    def _array(self, a: IAccess, prefix: str = "") -> str:
+        if a.kind == "group":
+            return prefix + P.group(a.name)
+        if a.kind == "eps":
+            return "e_" + P.ident(a.name)
+        if a.kind == "param":
+            return prefix + P.param(a.name)
+        return prefix + a.name
+
+    def blas_forward(self, v: Value, prog: Program, indent: int) -> None:
+        x, p, trans = self.blas(v, prog)
+        mat = self._array(p) + (".T" if trans else "")
+        scale = "" if v.expr == INum(1.0) else f"{self.expr(v.expr, prog)} * "
+        self.w(f"{v.name}[:, :] = {scale}np.dot({self._array(x)}, {mat})", indent)
+
+    # programs --------------------------------------------------------------------------------
+    def values_kernel(self, prog: Program) -> None:
+        names = [v.name for v in prog.values]
+        self.kernel(f"{prog.mode}_values({self.args})",
+                    f"Every value of the {prog.mode!r} program (see `gdsl dump --stage plan`).")
+        for v in prog.values:
+            self.w(f"{v.name} = np.zeros({self.shape_of(v)})", 1)
+        for v in prog.values:
+            self.compute(v, prog, 1)
+        self.w("return (" + "".join(f"{n}, " for n in names) + ")", 1)
+
+    def forward_kernel(self, prog: Program) -> None:
+        self.kernel(f"{prog.mode}_forward({self.args}, logp, logq)", "Per-row log p and log q.")
+        self.unpack(prog, 1)
+        self.w(f"logp[:] = {self.row_vector(prog, prog.logp)}", 1)
+        if prog.logq:
+            self.w(f"logq[:] = {self.row_vector(prog, prog.logq)}", 1)
+
+    def row_vector(self, prog: Program, name: str) -> str:
+        return name if prog.value(name).rows else f"np.full(n_rows, {name}[0])"
+
+    def unpack(self, prog: Program, indent: int) -> None:
+        names = [v.name for v in prog.values]
+        self.w("(" + "".join(f"{n}, " for n in names) + f") = {prog.mode}_values({self.args})", indent)
+
+    # reverse mode --------------------------------------------------------------------------------
+    def needs_grad(self, prog: Program) -> set[str]:
+        """Values that depend on parameters (only they carry adjoints)."""
+        out = set()
+        for v in prog.values:
+            exprs = list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else [])
+            for e in exprs:
+                for a in _accesses(e):
+                    if a.kind == "param" or (a.kind == "value" and a.name in out):
+                        out.add(v.name)
+        return out
+
+    def backward_kernel(self, prog: Program) -> None:
+        grads = ", ".join(f"g_{P.ident(p)}" for p in self.params)
+        self.kernel(f"{prog.mode}_backward({self.args}, seed_p, seed_q, logp, logq, {grads})",
+                    "Reverse mode: g_<param> += d/dparam of sum_r (seed_p[r] log p_r + seed_q[r] log q_r).")
+        self.unpack(prog, 1)
+        need = self.needs_grad(prog)
+        self.w(f"logp[:] = {self.row_vector(prog, prog.logp)}", 1)
+        if prog.logq:
+            self.w(f"logq[:] = {self.row_vector(prog, prog.logq)}", 1)
+        for v in prog.values:
+            if v.name in need:
+                self.w(f"d_{v.name} = np.zeros({self.shape_of(v)})", 1)
+        for root, seed in ((prog.logp, "seed_p"), (prog.logq, "seed_q")):
+            if root and root in need:
+                rv = prog.value(root)
+                self.w(f"d_{root}[:] += {seed}" if rv.rows else f"d_{root}[0] += np.sum({seed})", 1)
+        for v in reversed(prog.values):
+            if v.name in need:
+                self.adjoint(v, prog, need)
+
+    def grad_target(self, a: IAccess, prog: Program, need: set[str]) -> str | None:
+        if a.kind == "param":
+            return self.access(a, prog).replace(P.param(a.name) + "[", f"g_{P.ident(a.name)}[", 1)
+        if a.kind == "value" and a.name in need:
+            return "d_" + self.access(a, prog)
+        return None
+
+    def adjoint(self, v: Value, prog: Program, need: set[str]) -> None:
+        self.w(self.comment(v).replace("# ", "# adjoint of ", 1), 1)
+        here = IAccess("value", v.name, tuple(Poly.sym(n) for n in v.idx))
+        dv = "d_" + self.access(here, prog)
+        if v.kind == "map":
+            targets = [a for a in dict.fromkeys(_accesses(v.expr)) if self.grad_target(a, prog, need)]
+            if not targets:
+                return
+            inner = self.open_loops(v, 1)
+            self.w(f"g = {dv}", inner)
+            for a in targets:
+                d = diff(v.expr, a)
+                if d is not None:
+                    self.w(f"{self.grad_target(a, prog, need)} += g * {self.expr(d, prog)}", inner)
+            return
+        if v.kind == "contract":
+            if self.blas(v, prog) is not None:
+                self.blas_backward(v, prog, need)
+                return
+            targets = [k for k, f in enumerate(v.factors)
+                       if isinstance(f, IAccess) and self.grad_target(f, prog, need)]
+            if not targets:
+                return
+            inner = self.open_loops(v, 1)
+            self.w(f"g = {dv}", inner)
+            body = self.sum_loops(v, inner)
+            for k in targets:
+                self.w(f"{self.grad_target(v.factors[k], prog, need)} += g * {self.product(v, prog, skip=k)}", body)
+            return
+        if v.kind == "prefix":
+            self.prefix_backward(v, prog, need)
+            return
+        if v.kind == "lse":
+            src = v.expr
+            target = self.grad_target(src, prog, need)
+            if target is None:
+                return
+            k_range = self.poly(prog.value(src.name).ranges[-1])
+            inner = self.open_loops(v, 1)
+            term = self.expr(src, prog).replace(f"a{len(v.idx)}]", "k]")
+            here_s = self.access(here, prog)
+            self.w(f"for k in range({k_range}):", inner)
+            self.w(f"{target.replace(f'a{len(v.idx)}]', 'k]')} += {dv} * math.exp({term} - {here_s})", inner + 1)
+            return
+        raise CompilerBug(f"no adjoint for {v.kind}")
+
+    def blas_backward(self, v: Value, prog: Program, need: set[str]) -> None:
+        x, p, trans = self.blas(v, prog)
+        scale = "" if v.expr == INum(1.0) else f"{self.expr(v.expr, prog)} * "
+        gp = f"g_{P.ident(p.name)}"
+        if trans:  # V = X @ P.T: dP += dV.T @ X, dX += dV @ P
+            self.w(f"{gp} += {scale}np.dot(d_{v.name}.T, {self._array(x)})", 1)
+        else:  # V = X @ P: dP += X.T @ dV, dX += dV @ P.T
+            self.w(f"{gp} += {scale}np.dot({self._array(x)}.T, d_{v.name})", 1)
+        if x.kind == "value" and x.name in need:
+            mat = self._array(p) + ("" if trans else ".T")
+            self.w(f"d_{x.name} += {scale}np.dot(d_{v.name}, {mat})", 1)
+
+    def prefix_backward(self, v: Value, prog: Program, need: set[str]) -> None:
+        src, axis, j, off = v.prefix
+        target = self.grad_target(src, prog, need)
+        if target is None:
+            return
+        n_i = self.poly(v.ranges[axis])
+        n_j = self.poly(prog.value(src.name).ranges[-1])
+        i = v.idx[axis]
+        inner = self.open_loops(v, 1, skip=(axis,))
+        here = IAccess("value", v.name, tuple(Poly.sym(n) for n in v.idx))
+        dv = "d_" + self.access(here, prog)
+        # dB[j] += sum over i with j < i + off of dT[i]: a suffix sum of dT along i
+        self.w(f"suffix = np.zeros({n_i} + 1)", inner)
+        self.w(f"for {i} in range({n_i} - 1, -1, -1):", inner)
+        self.w(f"suffix[{i}] = suffix[{i} + 1] + {dv}", inner + 1)
+        self.w(f"for {j} in range({n_j}):", inner)
+        self.w(f"first = max({j} - ({off}) + 1, 0)", inner + 1)
+        self.w(f"if first < {n_i}:", inner + 1)
+        self.w(f"{target} += suffix[first]", inner + 2)
+
+    # samplers ---------------------------------------------------------------------------------
+    def sampler_kernel(self, name: str, conds: list[CondPlan]) -> None:
+        prog = self.plan.sampling
+        masks = ", ".join(f"m_{P.ident(c.cond.group)}" for c in conds)
+        self.kernel(f"{name}({self.args}, {masks}, rng)",
+                    "Draw each group given its parents, in topological order; where the mask is set the "
+                    "value is kept (clamped).")
+        for v in prog.values:
+            self.w(f"{v.name} = np.zeros({self.shape_of(v)})", 1)
+        done: set[str] = set()
+        for c in conds:
+            needed = _closure(prog, list(c.args.values())) - done
+            self.w(f"# {c.cond.group} ~ {c.cond.family} (line {c.cond.span.line})", 1)
+            if c.cond.free:
+                self.autoregressive(c, prog, needed)
+            else:
+                for v in prog.values:
+                    if v.name in needed:
+                        self.compute(v, prog, 1)
+                self.draw(c, prog, 1, None)
+            done |= needed
+
+    def draw(self, c: CondPlan, prog: Program, indent: int, position: str | None) -> None:
+        cond = c.cond
+        g = P.group(cond.group)
+        m = f"m_{P.ident(cond.group)}"
+        axes = list(cond.elem)
+        ranges = self.plan.shapes[cond.group]
+        loop_axes = axes[:-1] if cond.family == "categorical" else axes
+        self.w("for r in range(n_rows):", indent)
+        ind = indent + 1
+        for k, (a, d) in enumerate(zip(loop_axes, ranges)):
+            if k == 0 and position is not None:
+                self.w(f"{a} = {position}", ind)
+            else:
+                self.w(f"for {a} in range({self.poly(d)}):", ind)
+                ind += 1
+
+        def arg(name, idx=axes):
+            v = prog.value(c.args[name])
+            parts = (["r"] if v.rows else []) + list(idx)
+            return f"{v.name}[" + (", ".join(parts) if parts else "0") + "]"
+
+        at = "[" + ", ".join(["r"] + axes) + "]"
+        if cond.family == "categorical":
+            head = ", ".join(["r"] + axes[:-1])
+            k, kd = axes[-1], self.poly(ranges[-1])
+            self.w(f"if {m}[{head}, 0]:", ind)
+            self.w("continue", ind + 1)
+            self.w("top = -np.inf", ind)
+            self.w(f"for {k} in range({kd}):", ind)
+            self.w(f"top = max(top, {arg('logits')})", ind + 1)
+            self.w("total = 0.0", ind)
+            self.w(f"for {k} in range({kd}):", ind)
+            self.w(f"total += math.exp({arg('logits')} - top)", ind + 1)
+            self.w("u = _k.uniform(rng, r) * total", ind)
+            self.w("pick = " + kd + " - 1", ind)
+            self.w(f"for {k} in range({kd}):", ind)
+            self.w(f"u -= math.exp({arg('logits')} - top)", ind + 1)
+            self.w("if u < 0.0:", ind + 1)
+            self.w(f"pick = {k}", ind + 2)
+            self.w("break", ind + 2)
+            self.w(f"for {k} in range({kd}):", ind)
+            self.w(f"{g}[{head}, {k}] = 1.0 if {k} == pick else 0.0", ind + 1)
+            return
+        self.w(f"if {m}{at}:", ind)
+        self.w("continue", ind + 1)
+        if cond.family == "bernoulli":
+            p = f"_k.sigmoid({arg('logits')})" if "logits" in c.args else arg("probs")
+            self.w(f"{g}{at} = 1.0 if _k.uniform(rng, r) < {p} else 0.0", ind)
+        else:
+            self.w(f"{g}{at} = {arg('mean')} + {arg('std')} * _k.normal(rng, r)", ind)
+
+    def autoregressive(self, c: CondPlan, prog: Program, needed: set[str]) -> None:
+        """Element by element along the first free axis: values aligned with the element being
+        drawn are computed one slice at a time ('pre' before the draw, 'post' after it)."""
+        phases = _phases(prog, c, needed)
+        for v in prog.values:  # values that do not depend on the group itself
+            if v.name in needed and phases.get(v.name) is None:
+                self.compute(v, prog, 1)
+        n = self.poly(self.plan.shapes[c.cond.group][0])
+        self.w(f"for pos in range({n}):", 1)
+        for kind in ("full", "pre"):
+            for v in prog.values:
+                ph = phases.get(v.name)
+                if ph is not None and ph[0] == kind:
+                    self.compute(v, prog, 2, None if kind == "full" else {ph[1]: "pos"})
+        self.draw(c, prog, 2, "pos")
+        for v in prog.values:
+            ph = phases.get(v.name)
+            if ph is not None and ph[0] == "post":
+                self.compute(v, prog, 2, {ph[1]: "pos"})
+
+    # module ------------------------------------------------------------------------------------
+    def kernels(self) -> list[str]:
+        for prog in self.plan.programs.values():
+            self.values_kernel(prog)
+            self.forward_kernel(prog)
+            self.backward_kernel(prog)
+        self.sampler_kernel("sample_model", self.plan.model)
+        if self.plan.guide:
+            self.sampler_kernel("sample_guide", self.plan.guide)
+        return self.lines
+
+    def class_attributes(self) -> list[str]:
+        plan = self.plan
+        names = []
+        for mode in plan.programs:
+            names += [f"{mode}_forward", f"{mode}_backward"]
+        names.append("sample_model")
+        if plan.guide:
+            names.append("sample_guide")
+        groups = tuple((g.name, g.role, g.domain) for g in plan.ir.groups.values())
+        return [
+            f"ALL_GROUPS = {groups!r}",
+            f"DIRECTED = {tuple(c.cond.group for c in plan.model)!r}  # ancestral order",
+            f"GUIDE = {tuple(c.cond.group for c in plan.guide)!r}",
+            f"UNDIRECTED = {tuple(plan.ir.undirected)!r}",
+            f"FAMILIES = {({c.cond.group: c.cond.family for c in plan.model})!r}",
+            f"GUIDE_FAMILIES = {({c.cond.group: c.cond.family for c in plan.guide})!r}",
+            f"AUTOREGRESSIVE = {tuple(c.cond.group for c in plan.model if c.cond.free)!r}",
+            f"REPARAM = {tuple(self.eps)!r}",
+            f"PARAMS_P = {plan.params_p!r}",
+            f"PARAMS_Q = {plan.params_q!r}",
+            "DKERNELS = {" + ", ".join(f"{n!r}: {n}" for n in names) + "}",
+        ]
+
+    def kernel_args_method(self) -> None:
+        self.w()
+        self.w("def dkernel_args(self, n, state, eps):", 1)
+        self.w('"""The leading arguments of every directed kernel (float64 arrays, rows first)."""', 2)
+        parts = ["n"] + [f"state[{g!r}]" for g in self.groups] + [f"eps[{g!r}]" for g in self.eps]
+        parts += [f"self._p64[{p!r}]" + (".reshape(1)" if not self.param_shapes[p] else "") for p in self.params]
+        parts += [f"self.sizes[{s!r}]" for s in sorted(self.sizes, key=self._size_order)]
+        parts += [f"self.consts[{k!r}]" for k in self.consts]
+        self.w("return (" + "".join(f"{x}, " for x in parts) + ")", 2)
+
+
+# analysis helpers used by the emitter ----------------------------------------------------------
+def _accesses(e):
+    if isinstance(e, IAccess):
+        yield e
+    elif isinstance(e, IUn):
+        yield from _accesses(e.arg)
+    elif isinstance(e, IBin):
+        yield from _accesses(e.left)
+        yield from _accesses(e.right)
+
+
+def _closure(prog: Program, roots: list[str]) -> set[str]:
+    out, stack = set(), list(roots)
+    while stack:
+        n = stack.pop()
+        if n in out:
+            continue
+        out.add(n)
+        stack.extend(prog.value(n).deps)
+    return out
+
+
+def _reads_group(prog: Program, v: Value, group: str, memo: dict) -> bool:
+    if v.name in memo:
+        return memo[v.name]
+    exprs = list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else [])
+    hit = any(a.kind == "group" and a.name == group for e in exprs for a in _accesses(e))
+    hit = hit or any(_reads_group(prog, prog.value(d), group, memo) for d in v.deps)
+    memo[v.name] = hit
+    return hit
+
+
+def _phases(prog: Program, c: CondPlan, needed: set[str]) -> dict:
+    """For an autoregressive group x: which values depend on x, and how each is computed per
+    step: ('pre', axis) the slice at the current position before the draw, ('post', axis)
+    after it, ('full', None) all of it at every step (correct, but slower)."""
+    memo: dict = {}
+    dep = {n for n in needed if _reads_group(prog, prog.value(n), c.cond.group, memo)}
+    phase: dict = {}
+
+    def assign(name, ph):
+        if name not in dep:
+            return
+        old = phase.get(name)
+        if old is not None and old != ph:
+            ph = ("full", None)
+            if old == ph:
+                return
+        if old == ph:
+            return
+        phase[name] = ph
+        v = prog.value(name)
+        if ph[0] == "full":
+            for d in v.deps:
+                assign(d, ("full", None))
+            return
+        axis_name = v.idx[ph[1]]
+        if v.kind == "prefix":
+            src, axis, _, _ = v.prefix
+            if axis == ph[1] and ph[0] == "pre":
+                assign(src.name, ("post", len(prog.value(src.name).idx) - 1))
+            else:
+                assign(src.name, ("full", None))
+            return
+        exprs = list(v.factors) + ([v.expr] if v.expr is not None else [])
+        for d in v.deps:
+            axes = {k for e in exprs for a in _accesses(e) if a.kind == "value" and a.name == d
+                    for k, p in enumerate(a.index) if p == Poly.sym(axis_name)}
+            uses = [a for e in exprs for a in _accesses(e) if a.kind == "value" and a.name == d]
+            if len(axes) == 1 and all(Poly.sym(axis_name) in a.index for a in uses):
+                assign(d, (ph[0], axes.pop()))
+            else:
+                assign(d, ("full", None))
+
+    for name in c.args.values():
+        assign(name, ("pre", 0))
+    return phase

@@ -1,0 +1,415 @@
+"""The runtime of models with directed conditionals (belief nets, NADE, VAEs, DBN hybrids).
+
+The generated module's kernels compute per-row log p (the model's conditionals) and
+log q (the guide), their gradients by reverse mode, and ancestral draws. This class
+turns them into `sample`, `log_prob`, `log_joint`, `elbo`, `gradients` and `fit`.
+For a chain graph (an energy over the top groups, e.g. a DBN) the top is sampled by
+the energy part's block Gibbs and log_joint adds its unnormalised -E.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Mapping
+
+import numpy as np
+
+from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _progress
+
+CHUNK_FLOATS = 1 << 23  # values of one kernel call stay under ~64 MB (float64)
+
+
+class DirectedModel(ModelBase):
+    ALL_GROUPS: tuple = ()
+    DIRECTED: tuple = ()
+    GUIDE: tuple = ()
+    UNDIRECTED: tuple = ()
+    FAMILIES: dict = {}
+    GUIDE_FAMILIES: dict = {}
+    AUTOREGRESSIVE: tuple = ()
+    REPARAM: tuple = ()
+    PARAMS_P: tuple = ()
+    PARAMS_Q: tuple = ()
+    DKERNELS: dict = {}
+
+    def __init__(self, seed=None, dtype="float64", **overrides):
+        super().__init__(seed=seed, dtype=dtype, **overrides)
+        self.all_domains = {name: domain for name, _, domain in self.ALL_GROUPS}
+        self.all_roles = {name: role for name, role, _ in self.ALL_GROUPS}
+        self._p64_cache = (None, None)
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def group_names(self) -> list[str]:
+        return [g for g, _, _ in self.ALL_GROUPS]
+
+    @property
+    def visible(self) -> list[str]:
+        return [g for g, role, _ in self.ALL_GROUPS if role == "visible"]
+
+    @property
+    def latent(self) -> list[str]:
+        return [g for g, role, _ in self.ALL_GROUPS if role == "latent"]
+
+    @property
+    def _p64(self) -> dict:
+        version, cached = self._p64_cache
+        if version != self._version or cached is None:
+            cached = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self._p.items()}
+            self._p64_cache = (self._version, cached)
+        return cached
+
+    def _row_floats(self) -> int:
+        return max(1, sum(int(np.prod(self._shapes[g])) for g in self.group_names)) * 64
+
+    def _chunks(self, n: int, floats_per_row: int | None = None):
+        per_row = floats_per_row or self._row_floats()
+        size = max(1, min(n, CHUNK_FLOATS // per_row))
+        for start in range(0, n, size):
+            yield slice(start, min(n, start + size))
+
+    # ------------------------------------------------------------------ states
+    def _state64(self, data: Mapping, need, n=None) -> tuple[dict, int]:
+        n = self._n_of(data) if n is None else n
+        missing = [g for g in need if g not in data]
+        if missing:
+            raise ValueError(f"{self.NAME} needs values for {', '.join(missing)}")
+        for k in data:
+            if k not in self.all_domains:
+                raise ValueError(f"{self.NAME} has no variable {k!r} (it has: {', '.join(self.group_names)})")
+        st = {}
+        for g in self.group_names:
+            if g in data:
+                st[g] = np.ascontiguousarray(self._array(g, data[g], n), dtype=np.float64)
+            else:
+                st[g] = np.zeros((n,) + self._shapes[g])
+        return st, n
+
+    def _eps_zeros(self, n):
+        return {g: np.zeros((n,) + self._shapes[g]) for g in self.REPARAM}
+
+    def _forward(self, mode: str, st: dict, eps: dict, n: int):
+        logp, logq = np.empty(n), np.empty(n)
+        kernel = self.DKERNELS[f"{mode}_forward"]
+        for sl in self._chunks(n):
+            m = sl.stop - sl.start
+            kernel(*self.dkernel_args(m, {k: v[sl] for k, v in st.items()},
+                                      {k: v[sl] for k, v in eps.items()}), logp[sl], logq[sl])
+        return logp, (logq if self.GUIDE else None)
+
+    def _backward(self, mode: str, st: dict, eps: dict, n: int, seed_p, seed_q):
+        """(logp, logq, grads) with grads = d/dparams of sum_r seed_p[r] log p_r + seed_q[r] log q_r."""
+        logp, logq = np.empty(n), np.empty(n)
+        grads = {k: np.zeros(self._shapes[k]) for k in self._p}
+        flat = [grads[k] if grads[k].ndim else grads[k].reshape(1) for k in self._p]
+        kernel = self.DKERNELS[f"{mode}_backward"]
+        seed_p = np.ascontiguousarray(np.broadcast_to(seed_p, (n,)), dtype=np.float64)
+        seed_q = np.ascontiguousarray(np.broadcast_to(seed_q, (n,)), dtype=np.float64)
+        for sl in self._chunks(n, self._row_floats() * 2):
+            m = sl.stop - sl.start
+            kernel(*self.dkernel_args(m, {k: v[sl] for k, v in st.items()},
+                                      {k: v[sl] for k, v in eps.items()}),
+                   seed_p[sl], seed_q[sl], logp[sl], logq[sl], *flat)
+        return logp, (logq if self.GUIDE else None), grads
+
+    # ------------------------------------------------------------------ densities
+    def log_joint(self, state: Mapping) -> np.ndarray:
+        """log p(every group) per row; for a chain graph the top's -E (unnormalised: log Z not subtracted)."""
+        st, n = self._state64(state, self.group_names)
+        logp, _ = self._forward("joint", st, self._eps_zeros(n), n)
+        if self.UNDIRECTED:
+            logp = logp - self.energy({g: st[g] for g in self.UNDIRECTED}).astype(np.float64)
+        return logp
+
+    def log_q(self, state: Mapping) -> np.ndarray:
+        """log q(latents | visibles) of the guide, per row."""
+        self._need_guide("log_q")
+        st, n = self._state64(state, self.group_names)
+        return self._forward("joint", st, self._eps_zeros(n), n)[1]
+
+    def _need_guide(self, what):
+        if not self.GUIDE:
+            raise ValueError(f"{what} needs a guide: {self.NAME} has no 'guide {{ ... }}' block")
+
+    def log_prob(self, data: Mapping, log_z: float | None = None, max_states: int = DEFAULT_MAX_STATES,
+                 method: str = "auto") -> np.ndarray:
+        """log p(data) per row: exact for fully observed models, by enumerating the latents
+        (and the top's log Z) when they are few enough; otherwise use elbo(data, k=...)."""
+        if method not in ("auto", "exact"):
+            raise ValueError(f"unknown method {method!r}: use 'auto' or 'exact'")
+        hidden = [g for g in self.group_names if g not in data]
+        n = self._n_of(data)
+        if not hidden and not self.UNDIRECTED:
+            st, n = self._state64(data, self.group_names)
+            return self._forward("joint", st, self._eps_zeros(n), n)[0]
+        if not hidden:
+            st, n = self._state64(data, self.group_names)
+            return self.log_joint(st) - (log_z if log_z is not None else
+                                         self.log_partition("exact", max_states=max_states))
+        real = [g for g in hidden if self.all_domains[g] == "real"]
+        if real:
+            raise ValueError(f"log_prob cannot sum out the real latents {', '.join(real)} exactly; "
+                             f"estimate it with elbo(data, k=...) (the importance-weighted bound)")
+        states = _enumeration(self, hidden)
+        count = math.prod(len(s) for s in states.values()) if states else 1
+        if count > max_states:
+            raise ValueError(f"log_prob would enumerate {count} latent states (max_states={max_states}); "
+                             f"estimate it with elbo(data, k=...) instead")
+        acc = _LogSumExp()
+        blocks = _joint_states(states, hidden)
+        for block in blocks:
+            m = len(next(iter(block.values())))
+            full = {}
+            for g in self.group_names:
+                if g in data:
+                    arr = np.asarray(data[g], dtype=np.float64)
+                    full[g] = np.repeat(arr, m, axis=0)
+                else:
+                    full[g] = np.tile(block[g], (n,) + (1,) * (block[g].ndim - 1))
+            lj = self.log_joint(full).reshape(n, m)
+            acc.add(lj)
+        out = np.asarray(acc.value(), dtype=np.float64).reshape(n)
+        if self.UNDIRECTED:
+            out = out - (log_z if log_z is not None else self.log_partition("exact", max_states=max_states))
+        return out
+
+    # ------------------------------------------------------------------ sampling
+    def _masks_for(self, groups, clamp, mask, n):
+        out = {}
+        for g in groups:
+            if g in clamp:
+                out[g] = self._mask(g, mask.get(g, True), n)
+            else:
+                out[g] = np.zeros((n,) + self._shapes[g], np.uint8)
+        return out
+
+    def sample(self, n: int, steps: int = 100, burn_in: int = 0, chains=None, clamp: Mapping | None = None,
+               mask: Mapping | None = None, init=None, progress: bool = False) -> dict:
+        """n samples of every group. Without clamps: ancestral (for a chain graph, `burn_in + steps`
+        Gibbs sweeps on the top first). With clamps whose groups have no free ancestors' ...
+        conditioning that ancestral sampling cannot do exactly (a clamped child of a free
+        variable), `steps` sweeps of single-site Gibbs on the discrete free variables follow."""
+        n = int(n)
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        clamp, mask = dict(clamp or {}), dict(mask or {})
+        for k in list(clamp) + list(mask):
+            if k not in self.all_domains:
+                raise ValueError(f"cannot clamp {k!r}: {self.NAME} has no such variable")
+        for k in mask:
+            if k not in clamp:
+                raise ValueError(f"mask given for {k} but {k} is not clamped")
+        st = {g: np.zeros((n,) + self._shapes[g]) for g in self.group_names}
+        masks = {}
+        for k, v in clamp.items():
+            arr = np.asarray(self._array(k, self._with_sample_axis(k, v, n), n, check_domain=False), np.float64)
+            m = self._mask(k, mask.get(k, True), n)
+            masks[k] = m
+            st[k] = np.ascontiguousarray(np.where(m.astype(bool), arr, 0.0))
+        if self.UNDIRECTED:
+            top_clamp = {g: st[g] for g in self.UNDIRECTED if g in clamp}
+            top_mask = {g: masks[g].astype(bool) for g in top_clamp}
+            top = ModelBase.sample(self, n, steps=max(1, int(steps)), burn_in=int(burn_in),
+                                   clamp=top_clamp or None, mask=top_mask or None, progress=progress)
+            for g in self.UNDIRECTED:
+                st[g] = np.ascontiguousarray(top[g], dtype=np.float64)
+        self._ancestral(st, {g: masks.get(g) for g in self.DIRECTED}, n)
+        if clamp and not self._ancestral_is_exact(clamp, masks):
+            self._gibbs_sites(st, masks, int(max(steps, 1)) + int(burn_in), progress)
+        return {g: st[g].astype(self.dtype) if self.dtype != np.float64 else st[g] for g in self.group_names}
+
+    def _ancestral(self, st, masks, n):
+        ms = [masks[g] if masks.get(g) is not None else np.zeros((n,) + self._shapes[g], np.uint8)
+              for g in self.DIRECTED]
+        self.DKERNELS["sample_model"](*self.dkernel_args(n, st, self._eps_zeros(n)), *ms, self._streams(n))
+
+    def _ancestral_is_exact(self, clamp, masks) -> bool:
+        """Clamped values are evidence only for their descendants, unless a free variable has
+        a clamped descendant (then the posterior needs more than one ancestral pass)."""
+        free_before = False
+        for g in list(self.UNDIRECTED) + list(self.DIRECTED):
+            m = masks.get(g)
+            partly = m is not None and not m.all()
+            fully = m is not None and m.all()
+            if g in self.UNDIRECTED:
+                free_before = free_before or not fully
+                continue
+            if m is not None and m.any() and free_before:
+                return False
+            if partly and g in self.AUTOREGRESSIVE:
+                axis = m.reshape(m.shape[0], m.shape[1], -1).any(axis=2)  # per position: any clamped
+                free = ~m.reshape(m.shape[0], m.shape[1], -1).all(axis=2)
+                first_free = np.where(free.any(axis=1), free.argmax(axis=1), m.shape[1])
+                last_clamped = np.where(axis.any(axis=1), m.shape[1] - 1 - axis[:, ::-1].argmax(axis=1), -1)
+                if np.any(last_clamped > first_free):
+                    return False
+            elif partly:
+                pass
+            free_before = free_before or not fully
+        return True
+
+    def _gibbs_sites(self, st, masks, sweeps, progress):
+        """Single-site Gibbs on the free discrete elements, from log_joint differences."""
+        free = [g for g in self.group_names if not (masks.get(g) is not None and masks[g].all())]
+        bad = [g for g in free if self.all_domains[g] not in ("binary", "spin", "categorical")]
+        if bad:
+            raise ValueError(f"conditioning on a descendant of the real variables {', '.join(bad)} "
+                             f"needs more than ancestral sampling, which gdsl does not do yet")
+        n = next(iter(st.values())).shape[0]
+        rng = self._rng
+        bar = _progress(sweeps, progress, "gibbs")
+        for sweep in range(sweeps):
+            for g in free:
+                shape = self._shapes[g]
+                domain = self.all_domains[g]
+                flat = st[g].reshape(n, -1)
+                m = masks.get(g)
+                mflat = m.reshape(n, -1) if m is not None else np.zeros_like(flat, dtype=np.uint8)
+                if domain == "categorical":
+                    k = shape[-1]
+                    for site in range(flat.shape[1] // k):
+                        cols = slice(site * k, (site + 1) * k)
+                        scores = []
+                        for c in range(k):
+                            flat[:, cols] = np.eye(k)[c]
+                            scores.append(self.log_joint(st))
+                        scores = np.stack(scores, axis=1)
+                        p = np.exp(scores - scores.max(axis=1, keepdims=True))
+                        p /= p.sum(axis=1, keepdims=True)
+                        pick = (rng.random(n)[:, None] > np.cumsum(p, axis=1)).sum(axis=1).clip(0, k - 1)
+                        old = flat[:, cols].copy()
+                        flat[:, cols] = np.eye(k)[pick]
+                        keep = mflat[:, site * k].astype(bool)
+                        flat[keep, cols] = old[keep]
+                    continue
+                lo = -1.0 if domain == "spin" else 0.0
+                for site in range(flat.shape[1]):
+                    keep = mflat[:, site].astype(bool)
+                    old = flat[:, site].copy()
+                    flat[:, site] = 1.0
+                    up = self.log_joint(st)
+                    flat[:, site] = lo
+                    down = self.log_joint(st)
+                    p = 1.0 / (1.0 + np.exp(np.clip(down - up, -700, 700)))
+                    flat[:, site] = np.where(rng.random(n) < p, 1.0, lo)
+                    flat[keep, site] = old[keep]
+            bar(sweep + 1)
+
+    def sample_guide(self, data: Mapping) -> dict:
+        """Latents drawn from the guide q(latents | visibles), with the visibles as given."""
+        self._need_guide("sample_guide")
+        st, n = self._state64(data, self.visible)
+        ms = [np.zeros((n,) + self._shapes[g], np.uint8) for g in self.GUIDE]
+        self.DKERNELS["sample_guide"](*self.dkernel_args(n, st, self._eps_zeros(n)), *ms, self._streams(n))
+        return st
+
+    # ------------------------------------------------------------------ bounds
+    def elbo(self, data: Mapping, k: int = 1, eps: Mapping | None = None) -> np.ndarray:
+        """Per row: the ELBO E_q[log p(x, z) - log q(z | x)] estimated from one draw (k = 1),
+        or the importance-weighted bound log mean_k p(x, z_k) / q(z_k | x) (k > 1)."""
+        self._need_guide("elbo")
+        w, n, k = self._log_weights(data, k, eps)
+        return _log_mean_exp(w.reshape(k, n))
+
+    def _log_weights(self, data, k, eps=None, with_grads=False, seeds=None):
+        k = int(k)
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        st, n = self._state64(data, self.visible)
+        big = {g: np.ascontiguousarray(np.tile(v, (k,) + (1,) * (v.ndim - 1))) for g, v in st.items()}
+        if self.REPARAM:
+            e = self._noise(n * k, eps, k)
+            mode = "reparam"
+        else:
+            e = {}
+            ms = [np.zeros((n * k,) + self._shapes[g], np.uint8) for g in self.GUIDE]
+            self.DKERNELS["sample_guide"](*self.dkernel_args(n * k, big, {}), *ms, self._streams(n * k))
+            mode = "joint"
+        if not with_grads:
+            logp, logq = self._forward(mode, big, e, n * k)
+            return logp - logq, n, k
+        return self._backward(mode, big, e, n * k, *seeds(n, k)) + (big,)
+
+    def _noise(self, rows, eps, k):
+        out = {}
+        for g in self.REPARAM:
+            shape = (rows,) + self._shapes[g]
+            if eps is not None and g in eps:
+                arr = np.asarray(eps[g], dtype=np.float64).reshape(shape)
+            else:
+                arr = self._rng.standard_normal(shape)
+            out[g] = np.ascontiguousarray(arr)
+        return out
+
+    def gradients(self, data: Mapping, objective: str = "ml", k: int = 1, eps: Mapping | None = None):
+        """(mean objective over rows, {param: gradient}) from the compiled reverse-mode kernels.
+
+        objective "ml": log p(data) of a fully observed state; "elbo" / "iwae": the
+        reparameterised bound (eps: the noise, drawn when not given)."""
+        if objective == "ml":
+            st, n = self._state64(data, self.group_names)
+            logp, _, grads = self._backward("joint", st, self._eps_zeros(n), n, 1.0 / n, 0.0)
+            return float(logp.mean()), grads
+        if objective not in ("elbo", "iwae"):
+            raise ValueError(f"unknown objective {objective!r}: use 'ml', 'elbo' or 'iwae'")
+        self._need_guide(objective)
+        if not self.REPARAM:
+            raise ValueError("the reparameterised bound needs normal latents in the guide; for discrete "
+                             "latents use fit(method='reinforce' or 'wake-sleep')")
+        k = int(k) if objective == "iwae" else 1
+        rows = self._n_of(data)
+        e = self._noise(rows * k, eps, k)
+        # the log weights fix the importance weights; a second pass gives the gradient
+        st, n = self._state64(data, self.visible)
+        big = {g: np.ascontiguousarray(np.tile(v, (k,) + (1,) * (v.ndim - 1))) for g, v in st.items()}
+        logp, logq = self._forward("reparam", big, e, n * k)
+        w = (logp - logq).reshape(k, n)
+        weights = np.exp(w - w.max(axis=0)) / np.exp(w - w.max(axis=0)).sum(axis=0)
+        seed = (weights / n).reshape(-1)
+        _, _, grads = self._backward("reparam", big, e, n * k, seed, -seed)
+        return float(_log_mean_exp(w).mean()), grads
+
+    # ------------------------------------------------------------------ learning
+    def fit(self, data: Mapping, method: str | None = None, **options):
+        from .dlearn import fit_directed
+
+        return fit_directed(self, data, method, **options)
+
+
+def _log_mean_exp(w: np.ndarray) -> np.ndarray:
+    top = w.max(axis=0)
+    return top + np.log(np.mean(np.exp(w - top), axis=0))
+
+
+def _enumeration(model, groups) -> dict:
+    out = {}
+    for g in groups:
+        shape = model._shapes[g]
+        domain = model.all_domains[g]
+        if domain == "categorical":
+            k = shape[-1]
+            rows = int(np.prod(shape[:-1]))
+            states = [np.eye(k)[list(c)].reshape(shape) for c in itertools.product(range(k), repeat=rows)]
+        else:
+            lo = -1.0 if domain == "spin" else 0.0
+            size = int(np.prod(shape))
+            states = [np.array(c, dtype=np.float64).reshape(shape)
+                      for c in itertools.product((lo, 1.0), repeat=size)]
+        out[g] = np.stack(states) if states else np.zeros((1,) + shape)
+    return out
+
+
+def _joint_states(states: dict, groups, block: int = 4096):
+    """All combinations of the groups' states, in blocks of at most `block` rows."""
+    if not groups:
+        yield {}
+        return
+    sizes = [len(states[g]) for g in groups]
+    total = math.prod(sizes)
+    for start in range(0, total, block):
+        idx = np.arange(start, min(total, start + block))
+        out, rest = {}, idx
+        for g, s in zip(reversed(groups), reversed(sizes)):
+            out[g] = states[g][rest % s]
+            rest = rest // s
+        yield out

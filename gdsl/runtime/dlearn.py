@@ -1,0 +1,286 @@
+"""Learning for directed and guided models: `fit(method="ml" | "elbo" | "iwae" | "reinforce" |
+"wake-sleep" | "greedy")` with Adam or SGD.
+
+Each minibatch is one call of a compiled reverse-mode kernel, which returns the
+gradients of  sum_r seed_p[r] log p_r + seed_q[r] log q_r;  the methods differ only in
+which rows they feed (data, guide draws, model draws) and which seeds:
+
+  ml          log p(x) of fully observed data              seed_p = 1/B
+  elbo        reparameterised ELBO                          seed_p = 1/B, seed_q = -1/B
+  iwae        importance-weighted bound with k draws        seeds = +-(normalised weights)/B
+  reinforce   score function for discrete latents:          seed_p = 1/B (the model),
+              signal l = log p - log q, moving-average       seed_q = (l - b) / sd / B (the guide)
+              baseline b and running sd (variance normalisation)
+  wake-sleep  wake: h ~ q(h|x), model step on log p(x, h); sleep: (x, h) ~ p, guide step on log q(h|x)
+
+Progress, history, checkpoints, resume and Ctrl-C behave as for energy models
+(docs/learning.md): an interrupted epoch is undone, the last completed one is kept.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .learn import TrainingError, _EpochBar, learning_rate
+
+METHODS = ("ml", "elbo", "iwae", "reinforce", "wake-sleep", "greedy")
+OPTIMIZERS = ("adam", "sgd")
+
+
+def default_method(model, data) -> str:
+    if all(g in data for g in model.group_names) and not model.UNDIRECTED:
+        return "ml"
+    if model.REPARAM:
+        return "elbo"
+    if model.GUIDE:
+        return "reinforce"
+    if model.UNDIRECTED:
+        return "greedy"
+    raise ValueError(f"{model.NAME} has latent variables but no guide: give every variable in the data "
+                     f"(method='ml'), or add a guide block for elbo/iwae/reinforce/wake-sleep training")
+
+
+class Optimizer:
+    """Adam (Kingma & Ba 2015) or SGD with momentum, as gradient *ascent* on the objective."""
+
+    def __init__(self, kind: str, params: dict, lr: float, momentum: float = 0.0, beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0):
+        if kind not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {kind!r}: use 'adam' or 'sgd'")
+        self.kind, self.lr, self.momentum = kind, lr, momentum
+        self.beta1, self.beta2, self.eps, self.decay = beta1, beta2, eps, weight_decay
+        self.m = {k: np.zeros_like(v, dtype=np.float64) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v, dtype=np.float64) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, model, grads: dict, names, rate: float) -> None:
+        self.t += 1
+        new = {}
+        for k in names:
+            p = np.asarray(model.params[k], dtype=np.float64)
+            g = grads[k] - self.decay * p
+            if self.kind == "sgd":
+                self.m[k] = self.momentum * self.m[k] + g
+                new[k] = p + rate * self.m[k]
+            else:
+                self.m[k] = self.beta1 * self.m[k] + (1 - self.beta1) * g
+                self.v[k] = self.beta2 * self.v[k] + (1 - self.beta2) * g * g
+                mhat = self.m[k] / (1 - self.beta1 ** self.t)
+                vhat = self.v[k] / (1 - self.beta2 ** self.t)
+                new[k] = p + rate * mhat / (np.sqrt(vhat) + self.eps)
+        for k, v in new.items():
+            bad = ~np.isfinite(v)
+            if bad.any():
+                raise _NonFinite(k)
+            model.params[k] = v
+
+    def state(self) -> dict:
+        out = {f"opt_m/{k}": v for k, v in self.m.items()}
+        out.update({f"opt_v/{k}": v for k, v in self.v.items()})
+        return out
+
+    def load(self, arrays: dict, t: int) -> None:
+        for k in self.m:
+            if f"opt_m/{k}" in arrays:
+                self.m[k] = np.array(arrays[f"opt_m/{k}"], dtype=np.float64)
+                self.v[k] = np.array(arrays[f"opt_v/{k}"], dtype=np.float64)
+        self.t = t
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str = "adam", lr: float | None = None,
+                 epochs: int = 10, batch_size: int = 100, k: int = 5, momentum: float = 0.0,
+                 weight_decay: float = 0.0, lr_schedule=None, baseline_decay: float = 0.9,
+                 validation: Mapping | None = None, callback: Callable | None = None, progress: bool | None = None,
+                 checkpoint=None, checkpoint_every: int = 1, resume=None, **greedy_options) -> list:
+    """Train a directed model; return the history (one dict per epoch). See the module docstring."""
+    method = method or default_method(model, data)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if method == "greedy":
+        from .dgreedy import fit_dbn_greedy
+
+        return fit_dbn_greedy(model, data, epochs=epochs, batch_size=batch_size, progress=progress,
+                              lr=0.05 if lr is None else lr, **greedy_options)
+    if greedy_options:
+        raise TypeError(f"unexpected options {', '.join(greedy_options)} for method {method!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("k", k), ("checkpoint_every", checkpoint_every)):
+        if not isinstance(value, (int, np.integer)) or value < (0 if name == "epochs" else 1):
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    lr = (1e-3 if optimizer == "adam" else 0.01) if lr is None else lr
+    if not callable(lr_schedule) and not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError("momentum must be in [0, 1)")
+    step_fn = _STEPS[method]
+    _check_method(model, data, method)
+    n = model._n_of(data)
+    arrays = {g: np.ascontiguousarray(model._array(g, v, n), dtype=np.float64) for g, v in data.items()}
+    opt = Optimizer(optimizer, model.params, lr, momentum, weight_decay=weight_decay)
+    config = {"method": method, "optimizer": optimizer, "lr": float(lr), "epochs": int(epochs),
+              "batch_size": int(batch_size), "k": int(k)}
+    state = {"epoch": 0, "history": [], "baseline": [0.0, 1.0, 0]}
+    if resume is not None:
+        _resume(model, resume, config, state, opt)
+    bar = _EpochBar(epochs, progress)
+    probe = {g: v[:min(n, 1000)] for g, v in arrays.items()}
+    undo = None
+    try:
+        while state["epoch"] < epochs:
+            epoch = state["epoch"]
+            rate = learning_rate(lr, lr_schedule, epoch, epochs)
+            undo = ({k_: v.copy() for k_, v in model.params.items()}, model._rng.bit_generator.state,
+                    {k_: v.copy() for k_, v in opt.m.items()}, {k_: v.copy() for k_, v in opt.v.items()}, opt.t,
+                    list(state["baseline"]))
+            order = model._rng.permutation(n)
+            total = 0.0
+            try:
+                for start in range(0, n, batch_size):
+                    rows = order[start:start + batch_size]
+                    batch = {g: v[rows] for g, v in arrays.items()}
+                    total += step_fn(model, batch, opt, rate, k, state, baseline_decay) * len(rows)
+            except _NonFinite as e:
+                _undo(model, opt, state, undo)
+                raise TrainingError(f"epoch {epoch + 1}: parameter {e.args[0]} became NaN or infinite; "
+                                    f"parameters restored to the end of epoch {epoch}. Lower the learning rate "
+                                    f"(lr={rate:g})") from None
+            record = {"epoch": epoch + 1, "lr": rate, "train_objective": total / n}
+            record.update(_measure(model, method, probe, "train", k))
+            if validation is not None:
+                record.update(_measure(model, method, validation, "valid", k))
+            state["history"].append(record)
+            state["epoch"] = epoch + 1
+            undo = None
+            bar(record)
+            if checkpoint is not None and (state["epoch"] % checkpoint_every == 0 or state["epoch"] == epochs):
+                _save(model, checkpoint, config, state, opt)
+            if callback is not None and callback(model, record) is False:
+                break
+    except KeyboardInterrupt:
+        if undo is not None:
+            _undo(model, opt, state, undo)
+        print(f"\ninterrupted after epoch {state['epoch']}; parameters kept"
+              + (f", checkpoint in {checkpoint}" if checkpoint is not None else ""), file=sys.stderr)
+        if checkpoint is not None:
+            _save(model, checkpoint, config, state, opt)
+    return state["history"]
+
+
+def _check_method(model, data, method) -> None:
+    missing = [g for g in model.group_names if g not in data]
+    if method == "ml":
+        if missing or model.UNDIRECTED:
+            raise ValueError(f"method 'ml' needs every variable in the data (missing: {', '.join(missing)}); "
+                             + ("use method='greedy' for a DBN" if model.UNDIRECTED else
+                                "with latent variables use elbo, iwae, reinforce or wake-sleep and a guide"))
+        return
+    if not model.GUIDE:
+        raise ValueError(f"method {method!r} needs a guide: add 'guide {{ ... }}' defining q(latents | visibles)")
+    extra = [g for g in data if g not in model.visible]
+    if extra:
+        raise ValueError(f"method {method!r} takes the visible variables only; {', '.join(extra)} are latent")
+    if method in ("elbo", "iwae") and (not model.REPARAM or len(model.REPARAM) != len(model.GUIDE)):
+        raise ValueError(f"method {method!r} reparameterises normal latents; this guide draws discrete ones "
+                         f"({', '.join(g for g in model.GUIDE if g not in model.REPARAM)}): use 'reinforce' "
+                         f"or 'wake-sleep'")
+    if method in ("reinforce", "wake-sleep") and model.REPARAM:
+        raise ValueError(f"method {method!r} is for discrete latents; for the normal latents "
+                         f"{', '.join(model.REPARAM)} use 'elbo' or 'iwae'")
+
+
+# one minibatch per method: returns the batch's mean objective --------------------------------------
+def _step_ml(model, batch, opt, rate, k, state, decay) -> float:
+    n = len(next(iter(batch.values())))
+    logp, _, grads = model._backward("joint", batch, model._eps_zeros(n), n, 1.0 / n, 0.0)
+    opt.step(model, grads, model.PARAMS_P, rate)
+    return float(logp.mean())
+
+
+def _step_bound(model, batch, opt, rate, k, state, decay, iw: bool) -> float:
+    kk = int(k) if iw else 1
+    value, grads = model.gradients(batch, "iwae" if iw else "elbo", k=kk)
+    opt.step(model, grads, tuple(model._p), rate)
+    return value
+
+
+def _step_reinforce(model, batch, opt, rate, k, state, decay) -> float:
+    st = model.sample_guide(batch)
+    n = len(next(iter(batch.values())))
+    logp, logq = model._forward("joint", st, {}, n)
+    signal = logp - logq
+    mean, var, seen = state["baseline"]
+    centred = signal - (mean if seen else signal.mean())
+    scale = max(1.0, float(np.sqrt(var))) if seen else max(1.0, float(centred.std()))
+    _, _, grads = model._backward("joint", st, {}, n, 1.0 / n, centred / scale / n)
+    opt.step(model, grads, tuple(model._p), rate)
+    # moving averages of the signal's mean and variance (the baseline and the normaliser)
+    batch_mean, batch_var = float(signal.mean()), float(signal.var())
+    if seen:
+        mean = decay * mean + (1 - decay) * batch_mean
+        var = decay * var + (1 - decay) * batch_var
+    else:
+        mean, var = batch_mean, batch_var
+    state["baseline"] = [mean, var, seen + 1]
+    return float(signal.mean())
+
+
+def _step_wake_sleep(model, batch, opt, rate, k, state, decay) -> float:
+    n = len(next(iter(batch.values())))
+    st = model.sample_guide(batch)  # wake: latents from q, a model step on log p(x, h)
+    logp, logq, grads = model._backward("joint", st, {}, n, 1.0 / n, 0.0)
+    dream = {g: np.zeros((n,) + model._shapes[g]) for g in model.group_names}
+    model._ancestral(dream, {}, n)  # sleep: fantasies from p, a guide step on log q(h | x)
+    _, _, sleep = model._backward("joint", dream, {}, n, 0.0, 1.0 / n)
+    grads.update({g: sleep[g] for g in model.PARAMS_Q})
+    opt.step(model, grads, tuple(model._p), rate)
+    return float((logp - logq).mean())
+
+
+_STEPS = {"ml": _step_ml, "elbo": lambda *a: _step_bound(*a, iw=False), "iwae": lambda *a: _step_bound(*a, iw=True),
+          "reinforce": _step_reinforce, "wake-sleep": _step_wake_sleep}
+
+
+def _measure(model, method, data, prefix, k) -> dict:
+    """The objective on a fixed subset after the epoch: log-likelihood (ml) or the bound."""
+    if method == "ml":
+        return {f"{prefix}_loglik": float(np.mean(model.log_prob(data)))}
+    out = {f"{prefix}_elbo": float(np.mean(model.elbo(data, k=1)))}
+    if method == "iwae":
+        out[f"{prefix}_iwae{k}"] = float(np.mean(model.elbo(data, k=k)))
+    return out
+
+
+# checkpoints ---------------------------------------------------------------------------------------
+def _undo(model, opt, state, undo) -> None:
+    params, rng, m, v, t, baseline = undo
+    model.params = params
+    model._rng.bit_generator.state = rng
+    opt.m, opt.v, opt.t = m, v, t
+    state["baseline"] = baseline
+
+
+def _save(model, path, config, state, opt) -> None:
+    extra = dict(opt.state())
+    extra["training"] = {"epoch": state["epoch"], "history": state["history"], "config": config,
+                         "rng": model._rng.bit_generator.state, "opt_t": opt.t, "baseline": state["baseline"]}
+    model.save(path, _extra=extra)
+
+
+def _resume(model, path, config, state, opt) -> None:
+    meta, data = model._read(path)
+    if "training" not in meta:
+        raise ValueError(f"{path} is a parameter file, not a checkpoint (no training state)")
+    saved = meta["training"]
+    for key in ("method", "optimizer", "batch_size", "k"):
+        if saved["config"].get(key) != config.get(key):
+            raise ValueError(f"cannot resume from {path}: it was trained with {key}={saved['config'].get(key)!r}, "
+                             f"not {config.get(key)!r}")
+    model.params = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+    model._rng.bit_generator.state = saved["rng"]
+    opt.load(data, saved["opt_t"])
+    state.update(epoch=saved["epoch"], history=saved["history"], baseline=saved["baseline"])
