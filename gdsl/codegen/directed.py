@@ -507,10 +507,18 @@ class DirectedEmitter:
             f"GUIDE_FAMILIES = {({c.cond.group: c.cond.family for c in plan.guide})!r}",
             f"AUTOREGRESSIVE = {tuple(c.cond.group for c in plan.model if c.cond.free)!r}",
             f"REPARAM = {tuple(self.eps)!r}",
+            f"PARENTS = {self.parents()!r}  # groups the model's conditionals read",
             f"PARAMS_P = {plan.params_p!r}",
             f"PARAMS_Q = {plan.params_q!r}",
             "DKERNELS = {" + ", ".join(f"{n!r}: {n}" for n in names) + "}",
         ]
+
+    def parents(self) -> tuple:
+        from ..ir.model import iexpr_accesses
+
+        found = {a.name for c in self.plan.ir.model for _, e in c.args for a in iexpr_accesses(e)
+                 if a.kind == "group"}
+        return tuple(g for g in self.groups if g in found)
 
     def kernel_args_method(self) -> None:
         self.w()

@@ -82,6 +82,18 @@ def load_module(path):
     return import_file(target)
 
 
+def load_text(text: str, label: str):
+    """The compiled module for .gdl source text (compiled on a cache miss, cached like a file)."""
+    from ..driver import compile_source
+    from ..errors import Source
+
+    source = Source(text, label)
+    target = module_path(_model_name(source), text)
+    if not target.exists():
+        write_atomic(target, compile_source(source).python)
+    return import_file(target)
+
+
 def _model_name(source) -> str:
     """The model's name for the cache file (a cheap regex; full parsing happens on a miss)."""
     import re

@@ -28,6 +28,7 @@ class DirectedModel(ModelBase):
     GUIDE_FAMILIES: dict = {}
     AUTOREGRESSIVE: tuple = ()
     REPARAM: tuple = ()
+    PARENTS: tuple = ()
     PARAMS_P: tuple = ()
     PARAMS_Q: tuple = ()
     DKERNELS: dict = {}
@@ -121,6 +122,16 @@ class DirectedModel(ModelBase):
             logp = logp - self.energy({g: st[g] for g in self.UNDIRECTED}).astype(np.float64)
         return logp
 
+    def _log_joint_summed(self, full: dict, summed) -> np.ndarray:
+        """log_joint with the `summed` top groups summed out (their entries in `full` are ignored)."""
+        if not summed:
+            return self.log_joint(full)
+        st, n = self._state64({g: v for g, v in full.items() if g not in summed},
+                              [g for g in self.group_names if g not in summed])
+        logp, _ = self._forward("joint", st, self._eps_zeros(n), n)
+        top = {g: st[g] for g in self.UNDIRECTED if g not in summed}
+        return logp - self.free_energy(top).astype(np.float64)
+
     def log_q(self, state: Mapping) -> np.ndarray:
         """log q(latents | visibles) of the guide, per row."""
         self._need_guide("log_q")
@@ -150,6 +161,11 @@ class DirectedModel(ModelBase):
         if real:
             raise ValueError(f"log_prob cannot sum out the real latents {', '.join(real)} exactly; "
                              f"estimate it with elbo(data, k=...) (the importance-weighted bound)")
+        # top groups no conditional reads are summed out analytically (the free energy), the rest enumerated
+        summed = [g for g in hidden if g in self.UNDIRECTED and g not in self.PARENTS]
+        if summed and self.why_not_summable(summed) is not None:
+            summed = []
+        hidden = [g for g in hidden if g not in summed]
         states = _enumeration(self, hidden)
         count = math.prod(len(s) for s in states.values()) if states else 1
         if count > max_states:
@@ -164,9 +180,9 @@ class DirectedModel(ModelBase):
                 if g in data:
                     arr = np.asarray(data[g], dtype=np.float64)
                     full[g] = np.repeat(arr, m, axis=0)
-                else:
+                elif g in block:
                     full[g] = np.tile(block[g], (n,) + (1,) * (block[g].ndim - 1))
-            lj = self.log_joint(full).reshape(n, m)
+            lj = self._log_joint_summed(full, summed).reshape(n, m)
             acc.add(lj)
         out = np.asarray(acc.value(), dtype=np.float64).reshape(n)
         if self.UNDIRECTED:
