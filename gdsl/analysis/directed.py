@@ -43,7 +43,7 @@ class Value:
     factors: tuple[IAccess, ...] = ()  # contract: the product
     sums: tuple[SumIndex, ...] = ()  # contract: summation indices
     guards: tuple[tuple[Poly, Poly], ...] = ()  # contract: 0 <= poly < dim, checked per term
-    prefix: Optional[tuple] = None  # (source access, axis, summation index name, hi offset)
+    prefix: Optional[tuple] = None  # (source expression at j, axis, summation index name j, hi offset, j's range)
     line: int = 0
     deps: tuple[str, ...] = ()
 
@@ -59,7 +59,7 @@ class Value:
             guards = "".join(f" if 0 <= {p} < {d}" for p, d in self.guards)
             return f"{head} = sum[{sums}]({body}){guards}"
         if self.kind == "prefix":
-            src, axis, j, off = self.prefix
+            src, axis, j, off, _ = self.prefix
             return f"{head} = running sum over {j} < {self.idx[axis]}{_off(off)} of {iexpr_text(src)}"
         if self.kind == "lse":
             return f"{head} = logsumexp over the last axis of {iexpr_text(self.expr)}"
@@ -291,7 +291,7 @@ class Builder:
             if offset > 0:
                 continue
             # the summand as a value over (free without i) + (j)
-            src_idx = tuple(n for n in free if n != i) + (b.name,)
+            src_idx = (b.name,) + tuple(n for n in free if n != i)  # the running axis first: rows of B are slices
             ranges = {**{n: ctx[n] for n in free}, b.name: inner[b.name]}
             body = accesses[0]
             for f in accesses[1:]:
@@ -299,9 +299,9 @@ class Builder:
             src = self.add_map(body, src_idx, tuple(ranges[n] for n in src_idx))
             axis = free.index(i)
             own = {n: f"a{k}" for k, n in enumerate(free)}
-            src_access = IAccess("value", src, tuple(Poly.sym(own[n]) for n in free if n != i) + (Poly.sym("j"),))
+            src_access = IAccess("value", src, (Poly.sym("j"),) + tuple(Poly.sym(own[n]) for n in free if n != i))
             v = Value("", "prefix", *self.canon(free, tuple(ranges[n] for n in free)), self.has_rows(body),
-                      prefix=(src_access, axis, "j", offset))
+                      prefix=(src_access, axis, "j", offset, ranges[b.name]))
             name = self.add(v)
             return IAccess("value", name, tuple(Poly.sym(n) for n in free))
         return None
@@ -415,8 +415,7 @@ def _rename_expr(e: IExpr, ren: dict[str, str]) -> IExpr:
 
 def _value_deps(v: Value) -> set[str]:
     out = set()
-    exprs = list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else [])
-    for e in exprs:
+    for e in _exprs(v):
         for a in _accesses(e):
             if a.kind == "value":
                 out.add(a.name)
@@ -487,9 +486,65 @@ def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
     logp = _total(b, terms_p)
     logq = _total(b, terms_q) if ir.guide else None
     inputs = tuple(n for n in ir.groups if n not in reparam_values)
-    prog = Program(mode, b.values, inputs, tuple(eps), logp, logq, reparam_values)
+    keep = {logp, logq} | {v for vals in args.values() for v in vals.values()} | set(reparam_values.values())
+    values = _inline_single_use(b.values, keep)
+    prog = Program(mode, values, inputs, tuple(eps), logp, logq, reparam_values)
     prog._args = args
     return prog
+
+
+def _inline_single_use(values: list[Value], keep: set) -> list[Value]:
+    """A map value read once, by a running sum or another map, is written into its reader
+    instead of being stored (NADE's W[h, j] * x[j] never becomes a d x nh array). Maps whose
+    top is exp/sigmoid/tanh stay: they are computed by the SIMD helpers."""
+    uses: dict[str, list] = {}
+    for v in values:
+        for e in _exprs(v):
+            for a in _accesses(e):
+                if a.kind == "value":
+                    uses.setdefault(a.name, []).append((v, a))
+    by_name = {v.name: v for v in values}
+    gone = set()
+    for v in values:
+        readers = uses.get(v.name, [])
+        if (v.kind != "map" or v.name in keep or len(readers) != 1 or
+                (isinstance(v.expr, IUn) and v.expr.op in ("exp", "sigmoid", "tanh"))):
+            continue
+        reader, access = readers[0]
+        if reader.kind not in ("map", "prefix") or not all(_is_symbol(p) for p in access.index):
+            continue
+        body = _rename_expr(v.expr, {n: str(p) for n, p in zip(v.idx, access.index)})
+        if reader.kind == "map":
+            reader.expr = _replace(reader.expr, access, body)
+        else:
+            src, *rest = reader.prefix
+            reader.prefix = (_replace(src, access, body), *rest)
+        reader.deps = tuple(sorted(_value_deps(reader)))
+        # the inlined value's own readers are now the reader's
+        for e in _exprs(reader):
+            for a in _accesses(e):
+                if a.kind == "value":
+                    uses[a.name] = [(r, x) for r, x in uses.get(a.name, []) if r is not v] + [(reader, a)]
+        gone.add(v.name)
+    return [v for v in values if v.name not in gone]
+
+
+def _exprs(v: Value) -> list[IExpr]:
+    return list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else [])
+
+
+def _is_symbol(p: Poly) -> bool:
+    return len(p.symbols()) == 1 and p == Poly.sym(next(iter(p.symbols())))
+
+
+def _replace(e: IExpr, old: IExpr, new: IExpr) -> IExpr:
+    if e == old:
+        return new
+    if isinstance(e, IUn):
+        return IUn(e.op, _replace(e.arg, old, new))
+    if isinstance(e, IBin):
+        return IBin(e.op, _replace(e.left, old, new), _replace(e.right, old, new))
+    return e
 
 
 def _total(b: Builder, terms: list[IExpr]) -> str:

@@ -22,6 +22,7 @@ from ..poly import Poly
 from . import printer as P
 
 FUNCTIONS = dict(P.MATH_FUNCTIONS, relu="_k.relu", log_sigmoid="_k.log_sigmoid", step="_k.step")
+VECTORISED = ("exp", "sigmoid", "tanh")  # map values f(u) computed by the SIMD helpers in kernels.py
 
 
 class DirectedEmitter:
@@ -96,7 +97,7 @@ class DirectedEmitter:
     def kernel(self, signature: str, doc: str) -> None:
         self.w()
         self.w()
-        self.w("@numba.njit(cache=True, nogil=True)")
+        self.w("@numba.njit(cache=True, nogil=True, fastmath=FAST)")
         self.w(f"def {signature}:")
         self.w(f'"""{doc}"""', 1)
 
@@ -145,6 +146,11 @@ class DirectedEmitter:
             return
         inner = self.open_loops(v, indent, pinned)
         target = self.access(IAccess("value", v.name, tuple(Poly.sym(n) for n in v.idx)), prog)
+        if v.kind == "map" and not pinned and isinstance(v.expr, IUn) and v.expr.op in VECTORISED:
+            # the argument first, then the function over the whole array in SIMD blocks
+            self.w(f"{target} = {self.expr(v.expr.arg, prog)}", inner)
+            self.w(f"_k.v{v.expr.op}_inplace({v.name})", indent)
+            return
         if v.kind == "map":
             self.w(f"{target} = {self.expr(v.expr, prog)}", inner)
             return
@@ -160,33 +166,35 @@ class DirectedEmitter:
         return " * ".join(parts)
 
     def prefix_forward(self, v: Value, prog: Program, indent: int, pinned) -> None:
-        src, axis, j, off = v.prefix
-        n_i = self.poly(v.ranges[axis])
-        n_j = self.poly(prog.value(src.name).ranges[-1])
+        """T[.., i, ..] = sum over j < i + off of B[j, ..] (off <= 0), one step per i:
+        T[0] = 0 and T[i] = T[i - 1] + B[i - 1 + off] (when that row of B exists)."""
+        src, axis, j, off, j_range = v.prefix
+        n_j = self.poly(j_range)
         i = v.idx[axis]
         here = self.access(IAccess("value", v.name, tuple(Poly.sym(n) for n in v.idx)), prog)
-        other = {k: p for k, p in (pinned or {}).items() if k != axis}
-        inner = self.open_loops(v, indent, other, skip=(axis,))
+        prev = self.access(IAccess("value", v.name, tuple(Poly.sym(n) - (1 if k == axis else 0)
+                                                          for k, n in enumerate(v.idx))), prog)
         term = self.expr(src, prog)
-        if pinned and axis in pinned:  # one step of the running sum: T[p] = T[p - 1] + B[p - 1 + off]
-            self.w(f"{i} = {pinned[axis]}", inner)
-            prev = here.replace(f"{i}]", f"{i} - 1]").replace(f"{i},", f"{i} - 1,")
-            self.w(f"if {i} == 0:", inner)
-            self.w("acc = 0.0", inner + 1)
-            self.w(f"for {j} in range(min({off}, {n_j})):", inner + 1)
-            self.w(f"acc += {term}", inner + 2)
-            self.w(f"{here} = acc", inner + 1)
-            self.w("else:", inner)
-            self.w(f"{j} = {i} - 1 + {off}", inner + 1)
-            self.w(f"{here} = {prev} + ({term} if 0 <= {j} < {n_j} else 0.0)", inner + 1)
-            return
-        self.w("acc = 0.0", inner)
-        self.w(f"{j} = 0", inner)
-        self.w(f"for {i} in range({n_i}):", inner)
-        self.w(f"while {j} < min({i} + {off}, {n_j}):", inner + 1)
-        self.w(f"acc += {term}", inner + 2)
-        self.w(f"{j} += 1", inner + 2)
-        self.w(f"{here} = acc", inner + 1)
+        if v.rows:
+            self.w("for r in range(n_rows):", indent)
+            indent += 1
+        if pinned and axis in pinned:  # sampling: only the current position
+            self.w(f"{i} = {pinned[axis]}", indent)
+            self.w(f"if {i} > 0:", indent)
+            indent += 1
+        else:
+            self.w(f"for {i} in range(1, {self.poly(v.ranges[axis])}):", indent)
+            indent += 1
+        self.w(f"{j} = {i} - 1 + {off}", indent)
+        self.w(f"ok = 0 <= {j} < {n_j}", indent)
+        for k, (name, d) in enumerate(zip(v.idx, v.ranges)):
+            if k != axis:
+                if pinned and k in pinned:
+                    self.w(f"{name} = {pinned[k]}", indent)
+                else:
+                    self.w(f"for {name} in range({self.poly(d)}):", indent)
+                    indent += 1
+        self.w(f"{here} = {prev} + ({term} if ok else 0.0)", indent)
 
     def lse_forward(self, v: Value, prog: Program, indent: int, pinned) -> None:
         src = v.expr
@@ -319,7 +327,8 @@ class DirectedEmitter:
             self.w(f"g = {dv}", inner)
             for a in targets:
                 d = diff(v.expr, a)
-                if d is not None:
+                if d is not None:  # sigmoid' = s (1 - s) etc.: reuse the value instead of recomputing it
+                    d = _substitute(d, v.expr, here)
                     self.w(f"{self.grad_target(a, prog, need)} += g * {self.expr(d, prog)}", inner)
             return
         if v.kind == "contract":
@@ -366,24 +375,36 @@ class DirectedEmitter:
             self.w(f"d_{x.name} += {scale}np.dot(d_{v.name}, {mat})", 1)
 
     def prefix_backward(self, v: Value, prog: Program, need: set[str]) -> None:
-        src, axis, j, off = v.prefix
-        target = self.grad_target(src, prog, need)
-        if target is None:
+        src, axis, j, off, j_range = v.prefix
+        targets = [a for a in dict.fromkeys(_accesses(src)) if self.grad_target(a, prog, need)]
+        if not targets:
             return
         n_i = self.poly(v.ranges[axis])
-        n_j = self.poly(prog.value(src.name).ranges[-1])
+        n_j = self.poly(j_range)
         i = v.idx[axis]
-        inner = self.open_loops(v, 1, skip=(axis,))
         here = IAccess("value", v.name, tuple(Poly.sym(n) for n in v.idx))
         dv = "d_" + self.access(here, prog)
-        # dB[j] += sum over i with j < i + off of dT[i]: a suffix sum of dT along i
-        self.w(f"suffix = np.zeros({n_i} + 1)", inner)
-        self.w(f"for {i} in range({n_i} - 1, -1, -1):", inner)
-        self.w(f"suffix[{i}] = suffix[{i} + 1] + {dv}", inner + 1)
-        self.w(f"for {j} in range({n_j}):", inner)
-        self.w(f"first = max({j} - ({off}) + 1, 0)", inner + 1)
-        self.w(f"if first < {n_i}:", inner + 1)
-        self.w(f"{target} += suffix[first]", inner + 2)
+        # dB[j] += sum over i > j - off of dT[i]: a suffix sum S over i, added to B's row j = i - 1 + off
+        others = [(n, d) for k, (n, d) in enumerate(zip(v.idx, v.ranges)) if k != axis]
+        shape = ", ".join(self.poly(d) for _, d in others) or "1"
+        at = ", ".join(n for n, _ in others) or "0"
+        indent = 1
+        if v.rows:
+            self.w("for r in range(n_rows):", indent)
+            indent += 1
+        self.w(f"suffix = np.zeros(({shape},))", indent)
+        self.w(f"for {i} in range({n_i} - 1, -1, -1):", indent)
+        self.w(f"{j} = {i} - 1 + {off}", indent + 1)
+        inner = indent + 1
+        for n, d in others:
+            self.w(f"for {n} in range({self.poly(d)}):", inner)
+            inner += 1
+        self.w(f"suffix[{at}] += {dv}", inner)
+        self.w(f"if 0 <= {j} < {n_j}:", inner)
+        for a in targets:
+            d = diff(src, a)
+            if d is not None:
+                self.w(f"{self.grad_target(a, prog, need)} += suffix[{at}] * {self.expr(d, prog)}", inner + 1)
 
     # samplers ---------------------------------------------------------------------------------
     def sampler_kernel(self, name: str, conds: list[CondPlan]) -> None:
@@ -511,7 +532,20 @@ class DirectedEmitter:
             f"PARAMS_P = {plan.params_p!r}",
             f"PARAMS_Q = {plan.params_q!r}",
             "DKERNELS = {" + ", ".join(f"{n!r}: {n}" for n in names) + "}",
+            "",
+            "@staticmethod",
+            "def row_floats(sizes):",
+            '    """Floats of the per-row values of the largest program (to size row chunks)."""',
+            f"    return max({', '.join(self.row_floats(p) for p in plan.programs.values())}, 1)",
         ]
+
+    def row_floats(self, prog: Program) -> str:
+        env = lambda s: f"sizes[{s!r}]"  # noqa: E731
+        terms = []
+        for v in prog.values:
+            if v.rows:
+                terms.append(" * ".join(["1"] + [f"({d.to_str(name=env)})" for d in v.ranges]))
+        return " + ".join(terms) or "0"
 
     def parents(self) -> tuple:
         from ..ir.model import iexpr_accesses
@@ -540,6 +574,16 @@ def _accesses(e):
     elif isinstance(e, IBin):
         yield from _accesses(e.left)
         yield from _accesses(e.right)
+
+
+def _substitute(e: IExpr, old: IExpr, new: IExpr) -> IExpr:
+    if e == old:
+        return new
+    if isinstance(e, IUn):
+        return IUn(e.op, _substitute(e.arg, old, new))
+    if isinstance(e, IBin):
+        return IBin(e.op, _substitute(e.left, old, new), _substitute(e.right, old, new))
+    return e
 
 
 def _closure(prog: Program, roots: list[str]) -> set[str]:
@@ -589,14 +633,17 @@ def _phases(prog: Program, c: CondPlan, needed: set[str]) -> dict:
             return
         axis_name = v.idx[ph[1]]
         if v.kind == "prefix":
-            src, axis, _, _ = v.prefix
-            if axis == ph[1] and ph[0] == "pre":
-                assign(src.name, ("post", len(prog.value(src.name).idx) - 1))
-            else:
-                assign(src.name, ("full", None))
+            src, axis, j, _, _ = v.prefix
+            for a in _accesses(src):
+                if a.kind != "value":
+                    continue
+                if axis == ph[1] and ph[0] == "pre" and a.index and a.index[0] == Poly.sym(j):
+                    assign(a.name, ("post", 0))  # the summand's row j: computed once x[j] is drawn
+                else:
+                    assign(a.name, ("full", None))
             return
         exprs = list(v.factors) + ([v.expr] if v.expr is not None else [])
-        for d in v.deps:
+        for d in v.deps:  # (a prefix's summand is handled above)
             axes = {k for e in exprs for a in _accesses(e) if a.kind == "value" and a.name == d
                     for k, p in enumerate(a.index) if p == Poly.sym(axis_name)}
             uses = [a for e in exprs for a in _accesses(e) if a.kind == "value" and a.name == d]

@@ -584,6 +584,8 @@ def emit(plan: Plan | None, source_text: str, directed=None, ir=None) -> str:
     dem = DirectedEmitter(directed, ir.sizes, ir.consts, ir.params, ir.source_lines)
     lines: list[str] = []
     Emitter.header(lines, ir, source_text, "DirectedModel", plan.schedule() if plan else None)
+    lines += ["", "# directed kernels may reassociate sums (so reductions vectorise); no other fast-math liberties",
+              "FAST = {'reassoc', 'contract', 'nsz'}"]
     dem.kernels()
     extra = dem.class_attributes()
     if plan is not None:

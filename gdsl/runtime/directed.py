@@ -16,7 +16,7 @@ import numpy as np
 
 from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _progress
 
-CHUNK_FLOATS = 1 << 23  # values of one kernel call stay under ~64 MB (float64)
+CHUNK_FLOATS = 1 << 21  # the values of one kernel call: ~16 MB of float64, mostly cache-resident
 
 
 class DirectedModel(ModelBase):
@@ -61,7 +61,7 @@ class DirectedModel(ModelBase):
         return cached
 
     def _row_floats(self) -> int:
-        return max(1, sum(int(np.prod(self._shapes[g])) for g in self.group_names)) * 64
+        return int(self.row_floats(self.sizes)) + sum(int(np.prod(self._shapes[g])) for g in self.group_names)
 
     def _chunks(self, n: int, floats_per_row: int | None = None):
         per_row = floats_per_row or self._row_floats()

@@ -368,3 +368,75 @@ def step(a):
 def log_sigmoid(a):
     """log(sigmoid(a)) without overflow: -softplus(-a)."""
     return -softplus(-a)
+
+
+# vectorisable exp: llvmlite here has no vector math library, so math.exp stays scalar
+# (~5 ns). Range reduction, a degree-13 polynomial and the 2^k factor built from the
+# exponent bits are plain arithmetic that LLVM turns into SIMD code (~1.5 ns, exact to
+# ~2 ulp). The 2^k bits go through an int64 scratch array viewed as float64.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.6931471803691238
+_LN2_LO = 1.9082149292705877e-10
+
+
+_BLOCK = 2048
+_EXP, _SIGMOID, _TANH = 0, 1, 2
+
+
+@numba.njit(cache=True)
+def _exp_family(x, mode):
+    """In place: exp(x), sigmoid(x) or tanh(x) by mode, in cache-sized blocks of two SIMD loops:
+    exp(f x) = q * 2^k with q the polynomial, 2^k's bits written to an int64 scratch block."""
+    flat = x.reshape(-1)
+    factor = 1.0 if mode == _EXP else -1.0 if mode == _SIGMOID else 2.0
+    bits = np.empty(_BLOCK, dtype=np.int64)
+    scale = bits.view(np.float64)
+    for start in range(0, flat.size, _BLOCK):
+        n = min(_BLOCK, flat.size - start)
+        blk = flat[start:start + n]
+        for i in range(n):
+            v = min(max(factor * blk[i], -708.0), 708.0)
+            k = math.floor(v * _LOG2E + 0.5)
+            r = (v - k * _LN2_HI) - k * _LN2_LO
+            q = 1.0 / 6227020800.0
+            q = q * r + 1.0 / 479001600.0
+            q = q * r + 1.0 / 39916800.0
+            q = q * r + 1.0 / 3628800.0
+            q = q * r + 1.0 / 362880.0
+            q = q * r + 1.0 / 40320.0
+            q = q * r + 1.0 / 5040.0
+            q = q * r + 1.0 / 720.0
+            q = q * r + 1.0 / 120.0
+            q = q * r + 1.0 / 24.0
+            q = q * r + 1.0 / 6.0
+            q = q * r + 0.5
+            q = q * r + 1.0
+            blk[i] = q * r + 1.0
+            bits[i] = (np.int64(k) + 1023) << 52
+        if mode == _EXP:
+            for i in range(n):
+                blk[i] = blk[i] * scale[i]
+        elif mode == _SIGMOID:
+            for i in range(n):
+                blk[i] = 1.0 / (1.0 + blk[i] * scale[i])
+        else:
+            for i in range(n):
+                blk[i] = 1.0 - 2.0 / (blk[i] * scale[i] + 1.0)
+
+
+@numba.njit(cache=True)
+def vexp_inplace(x):
+    """x = exp(x) element-wise (x contiguous, any shape), vectorised."""
+    _exp_family(x, _EXP)
+
+
+@numba.njit(cache=True)
+def vsigmoid_inplace(x):
+    """x = 1 / (1 + exp(-x)) element-wise, vectorised."""
+    _exp_family(x, _SIGMOID)
+
+
+@numba.njit(cache=True)
+def vtanh_inplace(x):
+    """x = tanh(x) = 1 - 2 / (exp(2x) + 1) element-wise, vectorised."""
+    _exp_family(x, _TANH)
