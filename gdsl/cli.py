@@ -43,12 +43,12 @@ def run(argv) -> int:
     until = "py" if args.command in ("compile",) or getattr(args, "stage", None) == "py" else "plan"
     compiled = compile_source(source, until=until)
     if args.command == "check":
-        print(f"{args.file}: ok ({compiled.plan.schedule()})")
+        print(f"{args.file}: ok ({compiled.schedule()})")
     elif args.command == "compile":
         out = Path(args.output) if args.output else Path(args.file).with_name(f"{compiled.ir.name}_model.py")
         _write(out, compiled.python)
         if not args.quiet:
-            print(compiled.plan.schedule())
+            print(compiled.schedule())
             print(f"wrote {out}")
     elif args.command == "graph":
         from .ir.graph import write_graph

@@ -28,6 +28,15 @@ class Compiled:
     python: str | None = None
     directed: object = None  # DirectedPlan, when the model has conditionals
 
+    def schedule(self) -> str:
+        """One line on what was derived: the Gibbs schedule and/or the directed part's order."""
+        if self.directed is None:
+            return self.plan.schedule()
+        directed = self.directed.schedule()
+        if self.plan is None:
+            return f"{self.ir.name}: {directed}"
+        return f"{self.plan.schedule()}; then {directed}"
+
 
 def read_source(path) -> Source:
     """Read a .gdl file as UTF-8 (a byte-order mark is allowed); errors name the file."""

@@ -112,8 +112,20 @@ class DirectedPlan:
     params_p: tuple[str, ...]  # parameters of p (the conditionals)
     params_q: tuple[str, ...]  # parameters of q (the guide)
 
+    def schedule(self) -> str:
+        conds = self.model
+        parts = [f"{len(conds)} directed group{'s' if len(conds) != 1 else ''}, ancestral order "
+                 + " -> ".join(c.cond.group + (" (autoregressive)" if c.cond.free else "") for c in conds)]
+        running = sum(v.kind == "prefix" for v in self.sampling.values)
+        if running:
+            parts.append(f"{running} running sum{'s' if running != 1 else ''}")
+        if self.guide:
+            parts.append("guide " + " -> ".join(c.cond.group + (" (reparameterised)" if c.reparam else "")
+                                                for c in self.guide))
+        return "; ".join(parts)
+
     def dump(self) -> str:
-        out = ["directed plan"]
+        out = ["directed plan", "  " + self.schedule()]
         out.append("  ancestral order: " + " -> ".join(c.cond.group for c in self.model))
         if self.ir.undirected:
             out.append("  chain graph: Gibbs on {" + ", ".join(self.ir.undirected) +

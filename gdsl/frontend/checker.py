@@ -131,6 +131,7 @@ class Checker:
         self.in_guide = False
         self.free_names: set[str] = set()  # free indices of the conditional being checked
         self.conditionals: list[CondInfo] = []
+        self.attempted: set[str] = set()  # groups with a conditional statement (valid or not)
 
     def error(self, message: str, span: Span, hint: str | None = None) -> None:
         self.sink.error(message, span, hint)
@@ -693,6 +694,7 @@ class Checker:
                        "a variable is defined once; remove one of them")
             return
         defined[key] = span
+        self.attempted.add(name)
         if in_guide and group.role != "latent":
             self.error(f"the guide defines q(latents | visibles), but '{name}' is visible", span,
                        "the guide may define latent variables only")
@@ -764,6 +766,10 @@ class Checker:
                 return None
             args[key] = a.value
         need = {"bernoulli": 1, "normal": 2, "categorical": 1}[dist.family]
+        if dist.family == "bernoulli" and len(args) == 2:
+            self.error("bernoulli takes logits or probs, not both", dist.span,
+                       "give one of them: bernoulli(logits = a) or bernoulli(probs = sigmoid(a))")
+            return None
         if len(args) != need:
             example = {"bernoulli": "bernoulli(logits = W @ h + b)", "normal": "normal(mean = m, std = s)",
                        "categorical": "categorical(logits = a)"}[dist.family]
@@ -800,7 +806,8 @@ class Checker:
             return ()
         if len(candidates) > 1 or not group.shape:
             self.error(f"cannot tell which axis of '{name}' the free indices {', '.join(candidates)} run over",
-                       span, f"write them on the variable in a separate statement: {name}[{', '.join(candidates)}] ~ ...")
+                       span, f"declare the variable with its domain and write the indices on it in a second "
+                             f"statement: {name}[{', '.join(candidates)}] ~ {dist.family}(...)")
             return None
         return (candidates[0],)
 
@@ -857,7 +864,7 @@ class Checker:
                 if t is not None:
                     in_energy |= t.groups
             for g in m.groups:
-                if g.name in self.groups and g.name not in directed and g.name not in in_energy:
+                if g.name in self.groups and g.name not in directed | self.attempted and g.name not in in_energy:
                     self.error(f"'{g.name}' has no distribution: it has no conditional and is in no energy",
                                g.name_span, f"define it, e.g. '{g.name} ~ bernoulli(logits = ...)'")
         if guide:
@@ -866,10 +873,6 @@ class Checker:
                 if g.role == "latent" and g.name in self.groups and g.name not in covered:
                     self.error(f"the guide does not define latent '{g.name}'", self.model.guide_span or g.span,
                                f"add '{g.name} ~ ...' to the guide: q must cover every latent variable")
-            for c in guide:
-                for p in c.parents:
-                    if p in self.groups and self.groups[p].role == "latent" and p not in covered:
-                        pass
         return ordered[0], ordered[1]
 
 

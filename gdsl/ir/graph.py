@@ -30,6 +30,24 @@ def build_factor_graph(ir: ModelIR) -> nx.Graph:
     return g
 
 
+def add_directed(g: nx.Graph, directed) -> None:
+    """The conditionals: a node per `x ~ family(...)`, edges from its parents and to x (directed=1)."""
+    from .model import iexpr_accesses
+
+    for grp in directed.groups.values():
+        if var_node(grp.name) not in g:
+            g.add_node(var_node(grp.name), kind="variable", label=grp.name, role=grp.role, domain=grp.domain,
+                       shape=",".join(str(d) for d in grp.shape))
+    for c in directed.model + directed.guide:
+        node = f"{'guide' if c.in_guide else 'cond'}:{c.group}"
+        g.add_node(node, kind="conditional", label=f"{'q' if c.in_guide else 'p'}({c.group} | ...) {c.family}",
+                   line=c.span.line, term=c.family)
+        parents = {a.name for _, e in c.args for a in iexpr_accesses(e) if a.kind == "group"} - {c.group}
+        for p in sorted(parents):
+            g.add_edge(var_node(p), node, directed=1, toward=node)
+        g.add_edge(node, var_node(c.group), directed=1, toward=var_node(c.group))
+
+
 def group_graph(ir: ModelIR) -> nx.Graph:
     """Groups joined when they share a monomial; a self-loop marks lateral coupling."""
     g = nx.Graph()
@@ -52,11 +70,18 @@ def to_dot(graph: nx.Graph) -> str:
         if data["kind"] == "variable":
             label = f'{data["label"]}\n{data["domain"]} [{data["shape"]}]'
             lines.append(f'  "{_esc(node)}" [shape=ellipse, label="{_esc(label)}"];')
+        elif data["kind"] == "conditional":
+            label = f'{data["label"]} (line {data["line"]})'
+            lines.append(f'  "{_esc(node)}" [shape=diamond, label="{_esc(label)}"];')
         else:
             label = f'{data["label"]} (line {data["line"]})'
             lines.append(f'  "{_esc(node)}" [shape=box, label="{_esc(label)}", tooltip="{_esc(data["term"])}"];')
-    for a, b in graph.edges():
-        lines.append(f'  "{_esc(a)}" -- "{_esc(b)}";')
+    for a, b, data in graph.edges(data=True):
+        if data.get("directed"):  # drawn as an arrow toward the conditioned side
+            a, b = (a, b) if data["toward"] == b else (b, a)
+            lines.append(f'  "{_esc(a)}" -- "{_esc(b)}" [dir=forward];')
+        else:
+            lines.append(f'  "{_esc(a)}" -- "{_esc(b)}";')
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -401,6 +401,9 @@ def lower(checked: CheckedModel) -> ModelIR:
         from .directed import lower_directed
 
         ir.directed = lower_directed(checked, el)
+        from .graph import add_directed
+
+        add_directed(ir.graph, ir.directed)
     return ir
 
 
