@@ -60,6 +60,8 @@ class DirectedEmitter:
             return f"{prefix}{P.group(a.name)}[" + ", ".join(["r"] + idx) + "]"
         if a.kind == "eps":
             return f"e_{P.ident(a.name)}[" + ", ".join(["r"] + idx) + "]"
+        if a.kind == "run":  # the running sum carried by a fused loop (indices filled in by the caller)
+            return "run[0]"
         if a.kind == "param":
             name = prefix + P.param(a.name) if prefix else P.param(a.name)
             return f"{name}[" + (", ".join(idx) if idx else "0") + "]"
@@ -256,11 +258,82 @@ class DirectedEmitter:
         names = [v.name for v in prog.values]
         self.kernel(f"{prog.mode}_values({self.args})",
                     f"Every value of the {prog.mode!r} program (see `gdsl dump --stage plan`).")
+        fused = self.fusions(prog)  # reader -> running sum computed inside the reader's loop
+        hidden = set(fused.values())
         for v in prog.values:
-            self.w(f"{v.name} = np.zeros({self.shape_of(v)})", 1)
+            shape = "(1,)" if v.name in hidden else self.shape_of(v)
+            note = "  # carried inside the loop of its reader" if v.name in hidden else ""
+            self.w(f"{v.name} = np.zeros({shape}){note}", 1)
         for v in prog.values:
-            self.compute(v, prog, 1)
+            if v.name in hidden:
+                continue
+            if v.name in fused:
+                self.fused_prefix(prog.value(fused[v.name]), v, prog, 1)
+            else:
+                self.compute(v, prog, 1)
         self.w("return (" + "".join(f"{n}, " for n in names) + ")", 1)
+
+    def fusions(self, prog: Program) -> dict[str, str]:
+        """Running sums read by exactly one element-wise map at the same element (NADE's
+        sigmoid(c + T)): the map's loop carries the sum along, so T is never stored. Only when
+        the map's derivative does not need T itself (the backward pass has no T then)."""
+        out = {}
+        for t in prog.values:
+            if t.kind != "prefix" or t.prefix[1] != 0:
+                continue
+            readers = [v for v in prog.values if t.name in v.deps]
+            if len(readers) != 1:
+                continue
+            r = readers[0]
+            own = tuple(Poly.sym(n) for n in r.idx)
+            uses = [a for a in _accesses(r.expr) if a.kind == "value" and a.name == t.name] if r.kind == "map" else []
+            if (not uses or r.ranges != t.ranges or r.rows != t.rows or any(a.index != own for a in uses)
+                    or r.name in (prog.logp, prog.logq)):
+                continue
+            here = IAccess("value", r.name, own)
+            needs_t = False
+            for a in dict.fromkeys(_accesses(r.expr)):
+                d = diff(r.expr, a)
+                if d is not None and any(x.kind == "value" and x.name == t.name
+                                         for x in _accesses(_substitute(d, r.expr, here))):
+                    needs_t = True
+            if not needs_t:
+                out[r.name] = t.name
+        return out
+
+    def fused_prefix(self, t: Value, v: Value, prog: Program, indent: int) -> None:
+        """v = f(T) with T[i] = sum over j < i + off of B[j]: one pass over i with T's current
+        row kept in `run` (T[0] = 0; after row i, add B[i + off])."""
+        self.w(self.comment(v) + f" (with the running sum {t.name})", indent)
+        src, axis, j, off, j_range = t.prefix
+        others = [(n, d) for k, (n, d) in enumerate(zip(t.idx, t.ranges)) if k != axis]
+        shape = ", ".join(self.poly(d) for _, d in others) or "1"
+        at = ", ".join(n for n, _ in others) or "0"
+        vec = isinstance(v.expr, IUn) and v.expr.op in VECTORISED
+        body = v.expr.arg if vec else v.expr
+        own = tuple(Poly.sym(n) for n in v.idx)
+        body = _substitute(body, IAccess("value", t.name, own), IAccess("run", "", ()))
+        i = v.idx[axis]
+        if v.rows:
+            self.w("for r in range(n_rows):", indent)
+            indent += 1
+        self.w(f"run = np.zeros(({shape},))", indent)
+        self.w(f"for {i} in range({self.poly(v.ranges[axis])}):", indent)
+        inner = indent + 1
+        for n, d in others:
+            self.w(f"for {n} in range({self.poly(d)}):", inner)
+            inner += 1
+        target = self.access(IAccess("value", v.name, own), prog)
+        self.w(f"{target} = {self.expr(body, prog).replace('run[0]', f'run[{at}]')}", inner)
+        self.w(f"{j} = {i} + {off}", indent + 1)
+        self.w(f"if 0 <= {j} < {self.poly(j_range)}:", indent + 1)
+        inner = indent + 2
+        for n, d in others:
+            self.w(f"for {n} in range({self.poly(d)}):", inner)
+            inner += 1
+        self.w(f"run[{at}] += {self.expr(src, prog)}", inner)
+        if vec:
+            self.w(f"_k.v{v.expr.op}_inplace({v.name})", indent - (1 if v.rows else 0))
 
     def forward_kernel(self, prog: Program) -> None:
         self.kernel(f"{prog.mode}_forward({self.args}, logp, logq)", "Per-row log p and log q.")
