@@ -166,6 +166,10 @@ class DirectedModel(ModelBase):
         if summed and self.why_not_summable(summed) is not None:
             summed = []
         hidden = [g for g in hidden if g not in summed]
+        if not hidden:
+            st, n = self._state64(data, [g for g in self.group_names if g not in summed])
+            return self._log_joint_summed(st, summed) - (
+                log_z if log_z is not None else self.log_partition("exact", max_states=max_states))
         states = _enumeration(self, hidden)
         count = math.prod(len(s) for s in states.values()) if states else 1
         if count > max_states:
@@ -208,6 +212,10 @@ class DirectedModel(ModelBase):
         n = int(n)
         if n < 1:
             raise ValueError("n must be >= 1")
+        if steps < 1 or burn_in < 0:
+            raise ValueError("steps must be >= 1 and burn_in >= 0")
+        if chains is not None or init is not None:
+            raise ValueError("directed models draw independent samples: chains and init do not apply")
         clamp, mask = dict(clamp or {}), dict(mask or {})
         for k in list(clamp) + list(mask):
             if k not in self.all_domains:
@@ -221,7 +229,8 @@ class DirectedModel(ModelBase):
             arr = np.asarray(self._array(k, self._with_sample_axis(k, v, n), n, check_domain=False), np.float64)
             m = self._mask(k, mask.get(k, True), n)
             masks[k] = m
-            st[k] = np.ascontiguousarray(np.where(m.astype(bool), arr, 0.0))
+            st[k] = np.ascontiguousarray(np.where(m.astype(bool), arr, _filler(self, k, n)))
+            self._check_domain(k, st[k])  # only the clamped elements are the caller's
         if self.UNDIRECTED:
             top_clamp = {g: st[g] for g in self.UNDIRECTED if g in clamp}
             top_mask = {g: masks[g].astype(bool) for g in top_clamp}
@@ -347,6 +356,10 @@ class DirectedModel(ModelBase):
         return self._backward(mode, big, e, n * k, *seeds(n, k)) + (big,)
 
     def _noise(self, rows, eps, k):
+        unknown = [g for g in (eps or {}) if g not in self.REPARAM]
+        if unknown:
+            raise ValueError(f"eps given for {', '.join(unknown)}; the reparameterised latents are "
+                             f"{', '.join(self.REPARAM) or 'none'}")
         out = {}
         for g in self.REPARAM:
             shape = (rows,) + self._shapes[g]
@@ -390,6 +403,17 @@ class DirectedModel(ModelBase):
         from .dlearn import fit_directed
 
         return fit_directed(self, data, method, **options)
+
+
+def _filler(model, name, n) -> np.ndarray:
+    """A valid value of the group's domain everywhere (stands in for the free, unclamped elements)."""
+    shape = (n,) + model._shapes[name]
+    domain = model.all_domains[name]
+    if domain == "categorical":
+        out = np.zeros(shape)
+        out[..., 0] = 1.0
+        return out
+    return np.full(shape, -1.0 if domain == "spin" else 0.0)
 
 
 def _log_mean_exp(w: np.ndarray) -> np.ndarray:
