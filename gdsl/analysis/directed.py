@@ -19,7 +19,7 @@ from typing import Optional
 
 from ..errors import CompilerBug, ErrorSink
 from ..ir.directed import CondIR, DirectedIR
-from ..ir.model import IAccess, IBin, IExpr, INum, ISum, ISym, IUn, iexpr_text
+from ..ir.model import IAccess, IBin, IExpr, INum, ISum, ISym, IUn, iexpr_accesses, iexpr_replace, iexpr_text
 from ..poly import Poly
 
 LOG_SQRT_2PI = 0.9189385332046727
@@ -385,15 +385,19 @@ def _product_terms(e: IExpr) -> list[tuple[int, list[IExpr]]]:
 
 
 def _accesses(e: IExpr):
-    if isinstance(e, IAccess):
-        yield e
-    elif isinstance(e, IUn):
-        yield from _accesses(e.arg)
+    """The accesses in e, and the bounds of its sums as pseudo-accesses (kind "bound")."""
+    yield from iexpr_accesses(e)
+    yield from _bounds(e)
+
+
+def _bounds(e: IExpr):
+    if isinstance(e, IUn):
+        yield from _bounds(e.arg)
     elif isinstance(e, IBin):
-        yield from _accesses(e.left)
-        yield from _accesses(e.right)
+        yield from _bounds(e.left)
+        yield from _bounds(e.right)
     elif isinstance(e, ISum):
-        yield from _accesses(e.body)
+        yield from _bounds(e.body)
         for b in e.binders:
             for p in b.lo + b.hi:
                 yield IAccess("bound", "", (p,))
@@ -427,7 +431,7 @@ def _rename_expr(e: IExpr, ren: dict[str, str]) -> IExpr:
 
 def _value_deps(v: Value) -> set[str]:
     out = set()
-    for e in _exprs(v):
+    for e in value_exprs(v):
         for a in _accesses(e):
             if a.kind == "value":
                 out.add(a.name)
@@ -460,7 +464,7 @@ def _params_of(prog: Program, arg_sets) -> tuple[str, ...]:
             continue
         seen.add(v.name)
         stack.extend(v.deps)
-        for e in list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else []):
+        for e in value_exprs(v):
             names |= {a.name for a in _accesses(e) if a.kind == "param"}
     return tuple(sorted(names))
 
@@ -511,11 +515,10 @@ def _inline_single_use(values: list[Value], keep: set) -> list[Value]:
     top is exp/sigmoid/tanh stay: they are computed by the SIMD helpers."""
     uses: dict[str, list] = {}
     for v in values:
-        for e in _exprs(v):
+        for e in value_exprs(v):
             for a in _accesses(e):
                 if a.kind == "value":
                     uses.setdefault(a.name, []).append((v, a))
-    by_name = {v.name: v for v in values}
     gone = set()
     for v in values:
         readers = uses.get(v.name, [])
@@ -527,13 +530,13 @@ def _inline_single_use(values: list[Value], keep: set) -> list[Value]:
             continue
         body = _rename_expr(v.expr, {n: str(p) for n, p in zip(v.idx, access.index)})
         if reader.kind == "map":
-            reader.expr = _replace(reader.expr, access, body)
+            reader.expr = iexpr_replace(reader.expr, access, body)
         else:
             src, *rest = reader.prefix
-            reader.prefix = (_replace(src, access, body), *rest)
+            reader.prefix = (iexpr_replace(src, access, body), *rest)
         reader.deps = tuple(sorted(_value_deps(reader)))
         # the inlined value's own readers are now the reader's
-        for e in _exprs(reader):
+        for e in value_exprs(reader):
             for a in _accesses(e):
                 if a.kind == "value":
                     uses[a.name] = [(r, x) for r, x in uses.get(a.name, []) if r is not v] + [(reader, a)]
@@ -541,22 +544,13 @@ def _inline_single_use(values: list[Value], keep: set) -> list[Value]:
     return [v for v in values if v.name not in gone]
 
 
-def _exprs(v: Value) -> list[IExpr]:
+def value_exprs(v: Value) -> list[IExpr]:
+    """The expressions a value reads: its factors, its element expression, its running sum's summand."""
     return list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else [])
 
 
 def _is_symbol(p: Poly) -> bool:
     return len(p.symbols()) == 1 and p == Poly.sym(next(iter(p.symbols())))
-
-
-def _replace(e: IExpr, old: IExpr, new: IExpr) -> IExpr:
-    if e == old:
-        return new
-    if isinstance(e, IUn):
-        return IUn(e.op, _replace(e.arg, old, new))
-    if isinstance(e, IBin):
-        return IBin(e.op, _replace(e.left, old, new), _replace(e.right, old, new))
-    return e
 
 
 def _total(b: Builder, terms: list[IExpr]) -> str:

@@ -14,10 +14,11 @@ and `sample_model` / `sample_guide` draw the directed groups in topological orde
 """
 from __future__ import annotations
 
-from ..analysis.directed import CondPlan, DirectedPlan, Program, Value
+from ..analysis.directed import CondPlan, DirectedPlan, Program, Value, value_exprs
 from ..analysis.gradients import diff
 from ..errors import CompilerBug
-from ..ir.model import IAccess, IBin, IExpr, INum, ISym, IUn
+from ..ir.model import IAccess, IBin, IExpr, INum, ISym, IUn, iexpr_replace
+from ..ir.model import iexpr_accesses as _accesses
 from ..poly import Poly
 from . import printer as P
 
@@ -204,13 +205,17 @@ class DirectedEmitter:
         inner = self.open_loops(v, indent, pinned)
         term = self.expr(src, prog).replace(f"a{len(v.idx)}]", "k]")
         here = self.access(IAccess("value", v.name, tuple(Poly.sym(n) for n in v.idx)), prog)
-        self.w("top = -np.inf", inner)
-        self.w(f"for k in range({k_range}):", inner)
-        self.w(f"top = max(top, {term})", inner + 1)
-        self.w("acc = 0.0", inner)
-        self.w(f"for k in range({k_range}):", inner)
-        self.w(f"acc += math.exp({term} - top)", inner + 1)
-        self.w(f"{here} = top + math.log(acc)", inner)
+        self.max_and_total("k", k_range, term, inner)
+        self.w(f"{here} = top + math.log(total)", inner)
+
+    def max_and_total(self, k: str, k_range: str, term: str, indent: int) -> None:
+        """top = max_k term, total = sum_k exp(term - top): a stable softmax normaliser."""
+        self.w("top = -np.inf", indent)
+        self.w(f"for {k} in range({k_range}):", indent)
+        self.w(f"top = max(top, {term})", indent + 1)
+        self.w("total = 0.0", indent)
+        self.w(f"for {k} in range({k_range}):", indent)
+        self.w(f"total += math.exp({term} - top)", indent + 1)
 
     # dense contractions as BLAS ----------------------------------------------------------------
     def blas(self, v: Value, prog: Program):
@@ -295,7 +300,7 @@ class DirectedEmitter:
             for a in dict.fromkeys(_accesses(r.expr)):
                 d = diff(r.expr, a)
                 if d is not None and any(x.kind == "value" and x.name == t.name
-                                         for x in _accesses(_substitute(d, r.expr, here))):
+                                         for x in _accesses(iexpr_replace(d, r.expr, here))):
                     needs_t = True
             if not needs_t:
                 out[r.name] = t.name
@@ -312,7 +317,7 @@ class DirectedEmitter:
         vec = isinstance(v.expr, IUn) and v.expr.op in VECTORISED
         body = v.expr.arg if vec else v.expr
         own = tuple(Poly.sym(n) for n in v.idx)
-        body = _substitute(body, IAccess("value", t.name, own), IAccess("run", "", ()))
+        body = iexpr_replace(body, IAccess("value", t.name, own), IAccess("run", "", ()))
         i = v.idx[axis]
         if v.rows:
             self.w("for r in range(n_rows):", indent)
@@ -354,8 +359,7 @@ class DirectedEmitter:
         """Values that depend on parameters (only they carry adjoints)."""
         out = set()
         for v in prog.values:
-            exprs = list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else [])
-            for e in exprs:
+            for e in value_exprs(v):
                 for a in _accesses(e):
                     if a.kind == "param" or (a.kind == "value" and a.name in out):
                         out.add(v.name)
@@ -401,7 +405,7 @@ class DirectedEmitter:
             for a in targets:
                 d = diff(v.expr, a)
                 if d is not None:  # sigmoid' = s (1 - s) etc.: reuse the value instead of recomputing it
-                    d = _substitute(d, v.expr, here)
+                    d = iexpr_replace(d, v.expr, here)
                     self.w(f"{self.grad_target(a, prog, need)} += g * {self.expr(d, prog)}", inner)
             return
         if v.kind == "contract":
@@ -528,12 +532,7 @@ class DirectedEmitter:
             k, kd = axes[-1], self.poly(ranges[-1])
             self.w(f"if {m}[{head}, 0]:", ind)
             self.w("continue", ind + 1)
-            self.w("top = -np.inf", ind)
-            self.w(f"for {k} in range({kd}):", ind)
-            self.w(f"top = max(top, {arg('logits')})", ind + 1)
-            self.w("total = 0.0", ind)
-            self.w(f"for {k} in range({kd}):", ind)
-            self.w(f"total += math.exp({arg('logits')} - top)", ind + 1)
+            self.max_and_total(k, kd, arg("logits"), ind)
             self.w("u = _k.uniform(rng, r) * total", ind)
             self.w("pick = " + kd + " - 1", ind)
             self.w(f"for {k} in range({kd}):", ind)
@@ -639,26 +638,6 @@ class DirectedEmitter:
 
 
 # analysis helpers used by the emitter ----------------------------------------------------------
-def _accesses(e):
-    if isinstance(e, IAccess):
-        yield e
-    elif isinstance(e, IUn):
-        yield from _accesses(e.arg)
-    elif isinstance(e, IBin):
-        yield from _accesses(e.left)
-        yield from _accesses(e.right)
-
-
-def _substitute(e: IExpr, old: IExpr, new: IExpr) -> IExpr:
-    if e == old:
-        return new
-    if isinstance(e, IUn):
-        return IUn(e.op, _substitute(e.arg, old, new))
-    if isinstance(e, IBin):
-        return IBin(e.op, _substitute(e.left, old, new), _substitute(e.right, old, new))
-    return e
-
-
 def _closure(prog: Program, roots: list[str]) -> set[str]:
     out, stack = set(), list(roots)
     while stack:
@@ -673,8 +652,7 @@ def _closure(prog: Program, roots: list[str]) -> set[str]:
 def _reads_group(prog: Program, v: Value, group: str, memo: dict) -> bool:
     if v.name in memo:
         return memo[v.name]
-    exprs = list(v.factors) + ([v.expr] if v.expr is not None else []) + ([v.prefix[0]] if v.prefix else [])
-    hit = any(a.kind == "group" and a.name == group for e in exprs for a in _accesses(e))
+    hit = any(a.kind == "group" and a.name == group for e in value_exprs(v) for a in _accesses(e))
     hit = hit or any(_reads_group(prog, prog.value(d), group, memo) for d in v.deps)
     memo[v.name] = hit
     return hit

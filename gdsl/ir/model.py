@@ -99,6 +99,17 @@ def iexpr_rename(e: IExpr, mapping: dict[str, str]) -> IExpr:
     return e
 
 
+def iexpr_replace(e: IExpr, old: IExpr, new: IExpr) -> IExpr:
+    """e with every subexpression equal to `old` replaced by `new` (functions and operators only)."""
+    if e == old:
+        return new
+    if isinstance(e, IUn):
+        return IUn(e.op, iexpr_replace(e.arg, old, new))
+    if isinstance(e, IBin):
+        return IBin(e.op, iexpr_replace(e.left, old, new), iexpr_replace(e.right, old, new))
+    return e
+
+
 def iexpr_accesses(e: IExpr):
     if isinstance(e, IAccess):
         yield e
