@@ -100,7 +100,7 @@ class DirectedEmitter:
     def kernel(self, signature: str, doc: str) -> None:
         self.w()
         self.w()
-        self.w("@numba.njit(cache=True, nogil=True, fastmath=FAST)")
+        self.w("@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model=\"numpy\")")
         self.w(f"def {signature}:")
         self.w(f'"""{doc}"""', 1)
 

@@ -584,7 +584,8 @@ def emit(plan: Plan | None, source_text: str, directed=None, ir=None) -> str:
     dem = DirectedEmitter(directed, ir.sizes, ir.consts, ir.params, ir.source_lines)
     lines: list[str] = []
     Emitter.header(lines, ir, source_text, "DirectedModel", plan.schedule() if plan else None)
-    lines += ["", "# directed kernels may reassociate sums (so reductions vectorise); no other fast-math liberties",
+    lines += ["", "# directed kernels may reassociate sums (so reductions vectorise), and divide by zero as numpy",
+              "# does (inf, nan: caught by the learners' finite checks) instead of branching on it",
               "FAST = {'reassoc', 'contract', 'nsz'}"]
     dem.kernels()
     extra = dem.class_attributes()

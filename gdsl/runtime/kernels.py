@@ -383,7 +383,7 @@ _BLOCK = 2048
 _EXP, _SIGMOID, _TANH = 0, 1, 2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the divisions vectorise
 def _exp_family(x, mode):
     """In place: exp(x), sigmoid(x) or tanh(x) by mode, in cache-sized blocks of two SIMD loops:
     exp(f x) = q * 2^k with q the polynomial, 2^k's bits written to an int64 scratch block."""
