@@ -80,19 +80,24 @@ def draw_spin(a, rng, c):
 def two_state_draw(f, x, mask, rng, low):
     """Units with values {low, 1} and energy -f x: P(x = 1) = sigmoid((1 - low) f).
 
-    low = 0 gives Bernoulli units, low = -1 spins (P(+1) = sigmoid(2 f)). The chain's
-    stream is kept in registers across its row."""
+    low = 0 gives Bernoulli units, low = -1 spins (P(+1) = sigmoid(2 f)). Per chain, the
+    row's probabilities come first from the SIMD sigmoid, then the draws, with the chain's
+    stream kept in registers across its row."""
     n, m = f.shape
-    one = f.dtype.type(1.0)  # exp in the arrays' precision: float32 models use the faster expf
-    gap = f.dtype.type(1.0 - low)
+    one = f.dtype.type(1.0)
     lower = f.dtype.type(low)
+    gap = 1.0 - low
+    p = np.empty(m)
     for c in range(n):
+        for j in range(m):
+            p[j] = gap * f[c, j]
+        _exp_family(p, _SIGMOID)
         s0 = rng[c, 0]
         s1 = rng[c, 1]
         for j in range(m):
             u, s0, s1 = next_uniform(s0, s1)
             if mask[c, j] == 0:
-                x[c, j] = one if u * (one + math.exp(-gap * f[c, j])) < 1.0 else lower
+                x[c, j] = one if u < p[j] else lower
         rng[c, 0] = s0
         rng[c, 1] = s1
 
@@ -170,19 +175,20 @@ def categorical_draw(f, x, mask, rng):
 def two_state_mean(f, x, mask, damping, low):
     """E[x] = low + (1 - low) sigmoid((1 - low) f): sigmoid(f) for bits, tanh(f) for spins.
 
-    In the arrays' precision and without branches in the sigmoid (exp overflowing to inf
-    gives 0, never NaN), so the loop vectorises."""
+    Per chain, the row's sigmoids come from the SIMD helper, then the damped update."""
     n, m = f.shape
-    one = f.dtype.type(1.0)
-    gap = f.dtype.type(1.0 - low)
-    lower = f.dtype.type(low)
-    keep = f.dtype.type(damping)
-    take = one - keep
+    gap = 1.0 - low
+    keep = damping
+    take = 1.0 - keep
     delta = 0.0
+    p = np.empty(m)
     for c in range(n):
         for j in range(m):
+            p[j] = gap * f[c, j]
+        _exp_family(p, _SIGMOID)
+        for j in range(m):
             if mask[c, j] == 0:
-                new = keep * x[c, j] + take * (lower + gap / (one + math.exp(-gap * f[c, j])))
+                new = x.dtype.type(keep * x[c, j] + take * (low + gap * p[j]))
                 delta = max(delta, abs(new - x[c, j]))
                 x[c, j] = new
     return delta
