@@ -928,3 +928,55 @@ def test_categorical_conditional_log_prob_samples_and_gradient(tmp_path):
             down = m.gradients(state)[0]
             m.params[name] = p
             assert abs((up - down) / 2e-6 - grads[name].reshape(-1)[idx]) < 1e-6
+
+
+MISC = """
+model misc(n = 3, k = 2) {
+    latent  h[k] ~ bernoulli(probs = sigmoid(a))
+    let u = relu(W @ h + c)
+    visible x[n] ~ normal(mean = u, std = exp(s))
+    visible y[n] ~ bernoulli(logits = log_sigmoid(V @ x) + d)
+    param a[k]
+    param W[n, k] ~ normal(0, 1)
+    param c[n]
+    param s[n]
+    param V[n, n] ~ normal(0, 1)
+    param d[n]
+}
+"""
+
+
+def test_probs_relu_log_sigmoid_let_and_learned_std(tmp_path):
+    """The constructs no shipped model uses: bernoulli(probs=), a let outside a guide, relu,
+    log_sigmoid, a normal with a learned std and a real parent of a discrete child. log_joint
+    against numpy, every gradient element against central differences (relu's kink is not hit:
+    the pre-activations are continuous random values)."""
+    path = tmp_path / "misc.gdl"
+    path.write_text(MISC)
+    m = gdsl.load(path, seed=0)
+    rng = np.random.default_rng(2)
+    for k, v in m.params.items():
+        m.params[k] = rng.normal(size=v.shape)
+    p = {k: np.array(v) for k, v in m.params.items()}
+    st = m.sample(20)
+    h, x, y = st["h"], st["x"], st["y"]
+    prob = 1 / (1 + np.exp(-p["a"]))
+    u = np.maximum(h @ p["W"].T + p["c"], 0)
+    sd = np.exp(p["s"])
+    logits = -np.logaddexp(0, -(x @ p["V"].T)) + p["d"]
+    expected = ((h * np.log(prob) + (1 - h) * np.log(1 - prob)).sum(1)
+                + (-0.5 * ((x - u) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)).sum(1)
+                + (y * logits - np.logaddexp(0, logits)).sum(1))
+    assert np.allclose(m.log_joint(st), expected, atol=1e-12)
+    _, grads = m.gradients(st)
+    for name, value in p.items():
+        for idx in range(value.size):
+            q = value.copy().reshape(-1)
+            q[idx] += 1e-6
+            m.params[name] = q.reshape(value.shape)
+            up = m.gradients(st)[0]
+            q[idx] -= 2e-6
+            m.params[name] = q.reshape(value.shape)
+            down = m.gradients(st)[0]
+            m.params[name] = value
+            assert abs((up - down) / 2e-6 - grads[name].reshape(-1)[idx]) < 1e-6, (name, idx)

@@ -72,6 +72,9 @@ def diff(e: IExpr, target: IAccess) -> Optional[IExpr]:
             "tanh": lambda: IBin("-", ONE, IBin("*", e, e)),
             "sigmoid": lambda: IBin("*", e, IBin("-", ONE, e)),
             "softplus": lambda: IUn("sigmoid", a),
+            "log_sigmoid": lambda: IUn("sigmoid", IUn("neg", a)),
+            "relu": lambda: IUn("step", a),  # the subgradient 0 at 0
+            "step": lambda: INum(0.0),
         }[e.op]()
         return _mul(outer, da)
     assert isinstance(e, IBin)
