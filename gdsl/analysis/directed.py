@@ -19,7 +19,8 @@ from typing import Optional
 
 from ..errors import CompilerBug, ErrorSink
 from ..ir.directed import CondIR, DirectedIR
-from ..ir.model import IAccess, IBin, IExpr, INum, ISum, ISym, IUn, iexpr_accesses, iexpr_replace, iexpr_text
+from ..ir.model import (IAccess, IBin, IExpr, INum, ISum, ISym, IUn, iexpr_accesses, iexpr_rename, iexpr_replace,
+                         iexpr_text)
 from ..poly import Poly
 
 LOG_SQRT_2PI = 0.9189385332046727
@@ -186,7 +187,7 @@ class Builder:
 
     def add_map(self, body: IExpr, idx, ranges) -> str:
         return self.add(Value("", "map", *self.canon(idx, ranges), self.has_rows(body),
-                              expr=_rename_expr(body, self._renaming(idx))))
+                              expr=iexpr_rename(body, self._renaming(idx))))
 
     def canon(self, idx, ranges):
         return tuple(f"a{k}" for k in range(len(idx))), tuple(ranges)
@@ -279,7 +280,7 @@ class Builder:
                         guards.append((p.rename(ren), dim))
         rows = any(self.has_rows(f) for f in accesses)
         v = Value("", "contract", *self.canon(free, tuple(ctx[n] for n in free)), rows,
-                  expr=INum(scale), factors=tuple(_rename_expr(f, ren) for f in accesses),
+                  expr=INum(scale), factors=tuple(iexpr_rename(f, ren) for f in accesses),
                   sums=tuple(sums), guards=tuple(dict.fromkeys(guards)))
         name = self.add(v)
         return IAccess("value", name, tuple(Poly.sym(n) for n in free))
@@ -417,18 +418,6 @@ def _index_names(e: IExpr) -> set[str]:
     return out
 
 
-def _rename_expr(e: IExpr, ren: dict[str, str]) -> IExpr:
-    if isinstance(e, ISym) and e.kind == "index":
-        return ISym("index", ren.get(e.name, e.name))
-    if isinstance(e, IAccess):
-        return IAccess(e.kind, e.name, tuple(p.rename(ren) for p in e.index))
-    if isinstance(e, IUn):
-        return IUn(e.op, _rename_expr(e.arg, ren))
-    if isinstance(e, IBin):
-        return IBin(e.op, _rename_expr(e.left, ren), _rename_expr(e.right, ren))
-    return e
-
-
 def _value_deps(v: Value) -> set[str]:
     out = set()
     for e in value_exprs(v):
@@ -528,7 +517,7 @@ def _inline_single_use(values: list[Value], keep: set) -> list[Value]:
         reader, access = readers[0]
         if reader.kind not in ("map", "prefix") or not all(_is_symbol(p) for p in access.index):
             continue
-        body = _rename_expr(v.expr, {n: str(p) for n, p in zip(v.idx, access.index)})
+        body = iexpr_rename(v.expr, {n: str(p) for n, p in zip(v.idx, access.index)})
         if reader.kind == "map":
             reader.expr = iexpr_replace(reader.expr, access, body)
         else:
