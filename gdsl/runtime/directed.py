@@ -205,10 +205,10 @@ class DirectedModel(ModelBase):
 
     def sample(self, n: int, steps: int = 100, burn_in: int = 0, chains=None, clamp: Mapping | None = None,
                mask: Mapping | None = None, init=None, progress: bool = False) -> dict:
-        """n samples of every group. Without clamps: ancestral (for a chain graph, `burn_in + steps`
-        Gibbs sweeps on the top first). With clamps whose groups have no free ancestors' ...
-        conditioning that ancestral sampling cannot do exactly (a clamped child of a free
-        variable), `steps` sweeps of single-site Gibbs on the discrete free variables follow."""
+        """n samples of every group: ancestral (for a chain graph, `burn_in + steps` Gibbs sweeps on
+        the top first), with clamped elements kept. When the clamps are evidence about a free
+        variable upstream (a clamped descendant of a free variable), one ancestral pass is not
+        exact, and `steps + burn_in` sweeps of single-site Gibbs on the free discrete variables follow."""
         n = int(n)
         if n < 1:
             raise ValueError("n must be >= 1")
@@ -249,8 +249,9 @@ class DirectedModel(ModelBase):
         self.DKERNELS["sample_model"](*self.dkernel_args(n, st, self._eps_zeros(n)), *ms, self._streams(n))
 
     def _ancestral_is_exact(self, clamp, masks) -> bool:
-        """Clamped values are evidence only for their descendants, unless a free variable has
-        a clamped descendant (then the posterior needs more than one ancestral pass)."""
+        """One ancestral pass is exact when no clamped element comes after a free one: checked per
+        group in the ancestral order (conservatively: a free group need not be an ancestor), and
+        per position inside an autoregressive group (its elements are ordered too)."""
         free_before = False
         for g in list(self.UNDIRECTED) + list(self.DIRECTED):
             m = masks.get(g)
@@ -268,8 +269,6 @@ class DirectedModel(ModelBase):
                 last_clamped = np.where(axis.any(axis=1), m.shape[1] - 1 - axis[:, ::-1].argmax(axis=1), -1)
                 if np.any(last_clamped > first_free):
                     return False
-            elif partly:
-                pass
             free_before = free_before or not fully
         return True
 
