@@ -88,10 +88,11 @@ def two_state_draw(f, x, mask, rng, low):
     lower = f.dtype.type(low)
     gap = 1.0 - low
     p = np.empty(m)
+    bits = np.empty(_BLOCK, dtype=np.int64)
     for c in range(n):
         for j in range(m):
             p[j] = gap * f[c, j]
-        _exp_family(p, _SIGMOID)
+        _exp_family(p, _SIGMOID, bits)
         s0 = rng[c, 0]
         s1 = rng[c, 1]
         for j in range(m):
@@ -182,10 +183,11 @@ def two_state_mean(f, x, mask, damping, low):
     take = 1.0 - keep
     delta = 0.0
     p = np.empty(m)
+    bits = np.empty(_BLOCK, dtype=np.int64)
     for c in range(n):
         for j in range(m):
             p[j] = gap * f[c, j]
-        _exp_family(p, _SIGMOID)
+        _exp_family(p, _SIGMOID, bits)
         for j in range(m):
             if mask[c, j] == 0:
                 new = x.dtype.type(keep * x[c, j] + take * (low + gap * p[j]))
@@ -390,12 +392,12 @@ _EXP, _SIGMOID, _TANH = 0, 1, 2
 
 
 @numba.njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the divisions vectorise
-def _exp_family(x, mode):
+def _exp_family(x, mode, bits):
     """In place: exp(x), sigmoid(x) or tanh(x) by mode, in cache-sized blocks of two SIMD loops:
-    exp(f x) = q * 2^k with q the polynomial, 2^k's bits written to an int64 scratch block."""
+    exp(f x) = q * 2^k with q the polynomial, 2^k's bits written to `bits`, an int64 scratch
+    block of _BLOCK elements (the caller's, so loops over many rows allocate it once)."""
     flat = x.reshape(-1)
     factor = 1.0 if mode == _EXP else -1.0 if mode == _SIGMOID else 2.0
-    bits = np.empty(_BLOCK, dtype=np.int64)
     scale = bits.view(np.float64)
     for start in range(0, flat.size, _BLOCK):
         n = min(_BLOCK, flat.size - start)
@@ -433,16 +435,16 @@ def _exp_family(x, mode):
 @numba.njit(cache=True)
 def vexp_inplace(x):
     """x = exp(x) element-wise (x contiguous, any shape), vectorised."""
-    _exp_family(x, _EXP)
+    _exp_family(x, _EXP, np.empty(_BLOCK, dtype=np.int64))
 
 
 @numba.njit(cache=True)
 def vsigmoid_inplace(x):
     """x = 1 / (1 + exp(-x)) element-wise, vectorised."""
-    _exp_family(x, _SIGMOID)
+    _exp_family(x, _SIGMOID, np.empty(_BLOCK, dtype=np.int64))
 
 
 @numba.njit(cache=True)
 def vtanh_inplace(x):
     """x = tanh(x) = 1 - 2 / (exp(2x) + 1) element-wise, vectorised."""
-    _exp_family(x, _TANH)
+    _exp_family(x, _TANH, np.empty(_BLOCK, dtype=np.int64))
