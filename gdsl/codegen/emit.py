@@ -356,6 +356,15 @@ class Emitter(LearningEmitter, AnnealingEmitter):
                     "Mean-field fixed point, block by block; the group arrays hold the means. "
                     "Returns (iterations, last max change); iterations = -1 on a non-positive precision.")
         self._sweep_start()
+        # one sweep is the fixed point when every free group sits in one block without lateral
+        # couplings (an RBM's hidden units given the data): their updates read clamped groups only
+        blocks = []
+        for block in self.plan.blocks:
+            if any(self.plan.groups[n].lateral for n in block):
+                blocks.append("2")  # never a single exact sweep
+            else:
+                blocks.append("(" + " or ".join(f"free_{n}" for n in block) + ")")
+        self.w(f"one_sweep = damping == 0.0 and {' + '.join(blocks)} <= 1", 1)
         self.w("delta = 0.0", 1)
         self.w("for it in range(max_iter):", 1)
         self.w("delta = 0.0", 2)
@@ -371,7 +380,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w("delta = max(delta, d)", indent)
 
         self._each_block(update)
-        self.w("if delta <= tol:", 2)
+        self.w("if delta <= tol or one_sweep:", 2)
         self.w("return it + 1, delta", 3)
         self.w("return max_iter, delta", 1)
 
