@@ -879,6 +879,17 @@ def test_dbn_greedy_refuses_models_that_are_not_stacks():
         m.fit({"v": np.zeros((4, 4))}, method="greedy")
 
 
+def _load_with_random_params(tmp_path, text: str, seed: int):
+    """A model compiled from `text`, its parameters drawn from N(0, 1); and the generator used."""
+    path = tmp_path / "model.gdl"
+    path.write_text(text)
+    m = gdsl.load(path, seed=0)
+    rng = np.random.default_rng(seed)
+    for k, v in m.params.items():
+        m.params[k] = rng.normal(size=v.shape)
+    return m, rng
+
+
 MIXTURE = """
 model mixture(d = 3, k = 3) {
     latent  c[k] ~ categorical(logits = a)
@@ -897,12 +908,7 @@ def test_categorical_conditional_log_prob_samples_and_gradient(tmp_path):
     differences."""
     import itertools
 
-    path = tmp_path / "mixture.gdl"
-    path.write_text(MIXTURE)
-    m = gdsl.load(path, seed=0)
-    rng = np.random.default_rng(1)
-    for k, v in m.params.items():
-        m.params[k] = rng.normal(size=v.shape)
+    m, rng = _load_with_random_params(tmp_path, MIXTURE, seed=1)
     a, M, b = (np.asarray(m.params[k]) for k in ("a", "M", "b"))
     pc = np.exp(a - a.max())
     pc /= pc.sum()
@@ -940,12 +946,7 @@ def test_probs_relu_log_sigmoid_let_and_learned_std(tmp_path):
     log_sigmoid, a normal with a learned std and a real parent of a discrete child. log_joint
     against numpy, every gradient element against central differences (relu's kink is not hit:
     the pre-activations are continuous random values)."""
-    path = tmp_path / "misc.gdl"
-    path.write_text(MISC)
-    m = gdsl.load(path, seed=0)
-    rng = np.random.default_rng(2)
-    for k, v in m.params.items():
-        m.params[k] = rng.normal(size=v.shape)
+    m, rng = _load_with_random_params(tmp_path, MISC, seed=2)
     p = {k: np.array(v) for k, v in m.params.items()}
     st = m.sample(20)
     h, x, y = st["h"], st["x"], st["y"]

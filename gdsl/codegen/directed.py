@@ -120,6 +120,13 @@ class DirectedEmitter:
                 indent += 1
         return indent
 
+    def axis_loops(self, axes, indent: int) -> int:
+        """`for name in range(length):` for each (name, length); returns the inner indent."""
+        for name, length in axes:
+            self.w(f"for {name} in range({self.poly(length)}):", indent)
+            indent += 1
+        return indent
+
     def sum_loops(self, v: Value, indent: int) -> int:
         for s in v.sums:
             lo = ["0"] + [self.poly(p) for p in s.lo]
@@ -325,17 +332,13 @@ class DirectedEmitter:
         self.w(f"run = np.zeros(({shape},))", indent)
         self.w(f"for {i} in range({self.poly(v.ranges[axis])}):", indent)
         inner = indent + 1
-        for n, d in others:
-            self.w(f"for {n} in range({self.poly(d)}):", inner)
-            inner += 1
+        inner = self.axis_loops(others, inner)
         target = self.access(IAccess("value", v.name, own), prog)
         self.w(f"{target} = {self.expr(body, prog).replace('run[0]', f'run[{at}]')}", inner)
         self.w(f"{j} = {i} + {off}", indent + 1)
         self.w(f"if 0 <= {j} < {self.poly(j_range)}:", indent + 1)
         inner = indent + 2
-        for n, d in others:
-            self.w(f"for {n} in range({self.poly(d)}):", inner)
-            inner += 1
+        inner = self.axis_loops(others, inner)
         self.w(f"run[{at}] += {self.expr(src, prog)}", inner)
         if vec:
             self.w(f"_k.v{v.expr.op}_inplace({v.name})", indent - (1 if v.rows else 0))
@@ -473,9 +476,7 @@ class DirectedEmitter:
         self.w(f"for {i} in range({n_i} - 1, -1, -1):", indent)
         self.w(f"{j} = {i} - 1 + {off}", indent + 1)
         inner = indent + 1
-        for n, d in others:
-            self.w(f"for {n} in range({self.poly(d)}):", inner)
-            inner += 1
+        inner = self.axis_loops(others, inner)
         self.w(f"suffix[{at}] += {dv}", inner)
         self.w(f"if 0 <= {j} < {n_j}:", inner)
         for a in targets:
