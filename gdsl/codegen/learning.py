@@ -142,11 +142,19 @@ class LearningEmitter:
         first = next(iter(self.ir.groups))
         self.w("ok = True", 1)
         self.w("total = order.shape[0]", 1)
+        self.w("# per-epoch buffers, sliced per minibatch: on small models allocations cost as much as a product", 1)
+        rb_fused = self._rb_fused()
+        for g in self.ir.groups:
+            self.w(f"buf_pos_{g} = np.empty((batch,) + chain_{g}.shape[1:], chain_{g}.dtype)", 1)
+            self.w(f"buf_neg_{g} = np.empty((batch,) + chain_{g}.shape[1:], chain_{g}.dtype)", 1)
+            if rb_fused:
+                self.w(f"buf_rb_{g} = np.empty((max(batch, chain_{g}.shape[0]),) + chain_{g}.shape[1:], "
+                       f"chain_{g}.dtype)", 1)
         self.w("for start in range(0, total, batch):", 1)
         self.w("nb = min(batch, total - start)", 2)
         self.w("# positive phase: the data clamped, the rest by mean-field (exact if it factorises)", 2)
         for g in self.ir.groups:
-            self.w(f"pos_{g} = np.empty((nb,) + chain_{g}.shape[1:], chain_{g}.dtype)", 2)
+            self.w(f"pos_{g} = buf_pos_{g}[:nb]", 2)
             self.w(f"if has_{g}:", 2)
             self.w("for r in range(nb):", 3)
             self.w(f"pos_{g}[r] = data_{g}[order[start + r]]", 4)
@@ -163,7 +171,8 @@ class LearningEmitter:
             self.w(f"neg_{g} = chain_{g}", 3)
         self.w("else:", 2)
         for g in self.ir.groups:
-            self.w(f"neg_{g} = pos_{g}.copy()", 3)
+            self.w(f"neg_{g} = buf_neg_{g}[:nb]", 3)
+            self.w(f"neg_{g}[...] = pos_{g}", 3)
         self.w("# latents start from a draw given the data", 3)
         self.w(f"ok &= gibbs({self._call_args('neg_')}, "
                f"{', '.join(f'pmask_{g}[:nb]' for g in self.ir.groups)}, {self._frees('pfree_')}, rng, 1)", 3)
@@ -174,7 +183,7 @@ class LearningEmitter:
             self.w("if k > 1:", 2)
             self.w(f"ok &= gibbs({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, rng, k - 1)", 3)
             for g in self.ir.groups:
-                self.w(f"rb_{g} = np.empty_like(neg_{g})", 2)
+                self.w(f"rb_{g} = buf_rb_{g}[:m_rb]", 2)
             self.w(f"ok &= gibbs_rb({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, "
                    f"{self._per_group('rb_')}, {self._per_group('rbfree_')}, rng)", 2)
             for g in self.ir.groups:

@@ -1,0 +1,111 @@
+"""The shared compiled kernels against numpy: the SIMD exp family, the zero-skipping
+products and the two-state means and draws every binary/spin model uses."""
+import numpy as np
+import pytest
+
+from gdsl.runtime import kernels as K
+
+# (dtype, largest relative error allowed): ~2 ulp in float64; float32 polynomial ~1.5e-7
+PRECISION = [(np.float64, 1e-14), (np.float32, 5e-7)]
+
+
+def _exp_family(x, mode):
+    y = x.copy()
+    K._exp_family(y, mode, np.empty(K._BLOCK, np.int64))
+    return y
+
+
+@pytest.mark.parametrize("dtype, tol", PRECISION)
+def test_exp_and_sigmoid_match_numpy_in_both_precisions(dtype, tol):
+    # more than one block, values across the whole useful range
+    x = np.linspace(-60.0, 60.0, 3 * K._BLOCK + 17).astype(dtype)
+    wide = x.astype(np.float64)
+    exp = _exp_family(x, K._EXP)
+    assert exp.dtype == dtype
+    assert np.max(np.abs(exp - np.exp(wide)) / np.exp(wide)) < tol
+    sig = _exp_family(x, K._SIGMOID)
+    ref = 1.0 / (1.0 + np.exp(-wide))
+    assert np.max(np.abs(sig - ref) / ref) < tol
+
+
+@pytest.mark.parametrize("dtype, tol", PRECISION)
+def test_tanh_matches_numpy_in_absolute_error(dtype, tol):
+    x = np.linspace(-20.0, 20.0, 4001).astype(dtype)
+    assert np.max(np.abs(_exp_family(x, K._TANH) - np.tanh(x.astype(np.float64)))) < 4 * tol
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_family_saturates_without_nan(dtype):
+    x = np.array([-1e6, -800.0, -100.0, 100.0, 800.0, 1e6], dtype)
+    sig = _exp_family(x, K._SIGMOID)
+    assert np.all(np.isfinite(sig))
+    assert np.all(sig[:3] < 1e-30) and np.all(sig[3:] == 1.0)
+    tanh = _exp_family(x, K._TANH)
+    assert np.array_equal(tanh, np.array([-1, -1, -1, 1, 1, 1], dtype))
+
+
+def _binary(rng, shape, density, dtype=np.float32):
+    return (rng.random(shape) < density).astype(dtype)
+
+
+@pytest.mark.parametrize("n, k, m, density", [(10, 64, 64, 0.5), (7, 13, 5, 0.3), (3, 9, 11, 0.0), (5, 6, 7, 1.0)])
+def test_sparse_products_equal_dense_products(n, k, m, density):
+    rng = np.random.default_rng(0)
+    a = _binary(rng, (n, k), density)
+    a[a != 0] *= rng.uniform(-2, 2, int(np.count_nonzero(a))).astype(np.float32)  # any values, not only 1
+    p = rng.standard_normal((k, m)).astype(np.float32)
+    out = rng.standard_normal((n, m)).astype(np.float32)
+    expect = out + 0.5 * (a.astype(np.float64) @ p)
+    K.sparse_dot(a, p, out, 0.5)
+    np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-5)
+
+    x = rng.standard_normal((n, m)).astype(np.float32)
+    g = rng.standard_normal((k, m)).astype(np.float32)
+    expect = g - 0.25 * (a.T.astype(np.float64) @ x)
+    K.sparse_outer(a, x, g, -0.25)
+    np.testing.assert_allclose(g, expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("low", [0.0, -1.0])
+def test_two_state_mean_follows_the_damped_update_and_keeps_masked_units(dtype, low):
+    rng = np.random.default_rng(1)
+    n, m = 5, 3000  # rows longer than a block, and several rows per block below
+    for shape in ((n, m), (40, 70)):
+        f = rng.normal(0, 3, shape).astype(dtype)
+        x = rng.random(shape).astype(dtype)
+        mask = (rng.random(shape) < 0.3).astype(np.uint8)
+        damping = 0.25
+        gap = 1.0 - low
+        target = low + gap / (1.0 + np.exp(-gap * f.astype(np.float64)))
+        expect = np.where(mask != 0, x, damping * x + (1 - damping) * target)
+        before = x.copy()
+        delta = K.two_state_mean(f, x, mask, damping, low)
+        np.testing.assert_allclose(x, expect, rtol=1e-5, atol=1e-6)
+        assert np.array_equal(x[mask != 0], before[mask != 0])
+        assert delta == pytest.approx(np.max(np.abs(x.astype(np.float64) - before)), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_two_state_draw_frequencies_match_sigmoid(dtype):
+    """Each unit drawn 4000 times (chains x repeats); every frequency within 5 standard errors
+    of sigmoid(f), and masked units never change."""
+    rng = np.random.default_rng(2)
+    m, chains, repeats = 37, 200, 20
+    f = np.tile(rng.normal(0, 2, m), (chains, 1)).astype(dtype)
+    mask = np.zeros((chains, m), np.uint8)
+    mask[:, 0] = 1
+    x = np.zeros((chains, m), dtype)
+    x[:, 0] = 7.0  # a masked unit keeps even an impossible value
+    streams = np.empty((chains, 2), np.uint64)
+    K.seed_streams(rng.integers(1, 2**63, chains).astype(np.uint64), streams)
+    total = np.zeros(m)
+    for _ in range(repeats):
+        K.two_state_draw(f, x, mask, streams, 0.0)
+        assert set(np.unique(x[:, 1:])) <= {0.0, 1.0}
+        total += x.sum(axis=0)
+    assert np.all(x[:, 0] == 7.0)
+    p = 1.0 / (1.0 + np.exp(-f[0, 1:].astype(np.float64)))
+    freq = total[1:] / (chains * repeats)
+    se = np.sqrt(p * (1 - p) / (chains * repeats)) + 1e-12
+    assert np.all(np.abs(freq - p) < 5 * se + 1e-9)
