@@ -50,6 +50,15 @@ def test_ais_matches_exact_log_z(trained, name, method):
     assert abs(est.log_z - exact) < max(5 * est.sd, 0.02), (est, exact)
 
 
+@pytest.mark.parametrize("name", ["rbm", "dbm"])
+def test_reverse_ais_from_the_persistent_chains_matches_exact_log_z(trained, name):
+    """start="chains": the reverse chains start at the fit's persistent chains (20 here,
+    resampled to 100 runs), without data; same tolerance as above."""
+    m, data, exact = trained[name]
+    est = m.log_partition("reverse-ais", runs=100, betas=np.linspace(0, 1, 3001), start="chains", burn_in=100)
+    assert abs(est.log_z - exact) < max(5 * est.sd, 0.02), (est, exact)
+
+
 def test_forward_ais_from_the_uniform_base(trained):
     m, _, exact = trained["rbm"]
     est = m.log_partition("ais", runs=100, betas=np.linspace(0, 1, 3001))
@@ -105,6 +114,11 @@ def test_ais_argument_errors(trained):
     m, data, _ = trained["rbm"]
     with pytest.raises(ValueError, match="reverse AIS starts"):
         m.log_partition("reverse-ais")
+    with pytest.raises(ValueError, match="start must be"):
+        m.log_partition("reverse-ais", data=data, start="model")
+    fresh = gdsl.load(MODELS / "rbm.gdl", nv=16, nh=8, seed=0)
+    with pytest.raises(ValueError, match="persistent chains"):
+        fresh.log_partition("reverse-ais", start="chains")
     with pytest.raises(ValueError, match="betas must rise"):
         m.log_partition("ais", betas=[0.5, 1.0])
     with pytest.raises(ValueError, match="runs"):

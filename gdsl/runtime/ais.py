@@ -89,21 +89,26 @@ class AISMixin:
                 total += float(np.sum(bf ** 2 / (4 * bq) + 0.5 * np.log(math.pi / bq)))
         return total
 
-    def _ais(self, reverse: bool, runs: int, betas, data, workers: int, progress: bool, burn_in: int):
+    def _ais(self, reverse: bool, runs: int, betas, data, workers: int, progress: bool, burn_in: int,
+             start: str = "data"):
         summed, kept = self._ais_split()
         betas = standard_schedule() if betas is None else np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0.0 or betas[-1] != 1.0 or np.any(np.diff(betas) < 0):
             raise ValueError("betas must rise from 0 to 1 (inclusive), with at least two values")
         if runs < 2:
             raise ValueError("runs must be at least 2 (the spread of the estimate needs two)")
-        if reverse and data is None:
-            raise ValueError("reverse AIS starts its chains at data: pass data={...}")
+        if reverse and start == "data" and data is None:
+            raise ValueError("reverse AIS starts its chains at data: pass data={...} (or start='chains' "
+                             "after a persistent-chain fit)")
+        if reverse and start == "chains" and self._persistent_chains() is None:
+            raise ValueError("start='chains' needs the persistent chains of a fit in this session "
+                             "(method='pcd' or 'variational'); pass data={...} and start='data' instead")
         if data is not None:
             n = self._n_of(data)
             data = {g: self._array(g, v, n) for g, v in data.items()}
         base = self.base_model(data)
         log_z0 = self._log_z0(base, summed)
-        state = self._ais_start(reverse, runs, base, data, kept, burn_in)
+        state = self._ais_start(reverse, runs, base, data, kept, burn_in, start)
         schedule = betas[::-1] if reverse else betas
         parts = max(1, min(int(workers), runs))
         bounds = np.linspace(0, runs, parts + 1).astype(int)
@@ -139,9 +144,17 @@ class AISMixin:
         self.last_ais = {"log_weights": logw, "log_z0": log_z0, "reverse": reverse, "betas": len(betas)}
         return estimate(log_z0, logw, reverse)
 
-    def _ais_start(self, reverse, runs, base, data, kept, burn_in):
+    def _persistent_chains(self):
+        """The chains the last persistent-chain fit left behind, or None."""
+        state = getattr(self, "_state", None)
+        if state is None or state["config"].get("method") not in ("pcd", "variational"):
+            return None
+        return state["chains"]
+
+    def _ais_start(self, reverse, runs, base, data, kept, burn_in, start="data"):
         """Forward: exact draws from the base model. Reverse: chains started at data rows (latents
-        drawn given them), then `burn_in` free Gibbs sweeps of the model."""
+        drawn given them) or at the last fit's persistent chains, then `burn_in` free Gibbs
+        sweeps of the model."""
         state = self.random_state(runs)  # summed groups: uniform, as at beta = 0
         if not reverse:
             rng = self._rng
@@ -163,6 +176,12 @@ class AISMixin:
                     x = bf / (2 * bq) + rng.standard_normal((runs, bf.size)) / np.sqrt(2 * bq)
                 state[g] = np.ascontiguousarray(np.asarray(x, dtype=self.dtype).reshape(shape))
             return state
+        if start == "chains":  # the fit already ran these chains at the model (up to its last steps)
+            chains = self._persistent_chains()
+            n = next(iter(chains.values())).shape[0]
+            rows = self._rng.choice(n, size=runs, replace=runs > n)
+            state = {g: np.ascontiguousarray(chains[g][rows]) for g in self.domains}
+            return self._run_gibbs(state, self._masks({}, runs), int(burn_in))
         n = next(iter(data.values())).shape[0]
         rows = self._rng.choice(n, size=runs, replace=runs > n)
         for g, v in data.items():

@@ -439,7 +439,7 @@ class ModelBase(LearningMixin, AISMixin):
 
     def log_partition(self, method: str = "exact", max_states: int = DEFAULT_MAX_STATES,
                       progress: bool = False, runs: int = 100, betas=None, data: Mapping | None = None,
-                      workers: int = 2, burn_in: int = 1000):
+                      workers: int = 2, burn_in: int = 1000, start: str = "data"):
         """log Z.
 
         method="exact": sums the groups it can analytically and enumerates the smallest rest; a float.
@@ -447,9 +447,12 @@ class ModelBase(LearningMixin, AISMixin):
         (default: the standard ~14,500 temperatures), from a base model fitted to `data` when given;
         returns AISEstimate(log_z, sd). Forward AIS underestimates log Z on average; reverse AIS,
         from chains started at `data` and run `burn_in` sweeps to reach the model, overestimates
-        it on average: together they bracket it."""
+        it on average: together they bracket it. start="chains" starts reverse AIS from the
+        persistent chains of the last fit instead (closer to the model than data on a DBM)."""
         if method in ("ais", "reverse-ais"):
-            return self._ais(method == "reverse-ais", int(runs), betas, data, workers, progress, burn_in)
+            if start not in ("data", "chains"):
+                raise ValueError(f"start must be 'data' or 'chains', got {start!r}")
+            return self._ais(method == "reverse-ais", int(runs), betas, data, workers, progress, burn_in, start)
         if method != "exact":
             raise ValueError(f"unknown method {method!r}; use 'exact', 'ais' or 'reverse-ais'")
         best = self._best_enumeration()
