@@ -109,3 +109,29 @@ def test_two_state_draw_frequencies_match_sigmoid(dtype):
     freq = total[1:] / (chains * repeats)
     se = np.sqrt(p * (1 - p) / (chains * repeats)) + 1e-12
     assert np.all(np.abs(freq - p) < 5 * se + 1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("low", [0.0, -1.0])
+def test_mask_free_training_kernels(dtype, low):
+    """two_state_means_into writes every mean; two_state_draw_from_means draws every unit with
+    P(x = 1) = (mean - low) / (1 - low) (frequencies within 5 standard errors)."""
+    rng = np.random.default_rng(3)
+    chains, m, repeats = 300, 29, 20
+    f = np.tile(rng.normal(0, 1.5, m), (chains, 1)).astype(dtype)
+    mean = np.empty_like(f)
+    K.two_state_means_into(f, mean, np.empty(K.BLOCK, np.int64), low)
+    gap = 1.0 - low
+    expect = low + gap / (1.0 + np.exp(-gap * f.astype(np.float64)))
+    np.testing.assert_allclose(mean, expect, rtol=1e-5, atol=1e-6)
+    streams = np.empty((chains, 2), np.uint64)
+    K.seed_streams(rng.integers(1, 2**63, chains).astype(np.uint64), streams)
+    x = np.zeros_like(f)
+    ones = np.zeros(m)
+    for _ in range(repeats):
+        K.two_state_draw_from_means(mean, x, streams, low)
+        assert set(np.unique(x)) <= {low, 1.0}
+        ones += (x == 1.0).sum(axis=0)
+    p = (expect[0] - low) / gap
+    se = np.sqrt(p * (1 - p) / (chains * repeats))
+    assert np.all(np.abs(ones / (chains * repeats) - p) < 5 * se + 1e-9)

@@ -386,6 +386,33 @@ def test_pcd_step_approximates_exact_ml_gradient(name, request):
     model.params = snapshot(session)
     twin = load_model(name, dtype="float64")
     twin.params = snapshot(session)
+    check_pcd_step(name, model, twin)
+
+
+SPIN_RBM = """model spin_rbm(nv = 6, nh = 4) {
+    visible v[nv]: spin
+    latent  h[nh]: spin
+    param W[nv, nh]
+    param b[nv]
+    param c[nh]
+    energy -(v @ W @ h) - b @ v - c @ h
+}
+"""
+
+
+def test_pcd_step_with_spin_units_approximates_exact_ml_gradient(tmp_path):
+    """The same check on +-1 units: the training sweeps' two-state kernels with low = -1."""
+    path = tmp_path / "spin_rbm.gdl"
+    path.write_text(SPIN_RBM)
+    model = gdsl.load(path, seed=77)
+    twin = gdsl.load(path, dtype="float64")
+    params = random_params(twin, seed=123, weight_scale=0.4, bias_scale=0.3)
+    model.params = params
+    twin.params = params
+    check_pcd_step("spin_rbm", model, twin)
+
+
+def check_pcd_step(name, model, twin):
     data = tiny_data(model, 8, seed=11)
     g = compiled_nll_gradient(twin, data)
     _, var = exact_model_expectation(twin)

@@ -144,12 +144,15 @@ class LearningEmitter:
         self.w("total = order.shape[0]", 1)
         self.w("# per-epoch buffers, sliced per minibatch: on small models allocations cost as much as a product", 1)
         rb_fused = self._rb_fused()
+        lean = self._lean()
         for g in self.ir.groups:
             self.w(f"buf_pos_{g} = np.empty((batch,) + chain_{g}.shape[1:], chain_{g}.dtype)", 1)
             self.w(f"buf_neg_{g} = np.empty((batch,) + chain_{g}.shape[1:], chain_{g}.dtype)", 1)
-            if rb_fused:
-                self.w(f"buf_rb_{g} = np.empty((max(batch, chain_{g}.shape[0]),) + chain_{g}.shape[1:], "
+            for buf in (("rb", "f", "p") if lean else ("rb",) if rb_fused else ()):
+                self.w(f"buf_{buf}_{g} = np.empty((max(batch, chain_{g}.shape[0]),) + chain_{g}.shape[1:], "
                        f"chain_{g}.dtype)", 1)
+        if lean:
+            self.w("bits = np.empty(_k.BLOCK, np.int64)  # the SIMD sigmoid's scratch", 1)
         self.w("for start in range(0, total, batch):", 1)
         self.w("nb = min(batch, total - start)", 2)
         self.w("# positive phase: the data clamped, the rest by mean-field (exact if it factorises)", 2)
@@ -160,11 +163,18 @@ class LearningEmitter:
             self.w(f"pos_{g}[r] = data_{g}[order[start + r]]", 4)
             self.w("else:", 2)
             self.w(f"pos_{g}[:] = init_{g}", 3)
+        indent = 2
+        if lean:
+            self.w("if mf_iters == 1 and mf_damping == 0.0:", 2)
+            self.w("# the posterior factorises: one sweep of exact conditional means", 3)
+            self._lean_sweep("pos_", "pfree_", "nb", "mean", 3)
+            self.w("else:", 2)
+            indent = 3
         self.w(f"it, d = mean_field({self._call_args('pos_')}, "
                f"{', '.join(f'pmask_{g}[:nb]' for g in self.ir.groups)}, {self._frees('pfree_')}, "
-               "mf_damping, mf_tol, mf_iters)", 2)
-        self.w("if it < 0:", 2)
-        self.w("return False", 3)
+               "mf_damping, mf_tol, mf_iters)", indent)
+        self.w("if it < 0:", indent)
+        self.w("return False", indent + 1)
         self.w("# negative phase: CD-k chains start at the data; PCD chains persist", 2)
         self.w("if persistent:", 2)
         for g in self.ir.groups:
@@ -174,11 +184,23 @@ class LearningEmitter:
             self.w(f"neg_{g} = buf_neg_{g}[:nb]", 3)
             self.w(f"neg_{g}[...] = pos_{g}", 3)
         self.w("# latents start from a draw given the data", 3)
-        self.w(f"ok &= gibbs({self._call_args('neg_')}, "
-               f"{', '.join(f'pmask_{g}[:nb]' for g in self.ir.groups)}, {self._frees('pfree_')}, rng, 1)", 3)
+        if lean:
+            self._lean_sweep("neg_", "pfree_", "nb", "draw", 3)
+        else:
+            self.w(f"ok &= gibbs({self._call_args('neg_')}, "
+                   f"{', '.join(f'pmask_{g}[:nb]' for g in self.ir.groups)}, {self._frees('pfree_')}, rng, 1)", 3)
         cmasks = ", ".join(f"cmask_{g}[:neg_{first}.shape[0]]" for g in self.ir.groups)
         self.w(f"m_rb = neg_{first}.shape[0]", 2)
-        if self._rb_fused():
+        if lean:
+            self.w("for step in range(k - 1):", 2)
+            self._lean_sweep("neg_", "cfree_", "m_rb", "draw", 3)
+            self.w("# the last sweep also gives E[h | rest] for the summable latents (Rao-Blackwellised)", 2)
+            for g in self.ir.groups:
+                self.w(f"rb_{g} = buf_rb_{g}[:m_rb]", 2)
+            self._lean_sweep("neg_", "cfree_", "m_rb", "rb", 2)
+            for g in self.ir.groups:
+                self.w(f"st_{g} = rb_{g} if rbfree_{g} else neg_{g}", 2)
+        elif self._rb_fused():
             self.w("# the last sweep also gives E[h | rest] for the summable latents (Rao-Blackwellised)", 2)
             self.w("if k > 1:", 2)
             self.w(f"ok &= gibbs({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, rng, k - 1)", 3)
@@ -224,6 +246,45 @@ class LearningEmitter:
                 if any(a.kind == "param" for c in coef for a in iexpr_accesses(c)):
                     return False
         return True
+
+    def _lean(self) -> bool:
+        """Every group two-state without lateral couplings, and the summable latents in the last
+        block. Training masks are then whole groups (the free_* flags), so the epoch can sweep
+        with mask-free kernels on per-epoch buffers: on small models the generic sweeps'
+        allocations, masks and change measure cost about as much as the products."""
+        from .emit import LOW
+
+        return self._rb_fused() and all(g.domain in LOW and not g.lateral for g in self.plan.groups.values())
+
+    def _lean_sweep(self, prefix: str, free: str, rows: str, mode: str, indent: int) -> None:
+        """One block sweep over the `rows` chains in `prefix`* arrays, for the groups flagged free:
+        mode "mean" writes conditional means, "draw" draws, "rb" draws and leaves the means of the
+        rbfree_* groups in rb_*."""
+        from .emit import LOW
+
+        for b, block in enumerate(self.plan.blocks):
+            self.w(f"# block {b + 1}: {{{', '.join(block)}}}", indent)
+            for name in block:
+                low = LOW[self.plan.groups[name].domain]
+                two = lambda a: f"{a}.reshape(({rows}, -1))"  # noqa: E731  (chains, elements) views
+                f, x, p = two(f"f_{name}"), two(f"{prefix}{name}"), two(f"buf_p_{name}[:{rows}]")
+                self.w(f"if {free}{name}:", indent)
+                self.w(f"f_{name} = buf_f_{name}[:{rows}]", indent + 1)
+                self.w(f"field_{name}({self._call_args(prefix)}, f_{name})", indent + 1)
+                if mode == "mean":
+                    self.w(f"_k.two_state_means_into({f}, {x}, bits{low})", indent + 1)
+                    continue
+                if mode == "rb":
+                    rb = two(f"rb_{name}")
+                    self.w(f"if rbfree_{name}:", indent + 1)
+                    self.w(f"_k.two_state_means_into({f}, {rb}, bits{low})", indent + 2)
+                    self.w(f"_k.two_state_draw_from_means({rb}, {x}, rng{low})", indent + 2)
+                    self.w("else:", indent + 1)
+                    indent += 1
+                self.w(f"_k.two_state_means_into({f}, {p}, bits{low})", indent + 1)
+                self.w(f"_k.two_state_draw_from_means({p}, {x}, rng{low})", indent + 1)
+                if mode == "rb":
+                    indent -= 1
 
     def _update(self, name, p, indent: int) -> None:
         arr = P.param(name)

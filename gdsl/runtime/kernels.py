@@ -146,6 +146,47 @@ def two_state_draw_from_mean(mean, x, mask, rng, low):
 
 
 @numba.njit(cache=True)
+def two_state_means_into(f, out, bits, low):
+    """out = E[x] = low + (1 - low) sigmoid((1 - low) f) for every element of (chains, m)
+    arrays, out contiguous: two_state_mean without mask, damping or change measure, for the
+    training sweeps, whose masks are whole groups. bits: the SIMD sigmoid's scratch."""
+    n, m = f.shape
+    gap = out.dtype.type(1.0 - low)
+    lower = out.dtype.type(low)
+    for c in range(n):
+        o = out[c]
+        fr = f[c]
+        for j in range(m):
+            o[j] = gap * fr[j]
+    _exp_family(out, _SIGMOID, bits)
+    if low != 0.0:
+        for c in range(n):
+            o = out[c]
+            for j in range(m):
+                o[j] = lower + gap * o[j]
+
+
+@numba.njit(cache=True)
+def two_state_draw_from_means(mean, x, rng, low):
+    """x = 1 with probability (E[x] - low) / (1 - low), else low, for every element: the
+    mask-free two_state_draw_from_mean (the same uniforms, in the same order)."""
+    n, m = mean.shape
+    one = x.dtype.type(1.0)
+    lower = x.dtype.type(low)
+    inv_gap = mean.dtype.type(1.0 / (1.0 - low))
+    for c in range(n):
+        mr = mean[c]
+        xr = x[c]
+        s0 = rng[c, 0]
+        s1 = rng[c, 1]
+        for j in range(m):
+            u, s0, s1 = next_uniform(s0, s1)
+            xr[j] = one if u < (mr[j] - lower) * inv_gap else lower
+        rng[c, 0] = s0
+        rng[c, 1] = s1
+
+
+@numba.njit(cache=True)
 def gaussian_draw(f, q, x, mask, rng):
     """x ~ N(f / 2q, 1 / 2q) from the energy q x^2 - f x; False if some q <= 0."""
     n, m = f.shape
@@ -453,6 +494,7 @@ _LN2_LO32 = -2.12194440e-4
 
 
 _BLOCK = 2048
+BLOCK = _BLOCK  # for generated code: the size of the scratch block callers pass
 _EXP, _SIGMOID, _TANH = 0, 1, 2
 
 
