@@ -117,7 +117,7 @@ def test_mask_free_training_kernels(dtype, low):
     """two_state_means_into writes every mean; two_state_draw_from_means draws every unit with
     P(x = 1) = (mean - low) / (1 - low) (frequencies within 5 standard errors)."""
     rng = np.random.default_rng(3)
-    chains, m, repeats = 300, 29, 20
+    chains, m, repeats = 301, 29, 20  # odd: the draws go two chains at a time, plus one
     f = np.tile(rng.normal(0, 1.5, m), (chains, 1)).astype(dtype)
     mean = np.empty_like(f)
     K.two_state_means_into(f, mean, np.empty(K.BLOCK, np.int64), low)

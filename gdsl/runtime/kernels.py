@@ -174,16 +174,23 @@ def two_state_draw_from_means(mean, x, rng, low):
     one = x.dtype.type(1.0)
     lower = x.dtype.type(low)
     inv_gap = mean.dtype.type(1.0 / (1.0 - low))
-    for c in range(n):
-        mr = mean[c]
-        xr = x[c]
-        s0 = rng[c, 0]
-        s1 = rng[c, 1]
+    for c in range(0, n - 1, 2):  # two chains at a time: each stream is a serial dependency
+        ma, mb, xa, xb = mean[c], mean[c + 1], x[c], x[c + 1]
+        a0, a1, b0, b1 = rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1]
+        for j in range(m):
+            u, a0, a1 = next_uniform(a0, a1)
+            v, b0, b1 = next_uniform(b0, b1)
+            xa[j] = one if u < (ma[j] - lower) * inv_gap else lower
+            xb[j] = one if v < (mb[j] - lower) * inv_gap else lower
+        rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1] = a0, a1, b0, b1
+    if n % 2:
+        c = n - 1
+        mr, xr = mean[c], x[c]
+        s0, s1 = rng[c, 0], rng[c, 1]
         for j in range(m):
             u, s0, s1 = next_uniform(s0, s1)
             xr[j] = one if u < (mr[j] - lower) * inv_gap else lower
-        rng[c, 0] = s0
-        rng[c, 1] = s1
+        rng[c, 0], rng[c, 1] = s0, s1
 
 
 @numba.njit(cache=True)
