@@ -110,17 +110,19 @@ def write_table(rows, quick: bool, path: Path) -> None:
              "Test log-likelihood in nats per image, higher is better; log Z by AIS (forward, 100 runs), with",
              "reverse AIS as the bound from the other side (the test log-likelihood it implies is",
              "given too: the truth should lie between the two). Reverse chains start at the fit's",
-             "persistent chains where it has some, at training images otherwise (then 1000 sweeps).", "",
-             "| model | training | train time | log Z (AIS) | log Z (reverse AIS) | test log p(x) | "
+             "persistent chains or at training images (then 1000 sweeps), as the column says.", "",
+             "| model | training | train time | log Z (AIS) | log Z (reverse AIS) | reverse start | test log p(x) | "
              "with reverse log Z | published | note |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         pub, src = PUBLISHED[r["name"]]
         gap = abs(r["reverse_log_z"] - r["log_z"])
         note = (f"**unreliable**: forward and reverse AIS differ by {gap:.1f} nats, the chains did not mix; "
                 f"the truth lies between, or outside if neither reached the model" if gap > 1.0 else "")
+        note = "; ".join(x for x in (note, r.get("remark", "")) if x)  # a remark added by hand to results.json
         lines.append(f"| {r['name']} | {r['settings']} | {r['train_seconds']:.0f} s | {r['log_z']:.2f} "
-                     f"± {r['log_z_sd']:.2f} | {r['reverse_log_z']:.2f} | {r['test_ll']:.2f} | "
+                     f"± {r['log_z_sd']:.2f} | {r['reverse_log_z']:.2f} | {r.get('reverse_start', 'data')} | "
+                     f"{r['test_ll']:.2f} | "
                      f"{r['test_ll_reverse']:.2f} | {pub} ({src}) | {note} |")
     lines += ["", "NADE (-88.86, Larochelle & Murray 2011) is a directed model: its log-likelihood is exact, no AIS "
               "needed; it is measured by `python bench/directed.py`, see [results-directed.md](results-directed.md).",
@@ -144,10 +146,15 @@ def main() -> None:
     ap.add_argument("--threads", default="1")
     ap.add_argument("--out", help="the table to write (default docs/results.md; bench/results-quick.md with --quick, "
                                    "so that a quick check never replaces the real table)")
+    ap.add_argument("--table-only", action="store_true", help="rewrite the table from docs/results.json, run nothing")
     ap.add_argument("--epochs", type=int, help="train the chosen models for this many epochs (joint epochs for the DBM)")
     args = ap.parse_args()
     out = Path(args.out) if args.out else ROOT / ("bench/results-quick.md" if args.quick else "docs/results.md")
     store = out.with_suffix(".json")
+    if args.table_only:
+        write_table(merged_rows([], store), False, out)
+        print(f"wrote {out}")
+        return
     data = np.load(DATA)
     train_x = data["train"].astype(np.float32)
     test_x = data["test"].astype(np.float32)
