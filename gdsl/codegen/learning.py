@@ -265,29 +265,31 @@ class LearningEmitter:
         rbfree_* groups in rb_*."""
         from .emit import LOW
 
+        def two(array: str) -> str:  # the (chains, elements) view the kernels take
+            return f"{array}.reshape(({rows}, -1))"
+
         for b, block in enumerate(self.plan.blocks):
             self.w(f"# block {b + 1}: {{{', '.join(block)}}}", indent)
             for name in block:
                 low = LOW[self.plan.groups[name].domain]
-                two = lambda a: f"{a}.reshape(({rows}, -1))"  # noqa: E731  (chains, elements) views
-                f, x, p = two(f"f_{name}"), two(f"{prefix}{name}"), two(f"buf_p_{name}[:{rows}]")
+                f, x = two(f"f_{name}"), two(f"{prefix}{name}")
                 self.w(f"if {free}{name}:", indent)
                 self.w(f"f_{name} = buf_f_{name}[:{rows}]", indent + 1)
                 self.w(f"field_{name}({self._call_args(prefix)}, f_{name})", indent + 1)
                 if mode == "mean":
                     self.w(f"_k.two_state_means_into({f}, {x}, bits{low})", indent + 1)
                     continue
+                draw_at = indent + 1
                 if mode == "rb":
                     rb = two(f"rb_{name}")
                     self.w(f"if rbfree_{name}:", indent + 1)
                     self.w(f"_k.two_state_means_into({f}, {rb}, bits{low})", indent + 2)
                     self.w(f"_k.two_state_draw_from_means({rb}, {x}, rng{low})", indent + 2)
                     self.w("else:", indent + 1)
-                    indent += 1
-                self.w(f"_k.two_state_means_into({f}, {p}, bits{low})", indent + 1)
-                self.w(f"_k.two_state_draw_from_means({p}, {x}, rng{low})", indent + 1)
-                if mode == "rb":
-                    indent -= 1
+                    draw_at = indent + 2
+                p = two(f"buf_p_{name}[:{rows}]")
+                self.w(f"_k.two_state_means_into({f}, {p}, bits{low})", draw_at)
+                self.w(f"_k.two_state_draw_from_means({p}, {x}, rng{low})", draw_at)
 
     def _update(self, name, p, indent: int) -> None:
         arr = P.param(name)

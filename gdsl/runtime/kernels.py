@@ -153,12 +153,7 @@ def two_state_means_into(f, out, bits, low):
     n, m = f.shape
     gap = out.dtype.type(1.0 - low)
     lower = out.dtype.type(low)
-    for c in range(n):
-        o = out[c]
-        fr = f[c]
-        for j in range(m):
-            o[j] = gap * fr[j]
-    _exp_family(out, _SIGMOID, bits)
+    _sigmoid_rows(f, 0, n, gap, out, bits)
     if low != 0.0:
         for c in range(n):
             o = out[c]
