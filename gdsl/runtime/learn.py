@@ -183,6 +183,8 @@ class LearningMixin:
             if checkpoint is not None:
                 self._save_checkpoint(checkpoint, state)
             return state["history"]
+        finally:
+            self._epoch_cache = None  # it holds the training data: not past the fit
         bar.close()
         return state["history"]
 
