@@ -64,17 +64,25 @@ QUICK = {
 }
 
 
-def train(name: str, settings: dict, train_x: np.ndarray, seed: int):
-    if name.startswith("rbm"):
-        m = gdsl.load(ROOT / "models" / "rbm.gdl", nh=500, seed=seed)
-        t = time.perf_counter()
-        m.fit({"v": train_x}, progress=True, monitor=None, **settings)
-        return m, time.perf_counter() - t
-    m = gdsl.load(ROOT / "models" / "dbm.gdl", n1=500, n2=1000, seed=seed)
+def train(name: str, settings: dict, train_x: np.ndarray, seed: int, checkpoint: Path | None):
+    """Train from scratch, or resume the final fit from `checkpoint` when that file exists (a finished
+    checkpoint resumes with nothing left to do: the model is only evaluated). Returns the model, the
+    seconds this call trained, and whether it resumed."""
+    m = fresh_model(name, seed)
+    final = settings.get("joint", settings)
+    resume = checkpoint if checkpoint is not None and checkpoint.exists() else None
     t = time.perf_counter()
-    m.fit({"v": train_x}, method="greedy", progress=True, **settings["greedy"])
-    m.fit({"v": train_x}, progress=True, monitor=None, **settings["joint"])
-    return m, time.perf_counter() - t
+    if "greedy" in settings and resume is None:
+        m.fit({"v": train_x}, method="greedy", progress=True, **settings["greedy"])
+    m.fit({"v": train_x}, progress=True, monitor=None, checkpoint=checkpoint, checkpoint_every=5, resume=resume,
+          **final)
+    return m, time.perf_counter() - t, resume is not None
+
+
+def fresh_model(name: str, seed: int = 0):
+    if name.startswith("rbm"):
+        return gdsl.load(ROOT / "models" / "rbm.gdl", nh=500, seed=seed)
+    return gdsl.load(ROOT / "models" / "dbm.gdl", n1=500, n2=1000, seed=seed)
 
 
 def evaluate(name, m, train_x, test_x, runs, betas):
@@ -148,6 +156,8 @@ def main() -> None:
                                    "so that a quick check never replaces the real table)")
     ap.add_argument("--table-only", action="store_true", help="rewrite the table from docs/results.json, run nothing")
     ap.add_argument("--epochs", type=int, help="train the chosen models for this many epochs (joint epochs for the DBM)")
+    ap.add_argument("--checkpoint-dir", help="checkpoint each model's training to DIR/NAME.npz; a model whose "
+                                             "checkpoint exists resumes from it (evaluated only, once finished)")
     args = ap.parse_args()
     out = Path(args.out) if args.out else ROOT / ("bench/results-quick.md" if args.quick else "docs/results.md")
     store = out.with_suffix(".json")
@@ -169,10 +179,18 @@ def main() -> None:
     rows = []
     for name in args.only.split(","):
         print(f"== {name}: {describe(table[name])}", flush=True)
-        m, seconds = train(name, table[name], train_x, seed=0)
+        checkpoint = None
+        if args.checkpoint_dir:
+            Path(args.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            checkpoint = Path(args.checkpoint_dir) / f"{name}.npz"
+        m, seconds, resumed = train(name, table[name], train_x, seed=0, checkpoint=checkpoint)
+        settings = describe(table[name]) + (f", {len(train_x)} images" if args.quick else "")
+        if resumed:  # the earlier legs' time is known only if the stored row is of the same training
+            earlier = json.loads(store.read_text()).get(name, {}) if store.exists() else {}
+            seconds += earlier.get("train_seconds", float("nan")) if earlier.get("settings") == settings \
+                else float("nan")
         result = evaluate(name, m, train_x, test_x, runs, betas)
-        result.update(name=name, settings=describe(table[name]) + (f", {len(train_x)} images" if args.quick else ""),
-                      train_seconds=seconds)
+        result.update(name=name, settings=settings, train_seconds=seconds)
         print(result, flush=True)
         rows.append(result)
         # after every model, so that an interrupted run keeps what it finished
