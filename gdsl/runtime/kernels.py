@@ -531,7 +531,8 @@ def _exp_poly32(blk, factor, bits):
     f = np.float32(factor)
     for i in range(blk.shape[0]):
         v = min(max(f * blk[i], np.float32(-87.0)), np.float32(87.0))
-        k = math.floor(v * np.float32(_LOG2E) + np.float32(0.5))
+        # np.floor keeps float32: math.floor gives an int64, which widened all that follows to float64
+        k = np.floor(v * np.float32(_LOG2E) + np.float32(0.5))
         r = (v - k * np.float32(_LN2_HI32)) - k * np.float32(_LN2_LO32)
         q = np.float32(1.0 / 5040.0)
         q = q * r + np.float32(1.0 / 720.0)
