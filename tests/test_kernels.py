@@ -135,3 +135,41 @@ def test_mask_free_training_kernels(dtype, low):
     p = (expect[0] - low) / gap
     se = np.sqrt(p * (1 - p) / (chains * repeats))
     assert np.all(np.abs(ones / (chains * repeats) - p) < 5 * se + 1e-9)
+
+
+def test_float32_uniform_pairs_are_uniform_and_uncorrelated():
+    """next_uniform_pair32 splits one 64-bit output into two 24-bit uniforms: both halves
+    uniform (every tenth within 5 standard errors of its share) and uncorrelated."""
+    s0, s1 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
+    n = 40000
+    u = np.empty(n)
+    v = np.empty(n)
+    for i in range(n):
+        u[i], v[i], s0, s1 = K.next_uniform_pair32(np.uint64(s0), np.uint64(s1))  # numba returns ints
+    for w in (u, v):
+        assert w.min() >= 0.0 and w.max() < 1.0
+        counts = np.histogram(w, bins=10, range=(0, 1))[0]
+        assert np.all(np.abs(counts - n / 10) < 5 * np.sqrt(n * 0.1 * 0.9))
+    assert abs(np.corrcoef(u, v)[0, 1]) < 5 / np.sqrt(n)
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 5 / np.sqrt(n)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m", [28, 29])
+def test_masked_and_mask_free_draws_take_the_same_uniforms(dtype, m):
+    """With nothing masked, two_state_draw_from_mean and two_state_draw_from_means give the
+    same draws and leave the streams in the same state (odd and even rows, odd chain count)."""
+    rng = np.random.default_rng(4)
+    chains = 7
+    mean = rng.random((chains, m)).astype(dtype)
+    seeds = rng.integers(1, 2**63, chains).astype(np.uint64)
+    a_streams = np.empty((chains, 2), np.uint64)
+    K.seed_streams(seeds, a_streams)
+    b_streams = a_streams.copy()
+    a = np.zeros((chains, m), dtype)
+    b = np.zeros((chains, m), dtype)
+    for _ in range(3):
+        K.two_state_draw_from_mean(mean, a, np.zeros((chains, m), np.uint8), a_streams, 0.0)
+        K.two_state_draw_from_means(mean, b, b_streams, 0.0)
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a_streams, b_streams)

@@ -14,6 +14,7 @@ import numpy as np
 from numba import uint64
 
 _TWO_POW_M53 = 1.0 / 9007199254740992.0
+_TWO_POW_M24 = 1.0 / 16777216.0
 LOG_PI = math.log(math.pi)
 
 
@@ -40,6 +41,53 @@ def next_uniform(s0, s1):
     r = s0 + s1
     s1 ^= s0
     return float(r >> uint64(11)) * _TWO_POW_M53, _rotl(s0, 24) ^ s1 ^ (s1 << uint64(16)), _rotl(s1, 37)
+
+
+@numba.njit(cache=True, inline="always")
+def next_uniform_pair32(s0, s1):
+    """(u, v, s0, s1): two float32 U[0, 1) draws of 24 bits each (all a float32 holds) from one
+    output of the stream, and the advanced state: float32 draws need half the stream's steps,
+    and those steps are a serial dependency. The top 48 bits are used (the lowest are the
+    generator's weakest)."""
+    r = s0 + s1
+    s1 ^= s0
+    u = np.float32(r >> uint64(40)) * np.float32(_TWO_POW_M24)
+    v = np.float32((r >> uint64(16)) & uint64(0xFFFFFF)) * np.float32(_TWO_POW_M24)
+    return u, v, _rotl(s0, 24) ^ s1 ^ (s1 << uint64(16)), _rotl(s1, 37)
+
+
+@numba.njit(cache=True, inline="always")
+def _keep(new, old, mr, j):
+    """new where the mask lets it through (mr None: no mask), else old."""
+    if mr is None:
+        return new
+    return new if mr[j] == 0 else old
+
+
+@numba.njit(cache=True, inline="always")
+def _draw_masked_row(prob, shift, scale, xr, mr, one, lower, s0, s1):
+    """xr[j] = one with probability (prob[j] - shift) * scale, else lower, where mr[j] == 0
+    (everywhere if mr is None); returns the stream's state. Masked elements take their
+    uniforms too, so the stream does not depend on the mask. float32 rows take two 24-bit
+    uniforms per step of the stream (next_uniform_pair32), float64 rows one 53-bit uniform."""
+    m = prob.shape[0]
+    if xr.itemsize == 4:
+        for j in range(0, m - 1, 2):
+            u, v, s0, s1 = next_uniform_pair32(s0, s1)
+            a = one if u < (prob[j] - shift) * scale else lower
+            b = one if v < (prob[j + 1] - shift) * scale else lower
+            xr[j] = _keep(a, xr[j], mr, j)
+            xr[j + 1] = _keep(b, xr[j + 1], mr, j + 1)
+        if m % 2:
+            u, v, s0, s1 = next_uniform_pair32(s0, s1)
+            a = one if u < (prob[m - 1] - shift) * scale else lower
+            xr[m - 1] = _keep(a, xr[m - 1], mr, m - 1)
+    else:
+        for j in range(m):
+            u, s0, s1 = next_uniform(s0, s1)
+            new = one if u < (prob[j] - shift) * scale else lower
+            xr[j] = _keep(new, xr[j], mr, j)
+    return s0, s1
 
 
 @numba.njit(cache=True, inline="always")
@@ -104,6 +152,7 @@ def two_state_draw(f, x, mask, rng, low):
     block at a time: their probabilities first from the SIMD sigmoid (in f's precision),
     then the draws, each chain's stream kept in registers across its row."""
     n, m = f.shape
+    zero = f.dtype.type(0.0)
     one = f.dtype.type(1.0)
     lower = f.dtype.type(low)
     gap = f.dtype.type(1.0 - low)
@@ -114,35 +163,20 @@ def two_state_draw(f, x, mask, rng, low):
         c1 = min(n, c0 + rows)
         _sigmoid_rows(f, c0, c1, gap, blk, bits)
         for c in range(c0, c1):
-            pr = blk[c - c0]
-            xr = x[c]
-            mr = mask[c]
-            s0 = rng[c, 0]
-            s1 = rng[c, 1]
-            for j in range(m):
-                u, s0, s1 = next_uniform(s0, s1)
-                new = one if u < pr[j] else lower
-                xr[j] = new if mr[j] == 0 else xr[j]
-            rng[c, 0] = s0
-            rng[c, 1] = s1
+            rng[c, 0], rng[c, 1] = _draw_masked_row(blk[c - c0], zero, one, x[c], mask[c], one, lower,
+                                                    rng[c, 0], rng[c, 1])
 
 
 @numba.njit(cache=True)
 def two_state_draw_from_mean(mean, x, mask, rng, low):
     """Like two_state_draw, from E[x] already computed: P(x = 1) = (E[x] - low) / (1 - low)."""
     n, m = mean.shape
-    one = mean.dtype.type(1.0)
-    lower = mean.dtype.type(low)
-    inv_gap = 1.0 / (1.0 - low)
+    one = x.dtype.type(1.0)
+    lower = x.dtype.type(low)
+    inv_gap = mean.dtype.type(1.0 / (1.0 - low))
     for c in range(n):
-        s0 = rng[c, 0]
-        s1 = rng[c, 1]
-        for j in range(m):
-            u, s0, s1 = next_uniform(s0, s1)
-            if mask[c, j] == 0:
-                x[c, j] = one if u < (mean[c, j] - low) * inv_gap else lower
-        rng[c, 0] = s0
-        rng[c, 1] = s1
+        rng[c, 0], rng[c, 1] = _draw_masked_row(mean[c], lower, inv_gap, x[c], mask[c], one, lower,
+                                                rng[c, 0], rng[c, 1])
 
 
 @numba.njit(cache=True)
@@ -161,6 +195,33 @@ def two_state_means_into(f, out, bits, low):
                 o[j] = lower + gap * o[j]
 
 
+@numba.njit(cache=True, inline="always")
+def _draw_pairs32(mean, x, rng, lower, inv_gap, one):
+    """two_state_draw_from_means for float32 rows: two chains at a time, two 24-bit uniforms
+    per step of each stream, taken as _draw_masked_row takes them."""
+    n, m = mean.shape
+    for c in range(0, n - 1, 2):
+        ma, mb, xa, xb = mean[c], mean[c + 1], x[c], x[c + 1]
+        a0, a1, b0, b1 = rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1]
+        for j in range(0, m - 1, 2):
+            u, u2, a0, a1 = next_uniform_pair32(a0, a1)
+            v, v2, b0, b1 = next_uniform_pair32(b0, b1)
+            xa[j] = one if u < (ma[j] - lower) * inv_gap else lower
+            xa[j + 1] = one if u2 < (ma[j + 1] - lower) * inv_gap else lower
+            xb[j] = one if v < (mb[j] - lower) * inv_gap else lower
+            xb[j + 1] = one if v2 < (mb[j + 1] - lower) * inv_gap else lower
+        if m % 2:
+            u, u2, a0, a1 = next_uniform_pair32(a0, a1)
+            v, v2, b0, b1 = next_uniform_pair32(b0, b1)
+            xa[m - 1] = one if u < (ma[m - 1] - lower) * inv_gap else lower
+            xb[m - 1] = one if v < (mb[m - 1] - lower) * inv_gap else lower
+        rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1] = a0, a1, b0, b1
+    if n % 2:
+        c = n - 1
+        rng[c, 0], rng[c, 1] = _draw_masked_row(mean[c], lower, inv_gap, x[c], None, one, lower,
+                                                rng[c, 0], rng[c, 1])
+
+
 @numba.njit(cache=True)
 def two_state_draw_from_means(mean, x, rng, low):
     """x = 1 with probability (E[x] - low) / (1 - low), else low, for every element: the
@@ -169,6 +230,9 @@ def two_state_draw_from_means(mean, x, rng, low):
     one = x.dtype.type(1.0)
     lower = x.dtype.type(low)
     inv_gap = mean.dtype.type(1.0 / (1.0 - low))
+    if x.itemsize == 4:
+        _draw_pairs32(mean, x, rng, lower, inv_gap, one)
+        return
     for c in range(0, n - 1, 2):  # two chains at a time: each stream is a serial dependency
         ma, mb, xa, xb = mean[c], mean[c + 1], x[c], x[c + 1]
         a0, a1, b0, b1 = rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1]
@@ -180,12 +244,8 @@ def two_state_draw_from_means(mean, x, rng, low):
         rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1] = a0, a1, b0, b1
     if n % 2:
         c = n - 1
-        mr, xr = mean[c], x[c]
-        s0, s1 = rng[c, 0], rng[c, 1]
-        for j in range(m):
-            u, s0, s1 = next_uniform(s0, s1)
-            xr[j] = one if u < (mr[j] - lower) * inv_gap else lower
-        rng[c, 0], rng[c, 1] = s0, s1
+        rng[c, 0], rng[c, 1] = _draw_masked_row(mean[c], lower, inv_gap, x[c], None, one, lower,
+                                                rng[c, 0], rng[c, 1])
 
 
 @numba.njit(cache=True)
