@@ -67,21 +67,23 @@ def test_forward_ais_from_the_uniform_base(trained):
 
 def test_reverse_ais_brackets_the_exact_value():
     """Forward AIS is low on average (Jensen on an unbiased Z estimate), reverse AIS from chains
-    that reached the model is high. With a short schedule (30 temperatures) that bias is
-    larger than the noise of 400 runs, so forward <= exact <= reverse should hold for most
-    seeds (measured 7 of 8 on this model); a majority of 8 is required."""
+    that reached the model is high. Each bias is about var(log w) / 2 per run, so it stands out
+    from the noise only when the schedule is short: with 10 temperatures and 400 runs both
+    biases are about 1.5 to 2 of their standard deviations on this model, and forward <=
+    exact <= reverse held for 13 of 16 seeds on each of two differently trained copies (with
+    30 temperatures, 7 and 15 of 16: too close to the noise to test). A majority is required."""
     x = (load_digits().data > 7).astype(np.float32)
     m = gdsl.load(MODELS / "rbm.gdl", nv=64, nh=16, seed=0)
     m.fit({"v": x}, method="pcd", lr=0.1, epochs=30, batch_size=20, progress=False, monitor=None)
     exact = m.log_partition()
-    betas = np.linspace(0, 1, 30)
+    betas = np.linspace(0, 1, 10)
     bracketed = 0
-    for seed in range(8):
+    for seed in range(16):
         m._rng = np.random.default_rng(seed)
         low = m.log_partition("ais", runs=400, data={"v": x}, betas=betas).log_z
         high = m.log_partition("reverse-ais", runs=400, data={"v": x}, betas=betas).log_z
         bracketed += low <= exact <= high
-    assert bracketed >= 5
+    assert bracketed > 8
 
 
 def test_dbm_variational_bound_is_below_the_exact_likelihood(trained):
