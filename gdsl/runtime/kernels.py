@@ -197,8 +197,8 @@ def two_state_means_into(f, out, bits, low):
 
 @numba.njit(cache=True, inline="always")
 def _draw_pairs32(mean, x, rng, lower, inv_gap, one):
-    """two_state_draw_from_means for float32 rows: two chains at a time, two 24-bit uniforms
-    per step of each stream, taken as _draw_masked_row takes them."""
+    """two_state_draw_from_means for the chain pairs of float32 rows: two 24-bit uniforms per
+    step of each stream, taken as _draw_masked_row takes them."""
     n, m = mean.shape
     for c in range(0, n - 1, 2):
         ma, mb, xa, xb = mean[c], mean[c + 1], x[c], x[c + 1]
@@ -216,10 +216,6 @@ def _draw_pairs32(mean, x, rng, lower, inv_gap, one):
             xa[m - 1] = one if u < (ma[m - 1] - lower) * inv_gap else lower
             xb[m - 1] = one if v < (mb[m - 1] - lower) * inv_gap else lower
         rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1] = a0, a1, b0, b1
-    if n % 2:
-        c = n - 1
-        rng[c, 0], rng[c, 1] = _draw_masked_row(mean[c], lower, inv_gap, x[c], None, one, lower,
-                                                rng[c, 0], rng[c, 1])
 
 
 @numba.njit(cache=True)
@@ -230,18 +226,19 @@ def two_state_draw_from_means(mean, x, rng, low):
     one = x.dtype.type(1.0)
     lower = x.dtype.type(low)
     inv_gap = mean.dtype.type(1.0 / (1.0 - low))
+    # two chains at a time: each stream is a serial dependency
     if x.itemsize == 4:
         _draw_pairs32(mean, x, rng, lower, inv_gap, one)
-        return
-    for c in range(0, n - 1, 2):  # two chains at a time: each stream is a serial dependency
-        ma, mb, xa, xb = mean[c], mean[c + 1], x[c], x[c + 1]
-        a0, a1, b0, b1 = rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1]
-        for j in range(m):
-            u, a0, a1 = next_uniform(a0, a1)
-            v, b0, b1 = next_uniform(b0, b1)
-            xa[j] = one if u < (ma[j] - lower) * inv_gap else lower
-            xb[j] = one if v < (mb[j] - lower) * inv_gap else lower
-        rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1] = a0, a1, b0, b1
+    else:
+        for c in range(0, n - 1, 2):
+            ma, mb, xa, xb = mean[c], mean[c + 1], x[c], x[c + 1]
+            a0, a1, b0, b1 = rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1]
+            for j in range(m):
+                u, a0, a1 = next_uniform(a0, a1)
+                v, b0, b1 = next_uniform(b0, b1)
+                xa[j] = one if u < (ma[j] - lower) * inv_gap else lower
+                xb[j] = one if v < (mb[j] - lower) * inv_gap else lower
+            rng[c, 0], rng[c, 1], rng[c + 1, 0], rng[c + 1, 1] = a0, a1, b0, b1
     if n % 2:
         c = n - 1
         rng[c, 0], rng[c, 1] = _draw_masked_row(mean[c], lower, inv_gap, x[c], None, one, lower,
