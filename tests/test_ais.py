@@ -65,6 +65,30 @@ def test_forward_ais_from_the_uniform_base(trained):
     assert abs(est.log_z - exact) < max(5 * est.sd, 0.02)
 
 
+def test_base_model_fits_kept_latents_to_the_posterior_means(trained):
+    """A DBM's h2 is annealed, not summed: its base is fitted to the mean-field posterior means
+    of the data (smoothed like the visible base rates); h1, summed out, keeps a zero base."""
+    m, data, _ = trained["dbm"]
+    base = m.base_model(data)
+    q = m.mean_field(data)["h2"].astype(np.float64)
+    p = (q.sum(0) + 1.0) / (len(q) + 2.0)
+    np.testing.assert_allclose(base["h2"][0], np.log(p) - np.log1p(-p), rtol=1e-5, atol=1e-6)
+    assert not np.any(base["h1"][0])
+    assert not np.any(m.base_model()["h2"][0])  # without data: uniform
+
+
+def test_an_estimate_below_one_of_its_own_states_warns():
+    """log Z is at least the log-mass of any single state. Two temperatures from a uniform base
+    cannot find the one state that holds almost all the mass here (20 visibles with bias +10:
+    log Z is about 200, a uniform start about 100): the estimate falls far below the final
+    states' mass, and the user is told."""
+    m = gdsl.load(MODELS / "rbm.gdl", nv=20, nh=2, seed=0)
+    m.params = {"b": np.full(20, 10.0)}
+    with pytest.warns(RuntimeWarning, match="has not converged"):
+        est = m.log_partition("ais", runs=4, betas=[0.0, 1.0])
+    assert est.log_z < m.last_ais["state_floor"] - 50
+
+
 def test_reverse_ais_brackets_the_exact_value():
     """Forward AIS is low on average (Jensen on an unbiased Z estimate), reverse AIS from chains
     that reached the model is high. Each bias is about var(log w) / 2 per run, so it stands out

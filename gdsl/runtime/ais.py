@@ -4,12 +4,14 @@ Murray 2008 for RBMs; Burda, Grosse & Salakhutdinov 2015 for the reverse directi
 The groups summed out by default (an RBM's h, a DBM's h1) are summed analytically in
 the weights, so the chains anneal only the rest (v; v and h2). The base model is a set of
 independent units over those groups: fitted to data when data is given (the "base-rate"
-model: visible biases at the logit of smoothed pixel means), uniform otherwise; real
-units get a Gaussian base. Runs are independent and are split across threads.
+model: visible biases at the logit of smoothed pixel means; annealed latents such as a
+DBM's h2 at the data's mean-field posterior means), uniform otherwise; real units get a
+Gaussian base. Runs are independent and are split across threads.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, NamedTuple
 
@@ -47,13 +49,17 @@ class AISMixin:
         return summed, kept
 
     def base_model(self, data: Mapping | None = None) -> dict:
-        """Independent-unit base fields per group: (bf, bq), flattened; fitted to `data` where given."""
+        """Independent-unit base fields per group: (bf, bq), flattened. With `data`, the data's
+        groups are fitted to the data, and the kept discrete latents to the mean-field posterior
+        means of (up to BASE_ROWS of) the data rows; otherwise uniform."""
         summed, kept = self._ais_split()
+        fitted = dict(data) if data is not None else {}
+        fitted.update(self._posterior_means(data, kept))
         base = {}
         for g, domain in self.domains.items():
             size = int(np.prod(self._shapes[g]))
             bf, bq = np.zeros(size), np.zeros(size)
-            x = None if data is None or g not in data or g in summed else np.asarray(data[g], np.float64)
+            x = None if g not in fitted or g in summed else np.asarray(fitted[g], np.float64)
             if x is not None:
                 x = x.reshape(len(x), -1)
             if domain == "real" and g not in summed:
@@ -64,7 +70,7 @@ class AISMixin:
                 p = (x.sum(0) + 1.0) / (len(x) + 2.0)  # smoothed: never exactly 0 or 1
                 bf = np.log(p) - np.log1p(-p)
             elif x is not None and domain == "spin":
-                p = ((x > 0).sum(0) + 1.0) / (len(x) + 2.0)
+                p = (((x + 1.0) / 2.0).sum(0) + 1.0) / (len(x) + 2.0)  # data (+-1) or posterior means
                 bf = 0.5 * (np.log(p) - np.log1p(-p))
             elif x is not None and domain == "categorical":
                 k = self._categories[g]
@@ -72,6 +78,20 @@ class AISMixin:
                 bf = np.log(counts / counts.sum(-1, keepdims=True)).reshape(-1)
             base[g] = (np.ascontiguousarray(bf, self.dtype), np.ascontiguousarray(bq, self.dtype))
         return base
+
+    BASE_ROWS = 5000
+
+    def _posterior_means(self, data: Mapping | None, kept) -> dict:
+        """Mean-field posterior means of the kept discrete latent groups given evenly spaced data
+        rows. A base close to the model's typical latent state matters: a DBM's h2 is sparse,
+        and from a uniform h2 the forward chains settle in the wrong modes (docs/evaluation.md)."""
+        latent = [g for g in kept if data is not None and g not in data and self.domains[g] != "real"]
+        if not latent:
+            return {}
+        n = self._n_of(data)
+        rows = np.linspace(0, n - 1, min(n, self.BASE_ROWS)).round().astype(int)
+        q = self.mean_field({g: np.asarray(v)[rows] for g, v in data.items()})
+        return {g: q[g] for g in latent}
 
     def _log_z0(self, base, summed) -> float:
         """log of the base model's normaliser over all groups (summed groups uniform)."""
@@ -109,6 +129,7 @@ class AISMixin:
         base = self.base_model(data)
         log_z0 = self._log_z0(base, summed)
         state = self._ais_start(reverse, runs, base, data, kept, burn_in, start)
+        floor = self._state_floor(state, summed) if reverse else None  # the start is at beta = 1
         schedule = betas[::-1] if reverse else betas
         parts = max(1, min(int(workers), runs))
         bounds = np.linspace(0, runs, parts + 1).astype(int)
@@ -141,8 +162,23 @@ class AISMixin:
                 done += len(seg) - 1
                 bar(done)
         logw = np.concatenate(logws)
-        self.last_ais = {"log_weights": logw, "log_z0": log_z0, "reverse": reverse, "betas": len(betas)}
-        return estimate(log_z0, logw, reverse)
+        if floor is None:  # forward: the final states are at beta = 1
+            floor = self._state_floor({g: np.concatenate([c[g] for c in chunks]) for g in self.domains}, summed)
+        result = estimate(log_z0, logw, reverse)
+        self.last_ais = {"log_weights": logw, "log_z0": log_z0, "reverse": reverse, "betas": len(betas),
+                         "state_floor": floor}
+        if result.log_z < floor:
+            warnings.warn(f"{'reverse ' if reverse else ''}AIS estimate log Z = {result.log_z:.2f} is below "
+                          f"{floor:.2f}, the log-mass of one of its own states at beta = 1: the estimate has "
+                          f"not converged (try a longer schedule, more runs, or data= for a fitted base "
+                          f"model)", RuntimeWarning, stacklevel=3)
+        return result
+
+    def _state_floor(self, state, summed) -> float:
+        """max over the chains of -F(x) (the summed groups summed out): log Z is at least the
+        log-mass of any one state, so an estimate below this is certainly wrong."""
+        st = {g: np.ascontiguousarray(v, np.float64) for g, v in state.items()}
+        return float(np.max(-self._free_energy(st, summed, self._params64(), np.float64)))
 
     def _persistent_chains(self):
         """The chains the last persistent-chain fit left behind, or None."""
