@@ -50,7 +50,11 @@ class LearningEmitter:
                     self._dense_grad(name, p, m, t)
                     continue
                 target = f"g_{name}[" + (", ".join(P.poly(i, self.sizes) for i in t.index) if t.index else "0") + "]"
-                parts = ["alpha", P.number(m.scale), P.expr(t.derivative, self.sizes)]
+                # the constant part in the parameter's dtype: a float64 factor would turn a float32
+                # loop into float64 (half the SIMD lanes, and conversions)
+                self.w(f"coef = g_{name}.dtype.type(alpha * {P.number(m.scale)})", 1)
+                derivative = P.expr(t.derivative, self.sizes)
+                parts = ["coef"] + ([] if derivative == "1.0" else [derivative])
                 parts += [self.access(f) for f in m.factors]
                 self.w("for c in range(n):", 1)
                 self.loop_nest(m, [f"{target} += {' * '.join(parts)}"], 2)
