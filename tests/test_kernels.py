@@ -48,7 +48,8 @@ def _binary(rng, shape, density, dtype=np.float32):
     return (rng.random(shape) < density).astype(dtype)
 
 
-@pytest.mark.parametrize("n, k, m, density", [(10, 64, 64, 0.5), (7, 13, 5, 0.3), (3, 9, 11, 0.0), (5, 6, 7, 1.0)])
+@pytest.mark.parametrize("n, k, m, density", [(10, 64, 64, 0.5), (7, 13, 5, 0.3), (3, 9, 11, 0.0), (5, 6, 7, 1.0),
+                                              (12, 100, 90, 0.3)])  # the last: g past SMALL_OUTER, by columns
 def test_sparse_products_equal_dense_products(n, k, m, density):
     rng = np.random.default_rng(0)
     a = _binary(rng, (n, k), density)
@@ -64,6 +65,19 @@ def test_sparse_products_equal_dense_products(n, k, m, density):
     expect = g - 0.25 * (a.T.astype(np.float64) @ x)
     K.sparse_outer(a, x, g, -0.25)
     np.testing.assert_allclose(g, expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n, k, m", [(10, 64, 64), (7, 33, 30), (1, 4, 9), (2, 1, 3), (3, 5, 6)])
+def test_dot_t_equals_the_dense_product(dtype, n, k, m):
+    """Blocks of two chains and four rows, and every remainder of both."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((n, k)).astype(dtype)
+    p = rng.standard_normal((m, k)).astype(dtype)
+    out = rng.standard_normal((n, m)).astype(dtype)
+    expect = out + 0.5 * (a.astype(np.float64) @ p.T.astype(np.float64))
+    K.dot_t(a, p, out, 0.5)
+    np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
