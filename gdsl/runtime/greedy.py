@@ -10,9 +10,9 @@ The DBM weight correction (Salakhutdinov & Hinton 2009): in the DBM every inner
 layer hears from both neighbours, in an RBM only from one. So the bottom RBM is
 trained with its data layer replicated (twice the bottom-up input), the top RBM with
 its top layer replicated (twice the top-down input), and the couplings of RBMs in
-between are halved when they are put back. Biases of a layer are trained in the RBM
-where the layer is on top (the data layer's in the bottom RBM); the RBM above uses a
-temporary copy of them.
+between are halved when they are put back. An inner layer's biases are trained in both
+RBMs it belongs to (the RBM above trains a copy, started from the values of the RBM below),
+and the DBM takes their mean; the data layer's and the top layer's come from their one RBM.
 """
 from __future__ import annotations
 
@@ -113,6 +113,16 @@ def layer_ir(ir: ModelIR, lower: list[str], upper: list[str], replicate: list[st
     return sub, mapping
 
 
+def _inner_bias(below, above):
+    """The DBM bias of an inner layer from its biases in the RBM below it and the RBM above it.
+
+    In the DBM the layer's field is the mean of its fields in the two RBMs: each RBM gives it
+    twice the input of one neighbour (a replicated layer, or couplings that are halved when put
+    back), and the DBM gives it once the input of both. So the couplings come out right, and the
+    biases must be averaged as well (Salakhutdinov & Hinton's code adds half of each)."""
+    return 0.5 * (np.asarray(below) + np.asarray(above))
+
+
 def _accesses(e):
     from ..ir.model import iexpr_accesses
 
@@ -169,10 +179,13 @@ def fit_greedy(model, data, k=1, lr=0.01, epochs=10, batch_size=100, momentum=0.
                      or any(f.group.endswith(COPY) for f in m.factors) for c in m.coef for a in _accesses(c)}
         for p, value in rbm.params.items():
             if p.endswith(UP):
-                continue  # the temporary copy of the lower layer's biases
+                # an inner layer's biases: the mean of the two RBMs' (see _inner_bias)
+                model.params[p[:-len(UP)]] = _inner_bias(model.params[p[:-len(UP)]], value)
+                continue
             model.params[p] = value * 0.5 if halve and p in couplings else value
         history.append({"layer": f"{', '.join(lower)} -> {', '.join(upper)}", "history": h,
-                        "replicated": list(replicate), "halved": halve})
+                        "replicated": list(replicate), "halved": halve,
+                        "params": {p: v.copy() for p, v in rbm.params.items()}})
         means = rbm.mean_field(layer_data)
         rng = np.random.default_rng(int(model._rng.integers(2 ** 31)))
         current = {g: (rng.random(means[g].shape) < means[g]).astype(model.dtype) for g in upper}
