@@ -46,13 +46,21 @@ def test_upper_layer_uses_a_copy_of_the_lower_biases():
     assert [g.role for g in sub.groups.values()] == ["visible", "latent", "latent"]
 
 
-def test_greedy_pretraining_raises_the_test_likelihood(digits4x4):
+@pytest.fixture(scope="module")
+def greedy_dbm(digits4x4):
+    """A 16-8-4 DBM before and after greedy pretraining on 4x4 digits: (model, history, test
+    log-likelihood before)."""
     binary, _, _, train_rows, test_rows = digits4x4
-    train, test = binary[train_rows], binary[test_rows]
     m = gdsl.load(MODELS / "dbm.gdl", nv=16, n1=8, n2=4, seed=0)
-    before = m.log_prob({"v": test}).mean()
-    history = m.fit({"v": train}, method="greedy", lr=0.05, epochs=10, batch_size=20, progress=False)
-    after = m.log_prob({"v": test}).mean()
+    before = m.log_prob({"v": binary[test_rows]}).mean()
+    history = m.fit({"v": binary[train_rows]}, method="greedy", lr=0.05, epochs=10, batch_size=20, progress=False)
+    return m, history, before
+
+
+def test_greedy_pretraining_raises_the_test_likelihood(greedy_dbm, digits4x4):
+    m, history, before = greedy_dbm
+    binary, _, _, _, test_rows = digits4x4
+    after = m.log_prob({"v": binary[test_rows]}).mean()
     assert [h["layer"] for h in history] == ["v -> h1", "h1 -> h2"]
     assert history[0]["replicated"] == ["v"] and history[1]["replicated"] == ["h2"]
     # The initial model is nearly uniform (about -11 nats for 16 pixels); pretraining reaches about
@@ -61,56 +69,22 @@ def test_greedy_pretraining_raises_the_test_likelihood(digits4x4):
     assert after > before + 3.0
 
 
-DBM3 = """
-model dbm3(nv = 6, n1 = 4, n2 = 3, n3 = 2) {
-    visible v[nv]: binary
-    latent  h1[n1]: binary
-    latent  h2[n2]: binary
-    latent  h3[n3]: binary
-
-    param W1[nv, n1] ~ normal(0, 0.1)
-    param W2[n1, n2] ~ normal(0, 0.1)
-    param W3[n2, n3] ~ normal(0, 0.1)
-    param b[nv]
-    param c1[n1]
-    param c2[n2]
-    param c3[n3]
-
-    energy -(v @ W1 @ h1) - (h1 @ W2 @ h2) - (h2 @ W3 @ h3) - b @ v - c1 @ h1 - c2 @ h2 - c3 @ h3
-}
-"""
-
-
-def _dbm_fields(p, v, h1, h2, h3):
-    """Each layer's field (-dE/dx) in the three-layer DBM."""
-    return {"v": h1 @ p["W1"].T + p["b"], "h1": v @ p["W1"] + h2 @ p["W2"].T + p["c1"],
-            "h2": h1 @ p["W2"] + h3 @ p["W3"].T + p["c2"], "h3": h2 @ p["W3"] + p["c3"]}
-
-
-def test_every_dbm_field_is_the_mean_of_its_rbm_fields(tmp_path, digits4x4):
+def test_every_dbm_field_is_the_mean_of_its_rbm_fields(greedy_dbm):
     """The DBM correction, checked on what it is for: a layer's field in the assembled DBM is
     the mean of its fields in the RBMs it belongs to (a replicated layer's copy equal to the
-    layer), or the one RBM's field for the data and top layers. Three hidden layers, so that a
-    middle RBM (halved couplings) is covered too. Weights and biases are all checked: a DBM that
-    keeps an inner layer's biases from one RBM only fails here."""
-    path = tmp_path / "dbm3.gdl"
-    path.write_text(DBM3)
-    m = gdsl.load(path, nv=16, seed=0)
-    binary, _, _, train_rows, _ = digits4x4
-    history = m.fit({"v": binary[train_rows]}, method="greedy", lr=0.05, epochs=3, batch_size=20, progress=False)
-    assert [h["replicated"] for h in history] == [["v"], [], ["h3"]]
-    r1, r2, r3 = (h["params"] for h in history)
+    layer), or its one RBM's field for the data and top layers. Weights and biases are both
+    checked: a DBM that keeps the inner layer's biases from one RBM only fails here."""
+    m, history, _ = greedy_dbm
+    r1, r2 = (h["params"] for h in history)
     rng = np.random.default_rng(0)
-    v, h1, h2, h3 = (rng.integers(0, 2, size=(5, n)).astype(np.float64) for n in (16, 4, 3, 2))
-    up = "__up"
+    v, h1, h2 = (rng.integers(0, 2, size=(5, n)).astype(np.float64) for n in (16, 8, 4))
+    p = {k: np.asarray(x, np.float64) for k, x in m.params.items()}
+    dbm = {"v": h1 @ p["W1"].T + p["b"], "h1": v @ p["W1"] + h2 @ p["W2"].T + p["c1"], "h2": h1 @ p["W2"] + p["c2"]}
     rbm_fields = {
-        "v": [h1 @ r1["W1"].T + r1["b"]],
-        "h1": [2 * v @ r1["W1"] + r1["c1"], h2 @ r2["W2"].T + r2["c1" + up]],
-        "h2": [h1 @ r2["W2"] + r2["c2"], 2 * h3 @ r3["W3"].T + r3["c2" + up]],
-        "h3": [h2 @ r3["W3"] + r3["c3"]],
+        "v": [h1 @ r1["W1"].T + r1["b"]],                                      # bottom RBM, v and its copy
+        "h1": [2 * v @ r1["W1"] + r1["c1"], 2 * h2 @ r2["W2"].T + r2["c1__up"]],  # bottom and top RBM
+        "h2": [h1 @ r2["W2"] + r2["c2"]],                                      # top RBM, h2 and its copy
     }
-    dbm = _dbm_fields({k: np.asarray(x, np.float64) for k, x in m.params.items()}, v, h1, h2, h3)
     for layer, fields in rbm_fields.items():
         np.testing.assert_allclose(dbm[layer], np.mean(fields, axis=0), rtol=1e-5, atol=1e-5, err_msg=layer)
-    # and the biases really were trained in both RBMs (otherwise the check above is weaker)
-    assert not np.allclose(r1["c1"], r2["c1" + up])
+    assert not np.allclose(r1["c1"], r2["c1__up"])  # the biases were trained in both RBMs
