@@ -129,7 +129,7 @@ class AISMixin:
         base = self.base_model(data)
         log_z0 = self._log_z0(base, summed)
         state = self._ais_start(reverse, runs, base, data, kept, burn_in, start)
-        floor = self._state_floor(state, summed) if reverse else None  # the start is at beta = 1
+        at_one = {g: v.copy() for g, v in state.items()} if reverse else None  # the start is at beta = 1
         schedule = betas[::-1] if reverse else betas
         parts = max(1, min(int(workers), runs))
         bounds = np.linspace(0, runs, parts + 1).astype(int)
@@ -162,11 +162,12 @@ class AISMixin:
                 done += len(seg) - 1
                 bar(done)
         logw = np.concatenate(logws)
-        if floor is None:  # forward: the final states are at beta = 1
-            floor = self._state_floor({g: np.concatenate([c[g] for c in chunks]) for g in self.domains}, summed)
+        if at_one is None:  # forward: the final states are at beta = 1
+            at_one = {g: np.concatenate([c[g] for c in chunks]) for g in self.domains}
+        floor = self._state_floor(at_one, summed)
         result = estimate(log_z0, logw, reverse)
         self.last_ais = {"log_weights": logw, "log_z0": log_z0, "reverse": reverse, "betas": len(betas),
-                         "state_floor": floor}
+                         "state_floor": floor, "states": at_one}
         if result.log_z < floor:
             warnings.warn(f"{'reverse ' if reverse else ''}AIS estimate log Z = {result.log_z:.2f} is below "
                           f"{floor:.2f}, the log-mass of one of its own states at beta = 1: the estimate has "
