@@ -104,6 +104,9 @@ def evaluate(name, m, train_x, test_x, runs, betas):
         return dict(log_z=None, log_z_sd=None, reverse_log_z=None, reverse_start=None, test_ll=test_ll,
                     test_ll_reverse=None, eval_seconds=time.perf_counter() - t)
     forward = m.log_partition("ais", runs=runs, betas=betas, data={"v": train_x}, progress=True)
+    # where the forward runs ended: a share of pixels on far from the data's means they measured
+    # another basin than the data's (docs/evaluation.md, the full-size DBM)
+    forward_on = float(np.mean(m.last_ais["states"]["v"]))
     # reverse chains start at the persistent chains of the fit where there are some: on a DBM, 1000
     # sweeps from training images do not reach the model (docs/evaluation.md)
     start = "chains" if m._persistent_chains() is not None else "data"
@@ -113,8 +116,8 @@ def evaluate(name, m, train_x, test_x, runs, betas):
     test_ll = float(np.mean(m.log_prob({"v": test_x}, log_z=forward.log_z, method=method)))
     low_ll = test_ll - (reverse.log_z - forward.log_z)  # the same values with the other log Z
     return dict(log_z=forward.log_z, log_z_sd=forward.sd, reverse_log_z=reverse.log_z, reverse_start=start,
-                test_ll=test_ll,
-                test_ll_reverse=low_ll, eval_seconds=time.perf_counter() - t)
+                test_ll=test_ll, test_ll_reverse=low_ll, forward_pixels_on=forward_on,
+                data_pixels_on=float(np.mean(train_x)), eval_seconds=time.perf_counter() - t)
 
 
 def merged_rows(new_rows, store: Path) -> list:
@@ -149,6 +152,9 @@ def write_table(rows, quick: bool, path: Path) -> None:
         gap = abs(r["reverse_log_z"] - r["log_z"])
         note = (f"**unreliable**: forward and reverse AIS differ by {gap:.1f} nats, the chains did not mix; "
                 f"the truth lies between, or outside if neither reached the model" if gap > 1.0 else "")
+        if "forward_pixels_on" in r:
+            note = "; ".join(x for x in (note, f"forward runs ended with {100 * r['forward_pixels_on']:.1f}% of pixels "
+                                               f"on (training images: {100 * r['data_pixels_on']:.1f}%)") if x)
         note = "; ".join(x for x in (note, r.get("remark", "")) if x)  # a remark added by hand to results.json
         lines.append(f"| {r['name']} | {r['settings']} | {r['train_seconds']:.0f} s | {r['log_z']:.2f} "
                      f"± {r['log_z_sd']:.2f} | {r['reverse_log_z']:.2f} | {r.get('reverse_start', 'data')} | "
