@@ -69,24 +69,35 @@ QUICK = {
     "nade": dict(method="ml", optimizer="adam", lr=1e-3, epochs=1, batch_size=100),
 }
 DIRECTED = ("nade",)  # exact log-likelihoods: no log Z to estimate
+CHECKPOINT_EVERY = 5
 
 
 def train(name: str, settings: dict, train_x: np.ndarray, seed: int, checkpoint: Path | None):
     """Train from scratch, or resume the final fit from `checkpoint` when that file exists (a finished
-    checkpoint resumes with nothing left to do: the model is only evaluated). Returns the model, the
-    seconds this call trained, and whether it resumed."""
+    checkpoint resumes with nothing left to do: the model is only evaluated). Returns the model and
+    the seconds the training took, over all legs of a resumed run (nan if the earlier legs' time is
+    unknown)."""
     m = fresh_model(name, seed)
     final = settings.get("joint", settings)
     resume = checkpoint if checkpoint is not None and checkpoint.exists() else None
+    clock = checkpoint.with_suffix(".seconds") if checkpoint is not None else None
+    earlier = 0.0 if resume is None else float(clock.read_text()) if clock.exists() else float("nan")
     t = time.perf_counter()
-    if name in DIRECTED:  # the directed learners measure only what they are asked to: no monitor option
-        m.fit({"x": train_x}, progress=True, checkpoint=checkpoint, checkpoint_every=5, resume=resume, **final)
-        return m, time.perf_counter() - t, resume is not None
+
+    def note_time(model, record):
+        # beside each checkpoint, the training time it holds: a resumed run adds its own to it
+        if clock is not None and (record["epoch"] % CHECKPOINT_EVERY == 0 or record["epoch"] == final["epochs"]):
+            clock.write_text(f"{earlier + time.perf_counter() - t:.1f}\n")
+
+    given = {"x" if name in DIRECTED else "v": train_x}
+    options = dict(progress=True, checkpoint=checkpoint, checkpoint_every=CHECKPOINT_EVERY, resume=resume,
+                   callback=note_time, **final)
+    if name not in DIRECTED:  # the directed learners measure only what they are asked to: no monitor option
+        options["monitor"] = None
     if "greedy" in settings and resume is None:
-        m.fit({"v": train_x}, method="greedy", progress=True, **settings["greedy"])
-    m.fit({"v": train_x}, progress=True, monitor=None, checkpoint=checkpoint, checkpoint_every=5, resume=resume,
-          **final)
-    return m, time.perf_counter() - t, resume is not None
+        m.fit(given, method="greedy", progress=True, **settings["greedy"])
+    m.fit(given, **options)
+    return m, earlier + time.perf_counter() - t
 
 
 def fresh_model(name: str, seed: int = 0):
@@ -186,8 +197,10 @@ def main() -> None:
                                    "so that a quick check never replaces the real table)")
     ap.add_argument("--table-only", action="store_true", help="rewrite the table from docs/results.json, run nothing")
     ap.add_argument("--epochs", type=int, help="train the chosen models for this many epochs (joint epochs for the DBM)")
-    ap.add_argument("--checkpoint-dir", help="checkpoint each model's training to DIR/NAME.npz; a model whose "
-                                             "checkpoint exists resumes from it (evaluated only, once finished)")
+    ap.add_argument("--checkpoint-dir", help="checkpoint each model's training to DIR/NAME.npz (and the training "
+                                             "time it holds to DIR/NAME.seconds); a model whose checkpoint exists "
+                                             "resumes from it (evaluated only, once finished), and its train time "
+                                             "counts every leg")
     args = ap.parse_args()
     out = Path(args.out) if args.out else ROOT / ("bench/results-quick.md" if args.quick else "docs/results.md")
     store = out.with_suffix(".json")
@@ -213,12 +226,8 @@ def main() -> None:
         if args.checkpoint_dir:
             Path(args.checkpoint_dir).mkdir(parents=True, exist_ok=True)
             checkpoint = Path(args.checkpoint_dir) / f"{name}.npz"
-        m, seconds, resumed = train(name, table[name], train_x, seed=0, checkpoint=checkpoint)
+        m, seconds = train(name, table[name], train_x, seed=0, checkpoint=checkpoint)
         settings = describe(table[name]) + (f", {len(train_x)} images" if args.quick else "")
-        if resumed:  # the earlier legs' time is known only if the stored row is of the same training
-            earlier = json.loads(store.read_text()).get(name, {}) if store.exists() else {}
-            seconds += earlier.get("train_seconds", float("nan")) if earlier.get("settings") == settings \
-                else float("nan")
         result = evaluate(name, m, train_x, test_x, runs, betas)
         result.update(name=name, settings=settings, train_seconds=seconds)
         print(result, flush=True)
