@@ -56,7 +56,7 @@ FULL = {
     "rbm-pcd": dict(method="pcd", k=1, lr=0.05, epochs=100, batch_size=100, momentum=0.5, weight_decay=2e-4,
                     lr_schedule="linear"),
     "dbm": dict(greedy=dict(lr=0.05, epochs=30, batch_size=100, momentum=0.5, weight_decay=2e-4),
-                joint=dict(method="pcd", lr=0.005, epochs=50, batch_size=100, chains=100, mf_iters=10,
+                joint=dict(method="pcd", lr=0.05, epochs=50, batch_size=100, chains=100, mf_iters=10,
                            weight_decay=2e-4, lr_schedule="linear")),
     "nade": dict(method="ml", optimizer="adam", lr=1e-3, epochs=30, batch_size=100),
 }
@@ -179,8 +179,9 @@ def write_table(rows, quick: bool, path: Path) -> None:
 def describe(settings: dict) -> str:
     if "greedy" in settings:
         g, j = settings["greedy"], settings["joint"]
+        schedule = f" falling {j['lr_schedule']}ly" if j.get("lr_schedule") else ""
         return (f"greedy {g['epochs']} epochs/layer, then variational PCD {j['epochs']} epochs, "
-                f"mean-field {j['mf_iters']} iterations")
+                f"lr {j['lr']}{schedule}, mean-field {j['mf_iters']} iterations")
     if settings["method"] == "ml":
         return (f"maximum likelihood, Adam lr {settings['lr']:g}, {settings['epochs']} epochs, "
                 f"batch {settings['batch_size']}")
