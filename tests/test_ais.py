@@ -89,6 +89,19 @@ def test_an_estimate_below_one_of_its_own_states_warns():
     assert est.log_z < m.last_ais["state_floor"] - 50
 
 
+def test_the_runs_states_at_beta_one_are_kept(trained):
+    """last_ais["states"] holds where forward runs ended and where reverse runs started, one row
+    per run; the floor is the largest -F over exactly those states."""
+    m, data, _ = trained["rbm"]
+    for method in ("ais", "reverse-ais"):
+        m.log_partition(method, runs=30, data=data, betas=np.linspace(0, 1, 50))
+        states = m.last_ais["states"]
+        assert states["v"].shape == (30, 16)
+        assert set(np.unique(states["v"])) <= {0.0, 1.0}
+        floor = float(np.max(-m.free_energy({"v": states["v"]})))
+        assert m.last_ais["state_floor"] == pytest.approx(floor, abs=1e-4)
+
+
 def test_reverse_ais_brackets_the_exact_value():
     """Forward AIS is low on average (Jensen on an unbiased Z estimate), reverse AIS from chains
     that reached the model is high. Each bias is about var(log w) / 2 per run, so it stands out
