@@ -8,6 +8,7 @@ write docs/results.md with the published figure beside each measured one.
                                      # not the published numbers
     python bench/mnist.py --only rbm-pcd,dbm
     python bench/mnist.py --only dbm --epochs 500       # a longer run than the default
+    python bench/mnist.py --only dbm --set joint.k=5 --checkpoint-dir DIR   # other fit options
 
 Models: rbm-cd25, rbm-pcd (models/rbm.gdl, 500 hidden units), dbm (models/dbm.gdl,
 784-500-1000: greedy pretraining, then variational PCD) and nade (models/nade.gdl, 500
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import sys
 import time
@@ -177,6 +179,39 @@ def write_table(rows, quick: bool, path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+# what the bench passes to fit itself, and so cannot be --set
+BENCH_OWNS = {"self", "model", "data", "method", "progress", "callback", "checkpoint", "checkpoint_every", "resume",
+              "monitor", "validation", "greedy_options"}
+
+
+def apply_overrides(settings: dict, overrides: list, directed: bool) -> None:
+    """Apply `--set KEY=VALUE` to one model's settings: KEY is an option of `fit` (lr, k, epochs,
+    mf_iters, ...), for the DBM prefixed by its stage (joint.lr, greedy.epochs). VALUE is read as
+    JSON where it parses (0.1, 5, true) and kept as text otherwise (linear)."""
+    from gdsl.runtime.dlearn import fit_directed
+    from gdsl.runtime.greedy import fit_greedy
+    from gdsl.runtime.learn import LearningMixin
+
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        *stages, option = key.split(".")
+        fit = fit_greedy if stages == ["greedy"] else fit_directed if directed else LearningMixin.fit
+        known = set(inspect.signature(fit).parameters) - BENCH_OWNS
+        target = settings
+        for stage in stages:
+            if not isinstance(target.get(stage), dict):
+                raise SystemExit(f"--set {text}: this model has no stage {stage!r} "
+                                 f"(stages: {', '.join(k for k, v in settings.items() if isinstance(v, dict)) or 'none'})")
+            target = target[stage]
+        if not sep or option not in known or any(isinstance(v, dict) for v in target.values()):
+            raise SystemExit(f"--set {text}: write STAGE.OPTION=VALUE for the DBM (joint.lr=0.1, greedy.epochs=100) "
+                             f"and OPTION=VALUE otherwise, with OPTION one of fit's: {', '.join(sorted(known))}")
+        try:
+            target[option] = json.loads(raw)
+        except json.JSONDecodeError:
+            target[option] = raw
+
+
 def describe(settings: dict) -> str:
     if "greedy" in settings:
         g, j = settings["greedy"], settings["joint"]
@@ -199,6 +234,11 @@ def main() -> None:
                                    "so that a quick check never replaces the real table)")
     ap.add_argument("--table-only", action="store_true", help="rewrite the table from docs/results.json, run nothing")
     ap.add_argument("--epochs", type=int, help="train the chosen models for this many epochs (joint epochs for the DBM)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change one training setting of the chosen models (repeatable): an option of fit, "
+                         "for the DBM prefixed by its stage, e.g. --set joint.lr=0.1 --set greedy.epochs=100, "
+                         "or --set k=5 for an RBM; the row's settings name the changes. Use a checkpoint "
+                         "directory of its own: a finished checkpoint is evaluated, not retrained")
     ap.add_argument("--checkpoint-dir", help="checkpoint each model's training to DIR/NAME.npz (and the training "
                                              "time it holds to DIR/NAME.seconds); a model whose checkpoint exists "
                                              "resumes from it (evaluated only, once finished), and its train time "
@@ -221,15 +261,20 @@ def main() -> None:
     if args.epochs is not None:
         for settings in table.values():
             (settings["joint"] if "joint" in settings else settings)["epochs"] = args.epochs
+    for name in args.only.split(","):
+        if name not in table:
+            raise SystemExit(f"--only {args.only}: no model {name!r}; the models are {', '.join(table)}")
+        apply_overrides(table[name], args.set, name in DIRECTED)  # before any training: a bad --set stops the run at once
     rows = []
     for name in args.only.split(","):
-        print(f"== {name}: {describe(table[name])}", flush=True)
+        settings = describe(table[name]) + (f", {len(train_x)} images" if args.quick else "") \
+            + (f"; set {', '.join(args.set)}" if args.set else "")
+        print(f"== {name}: {settings}", flush=True)
         checkpoint = None
         if args.checkpoint_dir:
             Path(args.checkpoint_dir).mkdir(parents=True, exist_ok=True)
             checkpoint = Path(args.checkpoint_dir) / f"{name}.npz"
         m, seconds = train(name, table[name], train_x, seed=0, checkpoint=checkpoint)
-        settings = describe(table[name]) + (f", {len(train_x)} images" if args.quick else "")
         result = evaluate(name, m, train_x, test_x, runs, betas)
         result.update(name=name, settings=settings, train_seconds=seconds)
         print(result, flush=True)
