@@ -836,6 +836,23 @@ def test_checkpoint_and_resume_are_bit_identical(tmp_path, name, sizes, data_key
     assert not same_params(other.params, full.params)
 
 
+def test_directed_resume_refuses_other_settings_and_parameter_files(tmp_path):
+    data = {"x": binary_rows(np.random.default_rng(37), 40, 5)}
+    kw = dict(lr=0.05, batch_size=10, progress=False)
+    path = tmp_path / "ck.npz"
+    gdsl.load(model_path("fvsbn"), seed=5, d=5).fit(data, epochs=1, checkpoint=path, **kw)
+    m = gdsl.load(model_path("fvsbn"), seed=5, d=5)
+    before = {k: v.copy() for k, v in m.params.items()}
+    with pytest.raises(ValueError, match=r"cannot resume from .*ck\.npz: it was trained with batch_size=10, not 20"):
+        m.fit(data, epochs=2, resume=path, **dict(kw, batch_size=20))
+    with pytest.raises(ValueError, match=r"trained with optimizer='adam', not 'sgd'"):
+        m.fit(data, epochs=2, resume=path, optimizer="sgd", **kw)
+    m.save(tmp_path / "params.npz")
+    with pytest.raises(ValueError, match="parameter file, not a checkpoint"):
+        m.fit(data, epochs=2, resume=tmp_path / "params.npz", **kw)
+    assert same_params(m.params, before)  # a refused checkpoint changes nothing
+
+
 # ============================================================================= 9. files
 def test_vae_save_load_round_trip(tmp_path):
     m, p = make("vae", seed=1, param_seed=37, d=5, nh=3, nz=2)

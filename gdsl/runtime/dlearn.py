@@ -272,15 +272,7 @@ def _save(model, path, config, state, opt) -> None:
 
 
 def _resume(model, path, config, state, opt) -> None:
-    meta, data = model._read(path)
-    if "training" not in meta:
-        raise ValueError(f"{path} is a parameter file, not a checkpoint (no training state)")
-    saved = meta["training"]
-    for key in ("method", "optimizer", "batch_size", "k"):
-        if saved["config"].get(key) != config.get(key):
-            raise ValueError(f"cannot resume from {path}: it was trained with {key}={saved['config'].get(key)!r}, "
-                             f"not {config.get(key)!r}")
-    model.params = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+    saved, data = model._read_checkpoint(path, config, ("method", "optimizer", "batch_size", "k"))
     model._rng.bit_generator.state = saved["rng"]
     opt.load(data, saved["opt_t"])
     state.update(epoch=saved["epoch"], history=saved["history"], baseline=saved["baseline"])

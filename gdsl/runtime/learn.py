@@ -84,6 +84,21 @@ class LearningMixin:
             raise ValueError(f"cannot load {path}: " + "; ".join(problems))
         return meta, data
 
+    def _read_checkpoint(self, path, config: dict, same: tuple):
+        """A checkpoint's training metadata and arrays, with its parameters loaded: refused
+        when it is a plain parameter file, or was trained with other values of the `same` keys
+        of config (they decide what its saved state means)."""
+        meta, data = self._read(path)
+        if "training" not in meta:
+            raise ValueError(f"{path} is a parameter file, not a checkpoint (no training state)")
+        saved = meta["training"]
+        for key in same:
+            if saved["config"].get(key) != config.get(key):
+                raise ValueError(f"cannot resume from {path}: it was trained with {key}="
+                                 f"{saved['config'].get(key)!r}, not {config.get(key)!r}")
+        self.params = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+        return saved, data
+
     def load_params(self, path) -> None:
         """Set the parameters from a file written by `save` (or a checkpoint) of this same model."""
         _, data = self._read(path)
@@ -190,15 +205,7 @@ class LearningMixin:
 
     def _training_state(self, chains, config, resume):
         if resume is not None:
-            meta, data = self._read(resume)
-            if "training" not in meta:
-                raise ValueError(f"{resume} is a parameter file, not a checkpoint (no training state)")
-            saved = meta["training"]
-            for key in ("method", "batch_size", "chains", "k"):
-                if saved["config"].get(key) != config.get(key):
-                    raise ValueError(f"cannot resume from {resume}: it was trained with {key}="
-                                     f"{saved['config'].get(key)!r}, not {config.get(key)!r}")
-            self.params = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+            saved, data = self._read_checkpoint(resume, config, ("method", "batch_size", "chains", "k"))
             self._rng.bit_generator.state = saved["rng"]
             state = {"epoch": saved["epoch"], "history": saved["history"], "config": config,
                      "velocity": {k[len("velocity/"):]: v.astype(self.dtype) for k, v in data.items()
