@@ -127,7 +127,7 @@ def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str
     state = {"epoch": 0, "history": [], "baseline": [0.0, 1.0, 0]}
     if resume is not None:
         _resume(model, resume, config, state, opt)
-    bar = _EpochBar(epochs, progress)
+    bar = _EpochBar(epochs, progress, first=state["epoch"])
     probe = {g: v[:min(n, 1000)] for g, v in arrays.items()}
     undo = None
     try:

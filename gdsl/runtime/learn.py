@@ -155,7 +155,7 @@ class LearningMixin:
                   "lr_schedule": lr_schedule if isinstance(lr_schedule, (str, type(None))) else "callable"}
         state = self._training_state(chains, config, resume)
         monitors = self._monitors(monitor, given)
-        bar = _EpochBar(epochs, progress)
+        bar = _EpochBar(epochs, progress, first=state["epoch"])
         rows = min(n, 1000)
         probe = {g: v[:rows] for g, v in arrays.items()}  # a fixed training subset to measure on
         undo = None  # set while an epoch is under way: how to go back to the end of the previous one
@@ -360,7 +360,7 @@ class LearningMixin:
 
 
 class _EpochBar:
-    def __init__(self, epochs, enabled):
+    def __init__(self, epochs, enabled, first=0):
         if enabled is None:
             enabled = sys.stderr.isatty()
         self.enabled = enabled
@@ -368,7 +368,7 @@ class _EpochBar:
         if enabled:
             from .progress import ProgressBar
 
-            self.bar = ProgressBar(epochs, "training")
+            self.bar = ProgressBar(epochs, "training", first=first)
 
     def __call__(self, record):
         if not self.enabled:

@@ -6,8 +6,9 @@ import time
 
 
 class ProgressBar:
-    def __init__(self, total: int, label: str, stream=None, width: int = 30):
+    def __init__(self, total: int, label: str, stream=None, width: int = 30, first: int = 0):
         self.total = max(1, int(total))
+        self.first = min(int(first), self.total)  # done before this bar started (a resumed fit)
         self.label = label
         self.stream = stream or sys.stderr
         self.width = width
@@ -22,7 +23,9 @@ class ProgressBar:
         frac = min(1.0, done / self.total)
         filled = int(frac * self.width)
         elapsed = now - self.start
-        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        # the rate is what this bar has seen, so a resumed run does not count earlier work as free
+        progressed = done - self.first
+        eta = elapsed / progressed * (self.total - done) if progressed > 0 else 0.0
         self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
                           f"{done}/{self.total} {elapsed:.1f}s eta {eta:.1f}s")
         if done >= self.total:
