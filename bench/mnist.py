@@ -136,7 +136,8 @@ def evaluate(name, m, train_x, test_x, runs, betas):
     # the same measure on as many training images: the difference is what the fit does not generalise
     train_ll = float(np.mean(m.log_prob({"v": train_x[:len(test_x)]}, log_z=forward.log_z, method=method)))
     return dict(log_z=forward.log_z, log_z_sd=forward.sd, reverse_log_z=reverse.log_z, reverse_start=start,
-                test_ll=test_ll, test_ll_reverse=low_ll, train_ll=train_ll, forward_pixels_on=forward_on,
+                test_ll=test_ll, test_ll_reverse=low_ll, train_ll=train_ll, train_ll_images=len(test_x),
+                forward_pixels_on=forward_on,
                 data_pixels_on=float(np.mean(train_x)), eval_seconds=time.perf_counter() - t)
 
 
@@ -173,7 +174,8 @@ def write_table(rows, quick: bool, path: Path) -> None:
         note = (f"**unreliable**: forward and reverse AIS differ by {gap:.1f} nats, the chains did not mix; "
                 f"the truth lies between, or outside if neither reached the model" if gap > 1.0 else "")
         if "train_ll" in r:
-            note = "; ".join(x for x in (note, f"{r['train_ll']:.2f} on as many training images") if x)
+            on_train = f"the same measure gives {r['train_ll']:.2f} on the first {r['train_ll_images']:,} training images"
+            note = "; ".join(x for x in (note, on_train) if x)
         if "forward_pixels_on" in r:
             note = "; ".join(x for x in (note, f"forward runs ended with {100 * r['forward_pixels_on']:.1f}% of pixels "
                                                f"on (training images: {100 * r['data_pixels_on']:.1f}%)") if x)
