@@ -2,12 +2,12 @@
 write docs/results.md with the published figure beside each measured one.
 
     python bench/mnist.py            # the full runs, with the settings of docs/results.md's rows
-                                     # (about four and a half hours on 2 cores: CD-25 an hour,
-                                     # the DBM's 200 joint epochs 100 minutes)
+                                     # (about seven hours on 2 cores: CD-25 an hour, the DBM's
+                                     # 500 joint epochs about four)
     python bench/mnist.py --quick    # reduced settings, a few minutes: checks the pipeline,
                                      # not the published numbers
     python bench/mnist.py --only rbm-pcd,dbm
-    python bench/mnist.py --only dbm --epochs 500       # a longer run than the default
+    python bench/mnist.py --only dbm --epochs 50        # a shorter run than the default
     python bench/mnist.py --only dbm --set joint.k=5 --checkpoint-dir DIR   # other fit options
     python bench/mnist.py --only dbm --train-on train+valid   # 60,000 training images
 
@@ -63,7 +63,7 @@ FULL = {
     "rbm-pcd": dict(method="pcd", k=1, lr=0.05, epochs=1000, batch_size=100, momentum=0.5, weight_decay=2e-4,
                     lr_schedule="linear"),
     "dbm": dict(greedy=dict(lr=0.05, epochs=30, batch_size=100, momentum=0.5, weight_decay=2e-4),
-                joint=dict(method="pcd", lr=0.05, epochs=200, batch_size=100, chains=100, mf_iters=10,
+                joint=dict(method="pcd", lr=0.05, epochs=500, batch_size=100, chains=100, mf_iters=10,
                            weight_decay=2e-4, lr_schedule="linear")),
     "nade": dict(method="ml", optimizer="adam", lr=1e-3, epochs=30, batch_size=100),
 }
