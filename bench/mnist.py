@@ -170,16 +170,19 @@ def write_table(rows, quick: bool, path: Path) -> None:
             lines.append(f"| {r['name']} | {r['settings']} | {r['train_seconds']:.0f} s | - | - | - | "
                          f"{r['test_ll']:.2f} | - | {pub} ({src}) | {note} |")
             continue
+        parts = []
         gap = abs(r["reverse_log_z"] - r["log_z"])
-        note = (f"**unreliable**: forward and reverse AIS differ by {gap:.1f} nats, the chains did not mix; "
-                f"the truth lies between, or outside if neither reached the model" if gap > 1.0 else "")
+        if gap > 1.0:
+            parts.append(f"**unreliable**: forward and reverse AIS differ by {gap:.1f} nats, the chains did not mix; "
+                         f"the truth lies between, or outside if neither reached the model")
         if "train_ll" in r:
-            on_train = f"the same measure gives {r['train_ll']:.2f} on the first {r['train_ll_images']:,} training images"
-            note = "; ".join(x for x in (note, on_train) if x)
+            parts.append(f"the same measure gives {r['train_ll']:.2f} on the first {r['train_ll_images']:,} "
+                         f"training images")
         if "forward_pixels_on" in r:
-            note = "; ".join(x for x in (note, f"forward runs ended with {100 * r['forward_pixels_on']:.1f}% of pixels "
-                                               f"on (training images: {100 * r['data_pixels_on']:.1f}%)") if x)
-        note = "; ".join(x for x in (note, r.get("remark", "")) if x)  # a remark added by hand to results.json
+            parts.append(f"forward runs ended with {100 * r['forward_pixels_on']:.1f}% of pixels "
+                         f"on (training images: {100 * r['data_pixels_on']:.1f}%)")
+        parts.append(r.get("remark", ""))  # a remark added by hand to results.json
+        note = "; ".join(x for x in parts if x)
         lines.append(f"| {r['name']} | {r['settings']} | {r['train_seconds']:.0f} s | {r['log_z']:.2f} "
                      f"± {r['log_z_sd']:.2f} | {r['reverse_log_z']:.2f} | {r.get('reverse_start', 'data')} | "
                      f"{r['test_ll']:.2f} | "

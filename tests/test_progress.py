@@ -29,8 +29,8 @@ def test_eta_is_time_per_step_times_steps_left(monkeypatch):
 
 
 def test_resumed_bar_counts_only_its_own_steps(monkeypatch):
-    # a fit resumed at epoch 336 of 500 that took 30 s for its first epoch has 164 x 30 s left,
-    # not the 15 s that counting the 336 earlier epochs as instantaneous would give
+    # a fit resumed at epoch 336 of 500 whose first epoch here took 30 s has 163 x 30 s left, not
+    # the 15 s that counting the 336 earlier epochs as instantaneous would give
     clock = _Clock()
     monkeypatch.setattr(progress.time, "perf_counter", clock)
     out = io.StringIO()
