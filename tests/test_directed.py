@@ -797,6 +797,19 @@ def test_errors_for_methods_the_model_cannot_use(tiny):
         tiny["dbn"][0].fit({"v": binary_rows(np.random.default_rng(34), 10, 2)}, method="ml")
 
 
+def test_log_prob_checks_its_data_before_enumerating(tiny):
+    sbn = tiny["sbn"][0]
+    v = binary_rows(np.random.default_rng(35), 4, 3)
+    with pytest.raises(ValueError, match="no variable 'x'"):   # was: every group summed out, log p = 0
+        sbn.log_prob({"x": v})
+    with pytest.raises(ValueError, match="v is binary"):
+        sbn.log_prob({"v": v * 0.5})
+    with pytest.raises(ValueError, match="real-valued"):
+        sbn.log_prob({"v": v * (1 + 1j)})
+    with pytest.raises(ValueError, match="clamp must be a dict"):
+        sbn.sample(2, clamp="v")
+
+
 def test_training_error_when_parameters_overflow():
     """Adam's first step moves every parameter by ~lr; with lr = 1e308 from epoch 2 on, the
     second step overflows: TrainingError names the parameter and the epoch, and the parameters

@@ -716,6 +716,21 @@ def test_wrong_shapes_name_the_variable(rbm, ising):
         rbm.sample(10, chains=3)
 
 
+def test_empty_complex_and_non_dict_inputs_are_value_errors(rbm):
+    # each of these used to escape as ZeroDivisionError, AttributeError or a silent cast
+    with pytest.raises(ValueError, match=r"v has no samples \(shape \(0, 4\)\)"):
+        rbm.free_energy({"v": np.zeros((0, 4))})
+    with pytest.raises(ValueError, match="no samples"):
+        rbm.fit({"v": np.zeros((0, 4))}, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="v must be a real-valued numeric array"):
+        rbm.free_energy({"v": np.ones((2, 4)) * 1j})
+    with pytest.raises(ValueError, match="clamp must be a dict.*got list"):
+        rbm.sample(2, clamp=[[0.0, 1.0, 0.0, 1.0]])
+    with pytest.raises(ValueError, match="evidence must be a dict.*got ndarray"):
+        rbm.mean_field(np.zeros((2, 4)))
+    assert set(rbm.mean_field(None)) == {"v", "h"}  # None: no evidence, like {}
+
+
 def test_values_outside_the_domain(rbm, ising, softmax_rbm, grbm):
     with pytest.raises(ValueError, match=r"v is binary"):
         rbm.free_energy({"v": np.full((2, 4), 0.5)})

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _progress
+from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _mapping, _progress
 
 CHUNK_FLOATS = 1 << 21  # the values of one kernel call: ~16 MB of float64, mostly cache-resident
 
@@ -148,8 +148,9 @@ class DirectedModel(ModelBase):
         (and the top's log Z) when they are few enough; otherwise use elbo(data, k=...)."""
         if method not in ("auto", "exact"):
             raise ValueError(f"unknown method {method!r}: use 'auto' or 'exact'")
+        given, n = self._state64(data, [])  # checks names, shapes and domains once
+        data = {g: given[g] for g in data}
         hidden = [g for g in self.group_names if g not in data]
-        n = self._n_of(data)
         if not hidden and not self.UNDIRECTED:
             st, n = self._state64(data, self.group_names)
             return self._forward("joint", st, self._eps_zeros(n), n)[0]
@@ -182,8 +183,7 @@ class DirectedModel(ModelBase):
             full = {}
             for g in self.group_names:
                 if g in data:
-                    arr = np.asarray(data[g], dtype=np.float64)
-                    full[g] = np.repeat(arr, m, axis=0)
+                    full[g] = np.repeat(data[g], m, axis=0)
                 elif g in block:
                     full[g] = np.tile(block[g], (n,) + (1,) * (block[g].ndim - 1))
             lj = self._log_joint_summed(full, summed).reshape(n, m)
@@ -216,7 +216,7 @@ class DirectedModel(ModelBase):
             raise ValueError("steps must be >= 1 and burn_in >= 0")
         if chains is not None or init is not None:
             raise ValueError("directed models draw independent samples: chains and init do not apply")
-        clamp, mask = dict(clamp or {}), dict(mask or {})
+        clamp, mask = dict(_mapping(clamp, "clamp")), dict(_mapping(mask, "mask"))
         for k in list(clamp) + list(mask):
             if k not in self.all_domains:
                 raise ValueError(f"cannot clamp {k!r}: {self.NAME} has no such variable")

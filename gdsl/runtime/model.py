@@ -189,7 +189,11 @@ class ModelBase(LearningMixin, AISMixin):
         if len(set(ns.values())) != 1:
             raise ValueError("all arrays must have the same number of samples: "
                              + ", ".join(f"{k}: {v}" for k, v in ns.items()))
-        return next(iter(ns.values()))
+        n = next(iter(ns.values()))
+        if n == 0:
+            k = next(iter(data))
+            raise ValueError(f"{k} has no samples (shape {np.shape(data[k])}): pass at least one row")
+        return n
 
     def _with_sample_axis(self, name, value, n):
         """One value for every chain may be given without the sample axis."""
@@ -260,7 +264,7 @@ class ModelBase(LearningMixin, AISMixin):
         if missing:
             raise ValueError(f"gibbs needs a state for every variable; missing {', '.join(sorted(missing))}")
         st = {k: self._array(k, v, n).copy() for k, v in state.items()}
-        masks = self._masks(clamp or {}, n)
+        masks = self._masks(_mapping(clamp, "clamp"), n)
         return self._run_gibbs(st, masks, int(steps))
 
     def _masks(self, clamp, n):
@@ -296,9 +300,9 @@ class ModelBase(LearningMixin, AISMixin):
         if steps < 1 or burn_in < 0:
             raise ValueError("steps must be >= 1 and burn_in >= 0")
         st = self.random_state(chains)
-        for k, v in (init or {}).items():
+        for k, v in _mapping(init, "init").items():
             st[k] = self._array(k, self._with_sample_axis(k, v, chains), chains).copy()
-        clamp, mask = clamp or {}, mask or {}
+        clamp, mask = _mapping(clamp, "clamp"), _mapping(mask, "mask")
         for k in mask:
             if k not in clamp:
                 raise ValueError(f"mask given for {k} but {k} is not clamped")
@@ -332,15 +336,16 @@ class ModelBase(LearningMixin, AISMixin):
         elements left free by `mask`."""
         if not 0.0 <= damping < 1.0:
             raise ValueError("damping must be in [0, 1)")
+        evidence, init = _mapping(evidence, "evidence"), _mapping(init, "init")
         n = self._n_of(evidence) if evidence else 1  # no evidence: one set of marginals
-        mask = mask or {}
+        mask = _mapping(mask, "mask")
         for g in mask:
             if g not in evidence:
                 raise ValueError(f"a mask was given for {g!r}, which is not in the evidence; "
                                  f"masks mark the evidence elements to hold fixed")
         st = {}
         for g, domain in self.domains.items():
-            if init is not None and g in init:
+            if g in init:
                 st[g] = self._array(g, init[g], n, check_domain=False).copy()
             elif domain == "binary":
                 st[g] = np.full((n,) + self._shapes[g], 0.5, self.dtype)
@@ -534,9 +539,21 @@ class ModelBase(LearningMixin, AISMixin):
 
 def _numeric(value, dtype, what: str) -> np.ndarray:
     try:
+        if np.iscomplexobj(value):  # the cast would drop the imaginary part with only a warning
+            raise ValueError
         return np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a numeric array") from None
+        raise ValueError(f"{what} must be a real-valued numeric array") from None
+
+
+def _mapping(value, what: str) -> Mapping:
+    """An optional dict argument (clamp, mask, init, evidence): None means empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what} must be a dict from variable names to arrays, "
+                         f"got {type(value).__name__}")
+    return value
 
 
 class _LogSumExp:
