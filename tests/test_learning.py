@@ -518,6 +518,14 @@ FIT = dict(method="pcd", lr=0.1, momentum=0.5, weight_decay=0.01, lr_schedule="e
            chains=15, progress=False)
 
 
+def test_a_failed_save_leaves_no_temporary_file(tmp_path, tiny_rbm):
+    target = tmp_path / "taken"
+    target.mkdir()  # np.savez can write the .tmp, but it cannot replace a directory
+    with pytest.raises(OSError):
+        tiny_rbm.save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 def test_save_load_round_trip(tmp_path, tiny_rbm):
     path = tmp_path / "rbm.npz"
     tiny_rbm.save(path)

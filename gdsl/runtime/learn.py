@@ -57,9 +57,13 @@ class LearningMixin:
         arrays["meta"] = np.array(json.dumps(meta))
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        tmp.replace(path)  # never leave a half-written file under the real name
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            tmp.replace(path)  # never leave a half-written file under the real name
+        except BaseException:  # nor a stray .tmp beside it (e.g. when path is a directory)
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _read(self, path):
         try:
