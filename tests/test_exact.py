@@ -758,7 +758,7 @@ def test_bad_parameters_are_rejected(rbm, bm, ising):
         rbm.params = {"W": bad}
     with pytest.raises(ValueError, match=r"W contains NaN"):
         rbm.params.update(W=np.where(np.isnan(bad), np.inf, bad))
-    with pytest.raises(ValueError, match=r"parameter b must be a numeric array"):
+    with pytest.raises(ValueError, match=r"parameter b must be a real-valued numeric array"):
         rbm.params["b"] = "abc"
     assert np.array_equal(rbm.params["W"], W)  # a rejected value leaves the parameter alone
     with pytest.raises(KeyError):
