@@ -148,15 +148,13 @@ class DirectedModel(ModelBase):
         (and the top's log Z) when they are few enough; otherwise use elbo(data, k=...)."""
         if method not in ("auto", "exact"):
             raise ValueError(f"unknown method {method!r}: use 'auto' or 'exact'")
-        given, n = self._state64(data, [])  # checks names, shapes and domains once
+        given, n = self._state64(data, [])  # checks names, shapes and domains once; zeros elsewhere
         data = {g: given[g] for g in data}
         hidden = [g for g in self.group_names if g not in data]
         if not hidden and not self.UNDIRECTED:
-            st, n = self._state64(data, self.group_names)
-            return self._forward("joint", st, self._eps_zeros(n), n)[0]
+            return self._forward("joint", given, self._eps_zeros(n), n)[0]
         if not hidden:
-            st, n = self._state64(data, self.group_names)
-            return self.log_joint(st) - (log_z if log_z is not None else
+            return self.log_joint(given) - (log_z if log_z is not None else
                                          self.log_partition("exact", max_states=max_states))
         real = [g for g in hidden if self.all_domains[g] == "real"]
         if real:
@@ -167,9 +165,8 @@ class DirectedModel(ModelBase):
         if summed and self.why_not_summable(summed) is not None:
             summed = []
         hidden = [g for g in hidden if g not in summed]
-        if not hidden:
-            st, n = self._state64(data, [g for g in self.group_names if g not in summed])
-            return self._log_joint_summed(st, summed) - (
+        if not hidden:  # every group not summed out is given
+            return self._log_joint_summed(given, summed) - (
                 log_z if log_z is not None else self.log_partition("exact", max_states=max_states))
         states = _enumeration(self, hidden)
         count = math.prod(len(s) for s in states.values()) if states else 1
