@@ -791,7 +791,7 @@ def test_errors_for_methods_the_model_cannot_use(tiny):
         fv.fit({"x": x}, method="bogus")
     with pytest.raises(ValueError, match="unknown objective"):
         fv.gradients({"x": x}, "bogus")
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match="k must be a whole number >= 1"):
         vae.elbo({"x": x}, k=0)
     with pytest.raises(ValueError, match="greedy"):
         tiny["dbn"][0].fit({"v": binary_rows(np.random.default_rng(34), 10, 2)}, method="ml")

@@ -17,6 +17,8 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
+from .checks import numeric_array, real
+
 
 class AISEstimate(NamedTuple):
     """log Z and its standard deviation in the log domain (delta method over the runs)."""
@@ -112,8 +114,9 @@ class AISMixin:
     def _ais(self, reverse: bool, runs: int, betas, data, workers: int, progress: bool, burn_in: int,
              start: str = "data"):
         summed, kept = self._ais_split()
-        betas = standard_schedule() if betas is None else np.asarray(betas, dtype=np.float64)
-        if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0.0 or betas[-1] != 1.0 or np.any(np.diff(betas) < 0):
+        betas = standard_schedule() if betas is None else numeric_array(betas, np.float64, "betas")
+        if (betas.ndim != 1 or len(betas) < 2 or betas[0] != 0.0 or betas[-1] != 1.0
+                or not np.all(np.diff(betas) >= 0)):  # written so that a NaN fails it
             raise ValueError("betas must rise from 0 to 1 (inclusive), with at least two values")
         if runs < 2:
             raise ValueError("runs must be at least 2 (the spread of the estimate needs two)")
@@ -131,7 +134,7 @@ class AISMixin:
         state = self._ais_start(reverse, runs, base, data, kept, burn_in, start)
         at_one = {g: v.copy() for g, v in state.items()} if reverse else None  # the start is at beta = 1
         schedule = betas[::-1] if reverse else betas
-        parts = max(1, min(int(workers), runs))
+        parts = min(workers, runs)
         bounds = np.linspace(0, runs, parts + 1).astype(int)
         chunks = [{g: np.ascontiguousarray(v[a:b]) for g, v in state.items()} for a, b in zip(bounds[:-1], bounds[1:])]
         streams = [self._streams(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -218,7 +221,7 @@ class AISMixin:
             n = next(iter(chains.values())).shape[0]
             rows = self._rng.choice(n, size=runs, replace=runs > n)
             state = {g: np.ascontiguousarray(chains[g][rows]) for g in self.domains}
-            return self._run_gibbs(state, self._masks({}, runs), int(burn_in))
+            return self._run_gibbs(state, self._masks({}, runs), burn_in)
         n = next(iter(data.values())).shape[0]
         rows = self._rng.choice(n, size=runs, replace=runs > n)
         for g, v in data.items():
@@ -228,11 +231,12 @@ class AISMixin:
         # then free sweeps at beta = 1, so the chains approach the model itself: reverse AIS
         # needs its start drawn from the model (from the data alone it is biased whenever the
         # model and the data differ)
-        return self._run_gibbs(state, self._masks({}, runs), int(burn_in))
+        return self._run_gibbs(state, self._masks({}, runs), burn_in)
 
     def variational_bound(self, data: Mapping, log_z: float, **mean_field_options) -> np.ndarray:
         """log p(data) >= -E_q[E] + H(q) - log Z with q the fully factorised mean-field
         posterior over the other groups (binary, spin or categorical), per sample."""
+        log_z = real(log_z.log_z if isinstance(log_z, AISEstimate) else log_z, "log_z")
         q = self.mean_field(data, **mean_field_options)
         latent = [g for g in self.domains if g not in data]
         for g in latent:

@@ -14,7 +14,8 @@ from typing import Mapping
 
 import numpy as np
 
-from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _mapping, _progress
+from .checks import mapping, real, whole
+from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _log_z_value, _progress
 
 CHUNK_FLOATS = 1 << 21  # the values of one kernel call: ~16 MB of float64, mostly cache-resident
 
@@ -148,6 +149,8 @@ class DirectedModel(ModelBase):
         (and the top's log Z) when they are few enough; otherwise use elbo(data, k=...)."""
         if method not in ("auto", "exact"):
             raise ValueError(f"unknown method {method!r}: use 'auto' or 'exact'")
+        max_states = real(max_states, "max_states", 1.0)
+        log_z = _log_z_value(log_z)
         given, n = self._state64(data, [])  # checks names, shapes and domains once; zeros elsewhere
         data = {g: given[g] for g in data}
         hidden = [g for g in self.group_names if g not in data]
@@ -156,9 +159,9 @@ class DirectedModel(ModelBase):
         if not hidden:
             return self.log_joint(given) - (log_z if log_z is not None else
                                          self.log_partition("exact", max_states=max_states))
-        real = [g for g in hidden if self.all_domains[g] == "real"]
-        if real:
-            raise ValueError(f"log_prob cannot sum out the real latents {', '.join(real)} exactly; "
+        real_latents = [g for g in hidden if self.all_domains[g] == "real"]
+        if real_latents:
+            raise ValueError(f"log_prob cannot sum out the real latents {', '.join(real_latents)} exactly; "
                              f"estimate it with elbo(data, k=...) (the importance-weighted bound)")
         # top groups no conditional reads are summed out analytically (the free energy), the rest enumerated
         summed = [g for g in hidden if g in self.UNDIRECTED and g not in self.PARENTS]
@@ -171,7 +174,7 @@ class DirectedModel(ModelBase):
         states = _enumeration(self, hidden)
         count = math.prod(len(s) for s in states.values()) if states else 1
         if count > max_states:
-            raise ValueError(f"log_prob would enumerate {count} latent states (max_states={max_states}); "
+            raise ValueError(f"log_prob would enumerate {count} latent states (max_states={max_states:g}); "
                              f"estimate it with elbo(data, k=...) instead")
         acc = _LogSumExp()
         blocks = _joint_states(states, hidden)
@@ -206,14 +209,10 @@ class DirectedModel(ModelBase):
         the top first), with clamped elements kept. When the clamps are evidence about a free
         variable upstream (a clamped descendant of a free variable), one ancestral pass is not
         exact, and `steps + burn_in` sweeps of single-site Gibbs on the free discrete variables follow."""
-        n = int(n)
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        if steps < 1 or burn_in < 0:
-            raise ValueError("steps must be >= 1 and burn_in >= 0")
+        n, steps, burn_in = whole(n, "n", 1), whole(steps, "steps", 1), whole(burn_in, "burn_in")
         if chains is not None or init is not None:
             raise ValueError("directed models draw independent samples: chains and init do not apply")
-        clamp, mask = dict(_mapping(clamp, "clamp")), dict(_mapping(mask, "mask"))
+        clamp, mask = dict(mapping(clamp, "clamp")), dict(mapping(mask, "mask"))
         for k in list(clamp) + list(mask):
             if k not in self.all_domains:
                 raise ValueError(f"cannot clamp {k!r}: {self.NAME} has no such variable")
@@ -231,13 +230,13 @@ class DirectedModel(ModelBase):
         if self.UNDIRECTED:
             top_clamp = {g: st[g] for g in self.UNDIRECTED if g in clamp}
             top_mask = {g: masks[g].astype(bool) for g in top_clamp}
-            top = ModelBase.sample(self, n, steps=max(1, int(steps)), burn_in=int(burn_in),
+            top = ModelBase.sample(self, n, steps=steps, burn_in=burn_in,
                                    clamp=top_clamp or None, mask=top_mask or None, progress=progress)
             for g in self.UNDIRECTED:
                 st[g] = np.ascontiguousarray(top[g], dtype=np.float64)
         self._ancestral(st, {g: masks.get(g) for g in self.DIRECTED}, n)
         if clamp and not self._ancestral_is_exact(clamp, masks):
-            self._gibbs_sites(st, masks, int(max(steps, 1)) + int(burn_in), progress)
+            self._gibbs_sites(st, masks, steps + burn_in, progress)
         return {g: st[g].astype(self.dtype) if self.dtype != np.float64 else st[g] for g in self.group_names}
 
     def _ancestral(self, st, masks, n):
@@ -333,9 +332,7 @@ class DirectedModel(ModelBase):
         return _log_mean_exp(w.reshape(k, n))
 
     def _log_weights(self, data, k, eps=None, with_grads=False, seeds=None):
-        k = int(k)
-        if k < 1:
-            raise ValueError("k must be >= 1")
+        k = whole(k, "k", 1)
         st, n = self._state64(data, self.visible)
         big = {g: np.ascontiguousarray(np.tile(v, (k,) + (1,) * (v.ndim - 1))) for g, v in st.items()}
         if self.REPARAM:
@@ -381,7 +378,7 @@ class DirectedModel(ModelBase):
         if not self.REPARAM:
             raise ValueError("the reparameterised bound needs normal latents in the guide; for discrete "
                              "latents use fit(method='reinforce' or 'wake-sleep')")
-        k = int(k) if objective == "iwae" else 1
+        k = whole(k, "k", 1) if objective == "iwae" else 1
         rows = self._n_of(data)
         e = self._noise(rows * k, eps, k)
         # the log weights fix the importance weights; a second pass gives the gradient

@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from .checks import real, whole
 from .learn import TrainingError, _EpochBar, learning_rate
 
 METHODS = ("ml", "elbo", "iwae", "reinforce", "wake-sleep", "greedy")
@@ -109,14 +110,13 @@ def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str
                               lr=0.05 if lr is None else lr, **greedy_options)
     if greedy_options:
         raise TypeError(f"unexpected options {', '.join(greedy_options)} for method {method!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("k", k), ("checkpoint_every", checkpoint_every)):
-        if not isinstance(value, (int, np.integer)) or value < (0 if name == "epochs" else 1):
-            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    epochs, batch_size, k = whole(epochs, "epochs"), whole(batch_size, "batch_size", 1), whole(k, "k", 1)
+    checkpoint_every = whole(checkpoint_every, "checkpoint_every", 1)
     lr = (1e-3 if optimizer == "adam" else 0.01) if lr is None else lr
-    if not callable(lr_schedule) and not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError("momentum must be in [0, 1)")
+    lr = lr if callable(lr_schedule) else real(lr, "lr", 0.0, low_open=True)
+    momentum = real(momentum, "momentum", 0.0, 1.0, high_open=True)
+    weight_decay = real(weight_decay, "weight_decay", 0.0)
+    baseline_decay = real(baseline_decay, "baseline_decay", 0.0, 1.0)
     step_fn = _STEPS[method]
     _check_method(model, data, method)
     n = model._n_of(data)

@@ -15,6 +15,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from .checks import generator, real, whole
+
 FORMAT = 1
 METHODS = ("cd", "pcd", "variational")
 
@@ -131,26 +133,19 @@ class LearningMixin:
                               weight_decay=weight_decay, lr_schedule=lr_schedule, progress=progress)
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS + ('greedy',))}")
-        for name, value in (("k", k), ("epochs", epochs), ("batch_size", batch_size),
-                            ("mf_iters", mf_iters), ("checkpoint_every", checkpoint_every)):
-            if not isinstance(value, (int, np.integer)) or value < (0 if name == "epochs" else 1):
-                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
-        if chains is not None and (not isinstance(chains, (int, np.integer)) or chains < 1):
-            raise ValueError(f"chains must be a positive whole number, got {chains!r}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError("momentum must be in [0, 1)")
-        if not 0.0 <= mf_damping < 1.0:
-            raise ValueError("mf_damping must be in [0, 1)")
-        if not callable(lr_schedule) and not (np.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-        if not (np.isfinite(weight_decay) and weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        k, epochs, batch_size = whole(k, "k", 1), whole(epochs, "epochs"), whole(batch_size, "batch_size", 1)
+        mf_iters, checkpoint_every = whole(mf_iters, "mf_iters", 1), whole(checkpoint_every, "checkpoint_every", 1)
+        chains = batch_size if chains is None else whole(chains, "chains", 1)
+        momentum = real(momentum, "momentum", 0.0, 1.0, high_open=True)
+        mf_damping = real(mf_damping, "mf_damping", 0.0, 1.0, high_open=True)
+        mf_tol = real(mf_tol, "mf_tol", 0.0)
+        lr = lr if callable(lr_schedule) else real(lr, "lr", 0.0, low_open=True)
+        weight_decay = real(weight_decay, "weight_decay", 0.0)
         n = self._n_of(data)
         arrays = {g: self._array(g, v, n) for g, v in data.items()}
         given = tuple(g for g in self.domains if g in arrays)
         hidden = [g for g in self.domains if g not in arrays]
         factorises = self.why_not_summable(hidden) is None and method != "variational"
-        chains = int(chains or batch_size)
         persistent = method in ("pcd", "variational")
         # plain Python numbers: the config goes into checkpoints as JSON (numpy scalars would not)
         config = {"method": method, "k": int(k), "lr": float(lr), "epochs": int(epochs),
@@ -347,7 +342,7 @@ class LearningMixin:
     def pseudo_log_likelihood(self, data: Mapping, seed: int = 0) -> np.ndarray:
         """Stochastic pseudo-log-likelihood per sample (binary data, free energy available):
         size * log sigmoid(F(x with one random element flipped) - F(x))."""
-        rng = np.random.default_rng(seed)
+        rng = generator(seed)
         f0 = self.free_energy(data)
         flipped, size = {}, 0
         for g, v in data.items():

@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from . import kernels as _k
+from .checks import generator, mapping, numeric_array, real, whole
 from .enumerate import Enumeration
 from .ais import AISMixin
 from .learn import LearningMixin
@@ -84,7 +85,7 @@ class ModelBase(LearningMixin, AISMixin):
         self.roles = {name: role for name, role, _ in self.GROUPS}
         self.all_domains = self.domains  # every group's (a directed model adds its directed groups)
         self._constraints = dict(self.PARAMS)
-        self._rng = np.random.default_rng(seed)
+        self._rng = generator(seed)
         self._version = 0
         raw = self.initial_params(self.sizes, self.consts, self._rng, self._shapes)
         self._p = ParamDict(self, {k: self._validated_param(k, self._apply_constraints(k, v)) for k, v in raw.items()})
@@ -130,7 +131,7 @@ class ModelBase(LearningMixin, AISMixin):
     def _validated_param(self, name, value):
         if name not in self._constraints:
             raise KeyError(f"{self.NAME} has no parameter {name!r}")
-        arr = _numeric(value, np.float64, f"parameter {name}")
+        arr = numeric_array(value, np.float64, f"parameter {name}")
         want = self._shapes[name]
         if arr.shape != want:
             raise ValueError(f"parameter {name} must have shape {want}, got {arr.shape}")
@@ -149,7 +150,7 @@ class ModelBase(LearningMixin, AISMixin):
     def _array(self, name, value, n=None, check_domain=True):
         if name not in self.all_domains:
             raise ValueError(f"{self.NAME} has no variable {name!r} (it has: {', '.join(self.group_names)})")
-        arr = _numeric(value, self.dtype, name)
+        arr = numeric_array(value, self.dtype, name)
         shape = self._shapes[name]
         if arr.shape[1:] != shape or arr.ndim != len(shape) + 1 or (n is not None and arr.shape[0] != n):
             # the first axis only means "samples" when the rank is right (a lone sample has no such axis)
@@ -228,6 +229,7 @@ class ModelBase(LearningMixin, AISMixin):
 
     def random_state(self, n: int) -> dict:
         """n independent draws from a simple distribution per group (starting points for chains)."""
+        n = whole(n, "n")
         out = {}
         for name, domain in self.domains.items():
             shape = (n,) + self._shapes[name]
@@ -264,8 +266,8 @@ class ModelBase(LearningMixin, AISMixin):
         if missing:
             raise ValueError(f"gibbs needs a state for every variable; missing {', '.join(sorted(missing))}")
         st = {k: self._array(k, v, n).copy() for k, v in state.items()}
-        masks = self._masks(_mapping(clamp, "clamp"), n)
-        return self._run_gibbs(st, masks, int(steps))
+        masks = self._masks(mapping(clamp, "clamp"), n)
+        return self._run_gibbs(st, masks, whole(steps, "steps"))
 
     def _masks(self, clamp, n):
         for k in clamp:
@@ -274,9 +276,7 @@ class ModelBase(LearningMixin, AISMixin):
         return {g: (self._mask(g, clamp[g], n) if g in clamp else np.zeros((n,) + self._shapes[g], np.uint8))
                 for g in self.domains}
 
-    def _run_gibbs(self, st, masks, steps):
-        if steps < 0:
-            raise ValueError("steps must be >= 0")
+    def _run_gibbs(self, st, masks, steps: int):
         n = next(iter(st.values())).shape[0]
         free = tuple(bool(not masks[g].all()) for g in self.domains)
         ok = self.KERNELS["gibbs"](*self._args(st), *(masks[g] for g in self.domains), *free,
@@ -293,16 +293,15 @@ class ModelBase(LearningMixin, AISMixin):
 
         Each chain runs `burn_in` sweeps, then records a sample every `steps` sweeps.
         `clamp` fixes groups to given values (inpainting: add `mask` to fix only some elements)."""
-        n = int(n)
-        chains = n if chains is None else int(chains)
-        if n < 1 or chains < 1 or n % chains:
-            raise ValueError(f"n ({n}) must be a positive multiple of chains ({chains})")
-        if steps < 1 or burn_in < 0:
-            raise ValueError("steps must be >= 1 and burn_in >= 0")
+        n = whole(n, "n", 1)
+        chains = n if chains is None else whole(chains, "chains", 1)
+        steps, burn_in = whole(steps, "steps", 1), whole(burn_in, "burn_in")
+        if n % chains:
+            raise ValueError(f"n ({n}) must be a multiple of chains ({chains})")
         st = self.random_state(chains)
-        for k, v in _mapping(init, "init").items():
+        for k, v in mapping(init, "init").items():
             st[k] = self._array(k, self._with_sample_axis(k, v, chains), chains).copy()
-        clamp, mask = _mapping(clamp, "clamp"), _mapping(mask, "mask")
+        clamp, mask = mapping(clamp, "clamp"), mapping(mask, "mask")
         for k in mask:
             if k not in clamp:
                 raise ValueError(f"mask given for {k} but {k} is not clamped")
@@ -317,9 +316,9 @@ class ModelBase(LearningMixin, AISMixin):
         per_chain = n // chains
         out = {k: np.empty((n,) + self._shapes[k], dtype=self.dtype) for k in self.domains}
         bar = _progress(per_chain, progress, "sampling")
-        st = self._run_gibbs(st, masks, int(burn_in))
+        st = self._run_gibbs(st, masks, burn_in)
         for r in range(per_chain):
-            st = self._run_gibbs(st, masks, int(steps))
+            st = self._run_gibbs(st, masks, steps)
             for k in self.domains:
                 out[k][r::per_chain] = st[k]
             bar(r + 1)
@@ -334,11 +333,11 @@ class ModelBase(LearningMixin, AISMixin):
         Returns a dict of means (probabilities for binary, E[x] for spin/real, row
         probabilities for categorical); evidence groups are returned as given, except
         elements left free by `mask`."""
-        if not 0.0 <= damping < 1.0:
-            raise ValueError("damping must be in [0, 1)")
-        evidence, init = _mapping(evidence, "evidence"), _mapping(init, "init")
+        damping = real(damping, "damping", 0.0, 1.0, high_open=True)
+        tol, max_iter = real(tol, "tol", 0.0), whole(max_iter, "max_iter")
+        evidence, init = mapping(evidence, "evidence"), mapping(init, "init")
         n = self._n_of(evidence) if evidence else 1  # no evidence: one set of marginals
-        mask = _mapping(mask, "mask")
+        mask = mapping(mask, "mask")
         for g in mask:
             if g not in evidence:
                 raise ValueError(f"a mask was given for {g!r}, which is not in the evidence; "
@@ -360,7 +359,7 @@ class ModelBase(LearningMixin, AISMixin):
         masks = self._masks({g: mask.get(g, True) for g in evidence}, n)
         free = tuple(bool(not masks[g].all()) for g in self.domains)
         it, delta = self.KERNELS["mean_field"](*self._args(st), *(masks[g] for g in self.domains), *free,
-                                                float(damping), float(tol), int(max_iter))
+                                                damping, tol, max_iter)
         if it < 0:
             raise ValueError("a real variable's precision is <= 0: the energy is not bounded below")
         return (st, {"iterations": int(it), "max_change": float(delta)}) if return_info else st
@@ -457,9 +456,11 @@ class ModelBase(LearningMixin, AISMixin):
         if method in ("ais", "reverse-ais"):
             if start not in ("data", "chains"):
                 raise ValueError(f"start must be 'data' or 'chains', got {start!r}")
-            return self._ais(method == "reverse-ais", int(runs), betas, data, workers, progress, burn_in, start)
+            return self._ais(method == "reverse-ais", whole(runs, "runs"), betas, data,
+                             whole(workers, "workers", 1), progress, whole(burn_in, "burn_in"), start)
         if method != "exact":
             raise ValueError(f"unknown method {method!r}; use 'exact', 'ais' or 'reverse-ais'")
+        max_states = real(max_states, "max_states", 1.0)
         best = self._best_enumeration()
         if best is None:
             raise ValueError("log_partition cannot enumerate: every way of summing out leaves a real variable")
@@ -505,6 +506,8 @@ class ModelBase(LearningMixin, AISMixin):
         models too large for the exact log Z."""
         if method not in ("auto", "exact", "bound"):
             raise ValueError(f"unknown method {method!r}; use 'auto', 'exact' or 'bound'")
+        max_states = real(max_states, "max_states", 1.0)
+        log_z = _log_z_value(log_z)
         n = self._n_of(data)
         st = {k: self._array(k, v, n).astype(np.float64) for k, v in data.items()}
         best = self._best_enumeration(given=tuple(st))
@@ -537,23 +540,13 @@ class ModelBase(LearningMixin, AISMixin):
         return acc.value() - log_z
 
 
-def _numeric(value, dtype, what: str) -> np.ndarray:
-    try:
-        if np.iscomplexobj(value):  # the cast would drop the imaginary part with only a warning
-            raise ValueError
-        return np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a real-valued numeric array") from None
+def _log_z_value(log_z) -> float | None:
+    """None, a number, or an AISEstimate (its log_z: passing the estimate itself is natural)."""
+    from .ais import AISEstimate
 
-
-def _mapping(value, what: str) -> Mapping:
-    """An optional dict argument (clamp, mask, init, evidence): None means empty."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{what} must be a dict from variable names to arrays, "
-                         f"got {type(value).__name__}")
-    return value
+    if log_z is None:
+        return None
+    return real(log_z.log_z if isinstance(log_z, AISEstimate) else log_z, "log_z")
 
 
 class _LogSumExp:
