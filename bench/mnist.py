@@ -9,7 +9,8 @@ write docs/results.md with the published figure beside each measured one.
     python bench/mnist.py --only rbm-pcd,dbm
     python bench/mnist.py --only dbm --epochs 50        # a shorter run than the default
     python bench/mnist.py --only dbm --set joint.k=5 --checkpoint-dir DIR   # other fit options
-    python bench/mnist.py --only dbm --train-on train+valid   # 60,000 training images
+    python bench/mnist.py --only dbm --train-on train+valid   # 60,000 training images: how
+                                     # docs/results.md's DBM row was run
 
 Models: rbm-cd25, rbm-pcd (models/rbm.gdl, 500 hidden units), dbm (models/dbm.gdl,
 784-500-1000: greedy pretraining, then variational PCD) and nade (models/nade.gdl, 500
