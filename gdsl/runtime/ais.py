@@ -27,6 +27,11 @@ class AISEstimate(NamedTuple):
     sd: float
 
 
+def log_z_value(log_z) -> float:
+    """A finite log Z given as a number or as an AISEstimate (passing the estimate itself is natural)."""
+    return real(log_z.log_z if isinstance(log_z, AISEstimate) else log_z, "log_z")
+
+
 def standard_schedule() -> np.ndarray:
     """About 14,500 inverse temperatures: steps of 1e-3 to 0.5, 1e-4 to 0.9, 1e-5 to 1."""
     return np.concatenate([np.arange(0.0, 0.5, 1e-3), np.arange(0.5, 0.9, 1e-4),
@@ -236,7 +241,7 @@ class AISMixin:
     def variational_bound(self, data: Mapping, log_z: float, **mean_field_options) -> np.ndarray:
         """log p(data) >= -E_q[E] + H(q) - log Z with q the fully factorised mean-field
         posterior over the other groups (binary, spin or categorical), per sample."""
-        log_z = real(log_z.log_z if isinstance(log_z, AISEstimate) else log_z, "log_z")
+        log_z = log_z_value(log_z)
         q = self.mean_field(data, **mean_field_options)
         latent = [g for g in self.domains if g not in data]
         for g in latent:

@@ -15,7 +15,8 @@ from typing import Mapping
 import numpy as np
 
 from .checks import mapping, real, whole
-from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _log_z_value, _progress
+from .ais import log_z_value
+from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _progress
 
 CHUNK_FLOATS = 1 << 21  # the values of one kernel call: ~16 MB of float64, mostly cache-resident
 
@@ -150,7 +151,7 @@ class DirectedModel(ModelBase):
         if method not in ("auto", "exact"):
             raise ValueError(f"unknown method {method!r}: use 'auto' or 'exact'")
         max_states = real(max_states, "max_states", 1.0)
-        log_z = _log_z_value(log_z)
+        log_z = None if log_z is None else log_z_value(log_z)
         given, n = self._state64(data, [])  # checks names, shapes and domains once; zeros elsewhere
         data = {g: given[g] for g in data}
         hidden = [g for g in self.group_names if g not in data]

@@ -17,7 +17,7 @@ import numpy as np
 from . import kernels as _k
 from .checks import generator, mapping, numeric_array, real, whole
 from .enumerate import Enumeration
-from .ais import AISMixin
+from .ais import AISMixin, log_z_value
 from .learn import LearningMixin
 
 DEFAULT_MAX_STATES = 2 ** 24
@@ -63,13 +63,9 @@ class ModelBase(LearningMixin, AISMixin):
         self.consts = dict(self.CONSTS)
         for name, value in overrides.items():
             if name in self.sizes:
-                if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                    raise ValueError(f"size {name} must be a whole number >= 1, got {value!r}")
-                self.sizes[name] = int(value)
+                self.sizes[name] = whole(value, f"size {name}", 1)
             elif name in self.consts:
-                if not isinstance(value, (int, float, np.number)) or not math.isfinite(float(value)):
-                    raise ValueError(f"constant {name} must be a finite number, got {value!r}")
-                self.consts[name] = float(value)
+                self.consts[name] = real(value, f"constant {name}")
             else:
                 known = ", ".join(list(self.SIZES) + list(self.CONSTS)) or "none"
                 raise TypeError(f"{self.NAME} has no size or constant {name!r} (it has: {known})")
@@ -507,7 +503,7 @@ class ModelBase(LearningMixin, AISMixin):
         if method not in ("auto", "exact", "bound"):
             raise ValueError(f"unknown method {method!r}; use 'auto', 'exact' or 'bound'")
         max_states = real(max_states, "max_states", 1.0)
-        log_z = _log_z_value(log_z)
+        log_z = None if log_z is None else log_z_value(log_z)
         n = self._n_of(data)
         st = {k: self._array(k, v, n).astype(np.float64) for k, v in data.items()}
         best = self._best_enumeration(given=tuple(st))
@@ -538,15 +534,6 @@ class ModelBase(LearningMixin, AISMixin):
             f = self._free_energy(states, summed, params, np.float64).reshape(n, m)
             acc.add(-f)
         return acc.value() - log_z
-
-
-def _log_z_value(log_z) -> float | None:
-    """None, a number, or an AISEstimate (its log_z: passing the estimate itself is natural)."""
-    from .ais import AISEstimate
-
-    if log_z is None:
-        return None
-    return real(log_z.log_z if isinstance(log_z, AISEstimate) else log_z, "log_z")
 
 
 class _LogSumExp:
