@@ -272,7 +272,9 @@ def main() -> None:
     test_x = data["test"].astype(np.float32)
     extra = data["valid"].astype(np.float32) if args.train_on == "train+valid" else train_x[:0]
     if args.quick:
-        train_x, extra, test_x = train_x[:10000], extra[:2000], test_x[:2000]
+        # Every fifth test image, not the first 2,000: MNIST's test set puts its 5,000 cleaner
+        # digits first, and on them the quick models scored 16 to 29 nats above every fifth image.
+        train_x, extra, test_x = train_x[:10000], extra[:2000], test_x[::5]
     train_x = np.concatenate([train_x, extra])
     runs = 100
     betas = np.linspace(0, 1, 2001) if args.quick else standard_schedule()
