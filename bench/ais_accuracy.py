@@ -15,7 +15,8 @@
 
 Prints each estimate, its standard deviation (log domain), its error and the error in
 standard deviations, so a reader can see whether the errors are the estimator's noise.
-tests/test_ais.py asserts the same comparisons with tolerances; this prints the figures.
+The models, data and training are tests/test_ais.py's (imported, so the two cannot drift);
+the tests assert these comparisons with tolerances, this prints the figures.
 """
 from __future__ import annotations
 
@@ -29,34 +30,12 @@ from common import set_blas_threads
 set_blas_threads(sys.argv)
 
 import numpy as np  # noqa: E402  (after the BLAS thread setting)
-from sklearn.datasets import load_digits  # noqa: E402
-
-import gdsl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "models"
-DATA = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"
+sys.path.insert(0, str(ROOT / "tests"))  # the models and data of tests/test_ais.py, not copies
 
-# model, sizes, the data it is fitted to (from the 4x4 digits), PCD learning rate
-SMALL = [
-    ("rbm", dict(nv=16, nh=8), lambda d: {"v": d["binary"]}, 0.05),
-    ("grbm", dict(nv=16, nh=8), lambda d: {"v": d["real"]}, 0.02),
-    ("dbm", dict(nv=16, n1=6, n2=4), lambda d: {"v": d["binary"]}, 0.05),
-    ("bm", dict(nv=16, nh=4), lambda d: {"v": d["binary"]}, 0.05),
-    ("softmax_rbm", dict(nv=16, nh=8, k=10), lambda d: {"v": d["binary"], "y": d["labels"]}, 0.05),
-    ("threeway", dict(nx=8, ny=8, nh=4), lambda d: {"x": d["binary"][:, :8], "y": d["binary"][:, 8:]}, 0.05),
-    ("ising", dict(n=4, m=4), lambda d: {"s": 2 * d["binary"].reshape(-1, 4, 4) - 1}, 0.01),
-]
-
-
-def digits_4x4() -> dict:
-    digits = load_digits()
-    small = digits.data.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16)
-    return {
-        "binary": (small > 7).astype(np.float32),
-        "real": ((small - small.mean(0)) / (small.std(0) + 1e-3)).astype(np.float32),
-        "labels": np.eye(10, dtype=np.float32)[digits.target],
-    }
+from small_data import digits_4x4  # noqa: E402
+from test_ais import CASES, MNIST, fit_case, fit_mnist_784x20  # noqa: E402
 
 
 def compare(label: str, m, data, exact: float, betas) -> None:
@@ -71,22 +50,18 @@ def compare(label: str, m, data, exact: float, betas) -> None:
 
 
 def small_models() -> None:
-    data = digits_4x4()
-    for name, sizes, select, lr in SMALL:
-        m = gdsl.load(MODELS / f"{name}.gdl", seed=0, **sizes)
-        fitted = select(data)
-        m.fit(fitted, method="pcd", lr=lr, epochs=10, batch_size=20, progress=False, monitor=None)
-        compare(name, m, fitted, m.log_partition(), np.linspace(0, 1, 3001))
+    digits = digits_4x4()
+    for case in CASES:
+        m, data, exact = fit_case(*case, digits)
+        compare(case[0], m, data, exact, np.linspace(0, 1, 3001))
 
 
 def mnist_784x20() -> None:
-    if not DATA.exists():
-        print(f"(no {DATA}: the 784 x 20 RBM is skipped)")
+    if not MNIST.exists():
+        print(f"(no {MNIST}: the 784 x 20 RBM is skipped)")
         return
-    x = np.load(DATA)["train"][:10000].astype(np.float32)
-    m = gdsl.load(MODELS / "rbm.gdl", nh=20, seed=0)
-    m.fit({"v": x}, method="pcd", lr=0.05, epochs=5, batch_size=100, progress=False, monitor=None)
-    exact = m.log_partition(max_states=2 ** 20)
+    x = np.load(MNIST)["train"][:10000].astype(np.float32)
+    m, exact = fit_mnist_784x20(x)
     compare("rbm 784x20, MNIST", m, {"v": x}, exact, None)
 
 

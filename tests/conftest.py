@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import gdsl
+from small_data import digits_4x4
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
@@ -139,14 +140,5 @@ def spin_rbm(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits4x4():
-    """scikit-learn's digits averaged to 4x4 (16 pixels, so every small model stays enumerable):
-    binary (> 7 of 16), standardised real values, one-hot labels, and a fixed 1400/397 split."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    small = d.data.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16)
-    binary = (small > 7).astype(np.float32)
-    real = ((small - small.mean(0)) / (small.std(0) + 1e-3)).astype(np.float32)
-    labels = np.eye(10, dtype=np.float32)[d.target]
-    order = np.random.default_rng(0).permutation(len(binary))
-    return binary, real, labels, order[:1400], order[1400:]
+    """small_data.digits_4x4(): 4x4 digits as binary, real and label arrays, and a split."""
+    return digits_4x4()

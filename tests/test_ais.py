@@ -28,15 +28,25 @@ CASES = [
 ]
 
 
+def fit_case(name, sizes, build, lr, digits):
+    """One of CASES trained 10 PCD epochs on the 4x4 digits: (model, its data, exact log Z).
+    bench/ais_accuracy.py prints the comparisons below from the same models."""
+    data = build(*digits[:3])
+    m = gdsl.load(MODELS / f"{name}.gdl", seed=0, **sizes)
+    m.fit(data, method="pcd", lr=lr, epochs=10, batch_size=20, progress=False, monitor=None)
+    return m, data, m.log_partition()
+
+
+def fit_mnist_784x20(x):
+    """A 784 x 20 RBM trained 5 PCD epochs on MNIST rows x, and its exact log Z (2^20 states)."""
+    m = gdsl.load(MODELS / "rbm.gdl", nh=20, seed=0)
+    m.fit({"v": x}, method="pcd", lr=0.05, epochs=5, batch_size=100, progress=False, monitor=None)
+    return m, m.log_partition(max_states=2 ** 20)
+
+
 @pytest.fixture(scope="module")
 def trained(digits4x4):
-    out = {}
-    for name, sizes, build, lr in CASES:
-        data = build(*digits4x4[:3])
-        m = gdsl.load(MODELS / f"{name}.gdl", seed=0, **sizes)
-        m.fit(data, method="pcd", lr=lr, epochs=10, batch_size=20, progress=False, monitor=None)
-        out[name] = (m, data, m.log_partition())
-    return out
+    return {case[0]: fit_case(*case, digits4x4) for case in CASES}
 
 
 @pytest.mark.parametrize("name", [c[0] for c in CASES])
@@ -142,9 +152,7 @@ def test_mnist_784x20_rbm_default_schedule_within_two_tenths_of_a_nat():
     """The issue's check: exact log Z by summing the 2^20 hidden states, AIS with the default
     ~14,500-temperature schedule and 100 runs from the base-rate model."""
     x = np.load(MNIST)["train"][:10000].astype(np.float32)
-    m = gdsl.load(MODELS / "rbm.gdl", nh=20, seed=0)
-    m.fit({"v": x}, method="pcd", lr=0.05, epochs=5, batch_size=100, progress=False, monitor=None)
-    exact = m.log_partition(max_states=2 ** 20)
+    m, exact = fit_mnist_784x20(x)
     est = m.log_partition("ais", runs=100, data={"v": x})
     assert abs(est.log_z - exact) < 0.2, (est, exact)
 
