@@ -6,7 +6,7 @@ from .errors import CompilerBug, GdslError, ModelErrors  # noqa: E402
 
 def load(path, seed=None, dtype=None, **sizes_and_consts):
     """Compile (or fetch from the cache) the model in `path` and instantiate it."""
-    from .runtime.cache import load_module
+    from .driver import load_module
 
     cls = load_module(path).Model
     if dtype is None:  # each kind of model has its own default (float32 energy models, float64 directed)

@@ -64,10 +64,28 @@ def run(argv) -> int:
 
 
 def _write(path: Path, text: str) -> None:
+    """Write UTF-8 via a temp file and a rename: a reader never sees a partial module."""
+    import os
+    import tempfile
+
+    tmp = None
     try:
-        path.write_text(text)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, not mkstemp's 0600
+        os.replace(tmp, path)
+        tmp = None
     except OSError as e:
         raise _output_error(path, e) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _output_error(path, e: OSError) -> GdslError:

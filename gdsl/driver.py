@@ -1,6 +1,7 @@
 """The pipeline, stage by stage: parse -> check -> lower -> analyse -> emit."""
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +147,75 @@ def dump(compiled: Compiled, stage: str) -> str:
     if stage == "py":
         return compiled.python or emit(compiled.plan, compiled.source.text, compiled.directed, compiled.ir)
     raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
+
+
+# --- compile on a cache miss: the only place that both compiles and fills the cache ---
+
+DIGEST_PREFIX = "# gdsl-digest: "
+
+
+def load_module(path):
+    """The compiled module for the .gdl file at `path` (compiled and cached on a miss)."""
+    source = read_source(path)
+    return load_cached(_model_name(source.text), source.text, lambda: compile_source(source).python)
+
+
+def load_text(text: str, label: str):
+    """The compiled module for .gdl source text (compiled on a miss, cached like a file)."""
+    source = Source(text, label)
+    return load_cached(_model_name(text), text, lambda: compile_source(source).python)
+
+
+def load_cached(name: str, key_text: str, build):
+    """Import the cached module keyed by `key_text`, building it with `build()` on a miss.
+
+    An entry that is not what gdsl wrote (truncated, edited, emptied: its digest does not match)
+    is rebuilt with a warning; one another user could have written is never imported: the
+    module is built into a private directory instead."""
+    import warnings
+
+    from . import cache
+
+    target = cache.module_path(name, key_text)
+    try:
+        if _entry_intact(target):
+            return cache.import_trusted(target)
+        if target.exists():
+            warnings.warn(f"gdsl: the cached module {target} was damaged or changed; rebuilding it",
+                          cache.CacheRepairWarning, stacklevel=3)
+        cache.write_atomic(target, _with_digest(build()))
+        return cache.import_trusted(target)
+    except cache.UntrustedFile as e:
+        private = cache.private_dir() / target.name
+        warnings.warn(f"gdsl: not importing {e} ; compiling into the private directory "
+                      f"{private.parent} instead", cache.UntrustedCacheWarning, stacklevel=3)
+        cache.write_atomic(private, _with_digest(build()))
+        return cache.import_trusted(private, module_name=f"gdsl_private_{target.stem}")
+
+
+def _with_digest(python: str) -> str:
+    if not python.endswith("\n"):
+        python += "\n"
+    return python + DIGEST_PREFIX + hashlib.sha256(python.encode("utf-8")).hexdigest() + "\n"
+
+
+def _entry_intact(path: Path) -> bool:
+    """True if `path` holds exactly what gdsl wrote (its last line is the digest of the rest)."""
+    from . import cache
+
+    try:
+        data = cache.read_trusted(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False
+    body, sep, last = data.rstrip(b"\n").rpartition(b"\n")
+    if not sep or not last.startswith(DIGEST_PREFIX.encode()):
+        return False
+    return hashlib.sha256(body + b"\n").hexdigest() == last[len(DIGEST_PREFIX):].decode("ascii", "replace")
+
+
+def _model_name(text: str) -> str:
+    """The model's name for the cache file (a cheap regex; full parsing happens on a miss)."""
+    m = re.search(r"\bmodel\s+([A-Za-z_][A-Za-z0-9_]*)", text)
+    return m.group(1) if m else "model"

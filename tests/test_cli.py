@@ -60,6 +60,17 @@ def test_compile_writes_the_module_and_prints_the_schedule(tmp_path):
     assert "class Model(ModelBase):" in code
 
 
+def test_compile_replaces_the_output_by_rename_and_leaves_no_temp_file(tmp_path):
+    """A reader running meanwhile sees the old module or the new one, never a partial file."""
+    out = tmp_path / "rbm_out.py"
+    out.write_text("old = 1\n")
+    before = os.stat(out).st_ino
+    assert cli.main(["compile", "-q", str(RBM), "-o", str(out)]) == 0
+    assert os.stat(out).st_ino != before  # a new file renamed over the old, not rewritten in place
+    assert "class Model(ModelBase):" in out.read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rbm_out.py"]
+
+
 def test_compile_default_output_and_quiet(tmp_path):
     shutil.copy(RBM, tmp_path / "my.gdl")
     p = gdsl("compile", "-q", "my.gdl", cwd=tmp_path)

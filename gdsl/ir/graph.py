@@ -94,5 +94,5 @@ def write_graph(graph: nx.Graph, path: str) -> None:
     if str(path).endswith((".graphml", ".xml")):
         nx.write_graphml(graph, path)
     else:
-        with open(path, "w") as fh:
+        with open(path, "w", encoding="utf-8") as fh:
             fh.write(to_dot(graph))

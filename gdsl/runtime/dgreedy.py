@@ -78,7 +78,7 @@ def _linear_layer(c):
 
 def fit_dbn_greedy(model, data, epochs=10, batch_size=100, lr=0.05, k=1, method="pcd", momentum=0.5,
                    weight_decay=0.0, top_epochs=None, progress=None) -> list:
-    from .cache import load_text
+    from ..driver import load_text
 
     stack = dbn_layers(model)
     n = model._n_of(data)

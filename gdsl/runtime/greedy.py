@@ -133,14 +133,11 @@ def compile_layer(sub: ModelIR, source_text: str):
     """Plan, emit and import the layer RBM (cached on disk like any model)."""
     from ..analysis.plan import analyse
     from ..codegen.emit import emit
-    from .cache import import_file, module_path, write_atomic
+    from ..driver import load_cached
 
     text = source_text + f"\n# greedy layer model {sub.name}: " + ", ".join(
         f"{g.name}:{g.role}" for g in sub.groups.values())
-    path = module_path(sub.name, text)
-    if not path.exists():
-        write_atomic(path, emit(analyse(sub), text))
-    return import_file(path)
+    return load_cached(sub.name, text, lambda: emit(analyse(sub), text))
 
 
 def fit_greedy(model, data, k=1, lr=0.01, epochs=10, batch_size=100, momentum=0.0, weight_decay=0.0,
