@@ -1,0 +1,291 @@
+"""The domain samplers: draws, mean-field means and log-normalisers of binary, spin, real
+and categorical units, given the field f (and, for real units, the quadratic coefficient q)
+of their energy.
+
+Arrays are laid out (chains, elements) (categorical ones (chains, rows, K)); generated code
+reshapes to that. A mask element != 0 keeps x as it is. Two-state units ({low, 1}: bits
+for low = 0, spins for low = -1) take their probabilities from the SIMD sigmoid of
+vecmath.py a block of rows at a time.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .rng import _fill_uniforms, normal, uniform
+from .vecmath import _BLOCK, _SIGMOID, _exp_family, softplus
+
+LOG_PI = math.log(math.pi)
+
+
+@numba.njit(cache=True, inline="always")
+def _keep(new, old, mr, j):
+    """new where the mask lets it through (mr None: no mask), else old."""
+    if mr is None:
+        return new
+    return new if mr[j] == 0 else old
+
+
+@numba.njit(cache=True, inline="always")
+def _draw_masked_row(prob, shift, scale, xr, mr, one, lower, s0, s1, u):
+    """xr[j] = one with probability (prob[j] - shift) * scale, else lower, where mr[j] == 0
+    (everywhere if mr is None); returns the stream's state. u: a scratch row of xr's dtype,
+    one longer than xr. Masked elements take their uniforms too, so the stream does not
+    depend on the mask."""
+    s0, s1 = _fill_uniforms(u, xr.shape[0], s0, s1)
+    for j in range(xr.shape[0]):
+        xr[j] = _keep(one if u[j] < (prob[j] - shift) * scale else lower, xr[j], mr, j)
+    return s0, s1
+
+
+# one element -------------------------------------------------------------------
+@numba.njit(cache=True, inline="always")
+def draw_binary(a, rng, c):
+    return 1.0 if uniform(rng, c) * (1.0 + math.exp(-a)) < 1.0 else 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def draw_spin(a, rng, c):
+    return 1.0 if uniform(rng, c) * (1.0 + math.exp(-2.0 * a)) < 1.0 else -1.0
+
+
+# whole arrays: f, x, mask are (chains, m); mask != 0 keeps x as it is -----------------
+@numba.njit(cache=True, inline="always")
+def _rows_per_block(m):
+    """How many rows of m elements one _exp_family block holds (at least one)."""
+    return max(1, _BLOCK // max(m, 1))
+
+
+@numba.njit(cache=True, inline="always")
+def _sigmoid_rows(f, c0, c1, gap, blk, bits):
+    """blk[c - c0] = sigmoid(gap * f[c]) for the rows c0 <= c < c1, one SIMD pass over all.
+
+    Rows are indexed as views: an index like blk[base + j] could be negative as far as
+    numba knows, and its wraparound check turned the loops into gathers."""
+    for c in range(c0, c1):
+        row = blk[c - c0]
+        fr = f[c]
+        for j in range(fr.shape[0]):
+            row[j] = gap * fr[j]
+    _exp_family(blk[:c1 - c0], _SIGMOID, bits)
+
+
+@numba.njit(cache=True)
+def two_state_draw(f, x, mask, rng, low):
+    """Units with values {low, 1} and energy -f x: P(x = 1) = sigmoid((1 - low) f).
+
+    low = 0 gives Bernoulli units, low = -1 spins (P(+1) = sigmoid(2 f)). Rows are taken a
+    block at a time: their probabilities first from the SIMD sigmoid (in f's precision),
+    then the draws, each chain's stream kept in registers across its row."""
+    n, m = f.shape
+    zero = f.dtype.type(0.0)
+    one = f.dtype.type(1.0)
+    lower = f.dtype.type(low)
+    gap = f.dtype.type(1.0 - low)
+    rows = _rows_per_block(m)
+    blk = np.empty((min(n, rows), m), f.dtype)
+    bits = np.empty(_BLOCK, dtype=np.int64)
+    u = np.empty(m + 1, x.dtype)
+    for c0 in range(0, n, rows):
+        c1 = min(n, c0 + rows)
+        _sigmoid_rows(f, c0, c1, gap, blk, bits)
+        for c in range(c0, c1):
+            rng[c, 0], rng[c, 1] = _draw_masked_row(blk[c - c0], zero, one, x[c], mask[c], one, lower,
+                                                    rng[c, 0], rng[c, 1], u)
+
+
+@numba.njit(cache=True)
+def two_state_draw_from_mean(mean, x, mask, rng, low):
+    """Like two_state_draw, from E[x] already computed: P(x = 1) = (E[x] - low) / (1 - low)."""
+    n, m = mean.shape
+    one = x.dtype.type(1.0)
+    lower = x.dtype.type(low)
+    inv_gap = mean.dtype.type(1.0 / (1.0 - low))
+    u = np.empty(m + 1, x.dtype)
+    for c in range(n):
+        rng[c, 0], rng[c, 1] = _draw_masked_row(mean[c], lower, inv_gap, x[c], mask[c], one, lower,
+                                                rng[c, 0], rng[c, 1], u)
+
+
+@numba.njit(cache=True)
+def two_state_means_into(f, out, bits, low):
+    """out = E[x] = low + (1 - low) sigmoid((1 - low) f) for every element of (chains, m)
+    arrays, out contiguous: two_state_mean without mask, damping or change measure, for the
+    training sweeps, whose masks are whole groups. bits: the SIMD sigmoid's scratch."""
+    n, m = f.shape
+    gap = out.dtype.type(1.0 - low)
+    lower = out.dtype.type(low)
+    _sigmoid_rows(f, 0, n, gap, out, bits)
+    if low != 0.0:
+        for c in range(n):
+            o = out[c]
+            for j in range(m):
+                o[j] = lower + gap * o[j]
+
+
+@numba.njit(cache=True)
+def two_state_draw_from_means(mean, x, rng, low):
+    """x = 1 with probability (E[x] - low) / (1 - low), else low, for every element: the
+    mask-free two_state_draw_from_mean (the same uniforms, in the same order)."""
+    n, m = mean.shape
+    one = x.dtype.type(1.0)
+    lower = x.dtype.type(low)
+    inv_gap = mean.dtype.type(1.0 / (1.0 - low))
+    u = np.empty(m + 1, x.dtype)
+    for c in range(n):
+        rng[c, 0], rng[c, 1] = _draw_masked_row(mean[c], lower, inv_gap, x[c], None, one, lower,
+                                                rng[c, 0], rng[c, 1], u)
+
+
+@numba.njit(cache=True)
+def gaussian_draw(f, q, x, mask, rng):
+    """x ~ N(f / 2q, 1 / 2q) from the energy q x^2 - f x; False if some q <= 0."""
+    n, m = f.shape
+    ok = True
+    for c in range(n):
+        for j in range(m):
+            if mask[c, j] == 0:
+                if q[c, j] <= 0.0:
+                    ok = False
+                    continue
+                prec = 2.0 * q[c, j]
+                x[c, j] = f[c, j] / prec + normal(rng, c) / math.sqrt(prec)
+    return ok
+
+
+@numba.njit(cache=True, inline="always")
+def _row_normaliser(f, c, r):
+    """(max, sum of exp(f - max)) of row r of chain c: a softmax without overflow."""
+    k = f.shape[2]
+    top = f[c, r, 0]
+    for j in range(1, k):
+        top = max(top, f[c, r, j])
+    total = 0.0
+    for j in range(k):
+        total += math.exp(f[c, r, j] - top)
+    return top, total
+
+
+@numba.njit(cache=True)
+def categorical_draw(f, x, mask, rng):
+    """f, x, mask are (chains, rows, K): each row of x becomes one-hot, softmax(f row)."""
+    n, rows, k = f.shape
+    for c in range(n):
+        for r in range(rows):
+            if mask[c, r, 0] != 0:
+                continue
+            top, total = _row_normaliser(f, c, r)
+            u = uniform(rng, c) * total
+            chosen = k - 1
+            acc = 0.0
+            for j in range(k):
+                acc += math.exp(f[c, r, j] - top)
+                if u < acc:
+                    chosen = j
+                    break
+            for j in range(k):
+                x[c, r, j] = 1.0 if j == chosen else 0.0
+
+
+# mean-field updates: x <- damping * x + (1 - damping) * E[x | f]; return max change -------
+@numba.njit(cache=True)
+def two_state_mean(f, x, mask, damping, low):
+    """E[x] = low + (1 - low) sigmoid((1 - low) f): sigmoid(f) for bits, tanh(f) for spins.
+
+    Rows a block at a time, as in two_state_draw: the SIMD sigmoids, then the damped update."""
+    n, m = f.shape
+    gap = f.dtype.type(1.0 - low)
+    lower = x.dtype.type(low)
+    keep = x.dtype.type(damping)
+    take = x.dtype.type(1.0 - damping)
+    delta = x.dtype.type(0.0)
+    rows = _rows_per_block(m)
+    blk = np.empty((min(n, rows), m), f.dtype)
+    bits = np.empty(_BLOCK, dtype=np.int64)
+    for c0 in range(0, n, rows):
+        c1 = min(n, c0 + rows)
+        _sigmoid_rows(f, c0, c1, gap, blk, bits)
+        for c in range(c0, c1):
+            pr = blk[c - c0]
+            xr = x[c]
+            mr = mask[c]
+            for j in range(m):  # selects, not branches
+                old = xr[j]
+                new = keep * old + take * (lower + gap * pr[j])
+                new = new if mr[j] == 0 else old
+                delta = max(delta, abs(new - old))
+                xr[j] = new
+    return float(delta)
+
+
+@numba.njit(cache=True)
+def gaussian_mean(f, q, x, mask, damping):
+    n, m = f.shape
+    delta = 0.0
+    for c in range(n):
+        for j in range(m):
+            if mask[c, j] == 0:
+                if q[c, j] <= 0.0:
+                    return -1.0
+                new = damping * x[c, j] + (1.0 - damping) * f[c, j] / (2.0 * q[c, j])
+                delta = max(delta, abs(new - x[c, j]))
+                x[c, j] = new
+    return delta
+
+
+@numba.njit(cache=True)
+def categorical_mean(f, x, mask, damping):
+    n, rows, k = f.shape
+    delta = 0.0
+    for c in range(n):
+        for r in range(rows):
+            if mask[c, r, 0] != 0:
+                continue
+            top, total = _row_normaliser(f, c, r)
+            for j in range(k):
+                new = damping * x[c, r, j] + (1.0 - damping) * math.exp(f[c, r, j] - top) / total
+                delta = max(delta, abs(new - x[c, r, j]))
+                x[c, r, j] = new
+    return delta
+
+
+# log-normalisers: out[c] -= sum over elements of log sum_x exp(f x - q x^2) -------------
+@numba.njit(cache=True)
+def two_state_lognorm(f, out, low):
+    """log(exp(low f) + exp(f)) = low f + softplus((1 - low) f) per element."""
+    n, m = f.shape
+    gap = 1.0 - low
+    for c in range(n):
+        acc = 0.0
+        for j in range(m):
+            acc += low * f[c, j] + softplus(gap * f[c, j])
+        out[c] -= acc
+
+
+@numba.njit(cache=True)
+def gaussian_lognorm(f, q, out):
+    """Integral of exp(f x - q x^2) dx = sqrt(pi / q) exp(f^2 / 4q); False if some q <= 0."""
+    n, m = f.shape
+    ok = True
+    for c in range(n):
+        acc = 0.0
+        for j in range(m):
+            if q[c, j] <= 0.0:
+                ok = False
+                continue
+            acc += f[c, j] * f[c, j] / (4.0 * q[c, j]) + 0.5 * (LOG_PI - math.log(q[c, j]))
+        out[c] -= acc
+    return ok
+
+
+@numba.njit(cache=True)
+def categorical_lognorm(f, out):
+    n, rows, k = f.shape
+    for c in range(n):
+        acc = 0.0
+        for r in range(rows):
+            top, total = _row_normaliser(f, c, r)
+            acc += top + math.log(total)
+        out[c] -= acc
