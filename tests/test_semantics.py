@@ -14,15 +14,18 @@ model sem(n = 5) {
 """
 
 
-def _load(tmp_path_factory, name, text):
-    path = tmp_path_factory.mktemp(name) / f"{name}.gdl"
+def _load(directory, name, text):
+    path = directory / f"{name}.gdl"
     path.write_text(text)
     return gdsl.load(path, seed=0)
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return _load(tmp_path_factory, "sem", SOURCE)
+@pytest.fixture
+def model(tmp_path):
+    """A fresh instance for every test: some tests set parameters, and none may see another's.
+
+    (The compiled module is cached, so this costs an instantiation, not a compilation.)"""
+    return _load(tmp_path, "sem", SOURCE)
 
 
 def test_names_may_start_with_keywords(model):
@@ -67,7 +70,8 @@ INDEPENDENT = "model ind(n = 3) { visible x[n]: binary  param b[n] = 0.5  energy
 
 @pytest.fixture(scope="module")
 def independent(tmp_path_factory):
-    return _load(tmp_path_factory, "ind", INDEPENDENT)
+    """Shared by the tests below, which only read it: a test that sets parameters needs its own."""
+    return _load(tmp_path_factory.mktemp("ind"), "ind", INDEPENDENT)
 
 
 def test_log_partition_when_everything_sums_out(independent):
