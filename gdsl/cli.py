@@ -89,7 +89,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def _output_error(path, e: OSError) -> GdslError:
-    err = GdslError(f"cannot write this file: {e.strerror or e}")
+    err = GdslError(f"cannot write this file: {e.strerror or e}", kind="file")
     err.source = Source("", str(path))
     return err
 

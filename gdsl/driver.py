@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .analysis.directed import analyse_directed
+from .analysis.layers import DBN_LAYER_TEXT, dbn_stack, greedy_plan
 from .analysis.plan import Plan, analyse
 from .codegen.emit import emit
 from .errors import CompilerBug, GdslError, ModelErrors, Source, Span
@@ -28,6 +29,8 @@ class Compiled:
     plan: Plan | None  # the energy part (None for a purely directed model)
     python: str | None = None
     directed: object = None  # DirectedPlan, when the model has conditionals
+    greedy: object = None  # GreedyPlan of an energy model (analysis.layers)
+    dbn: object = None  # (stack, why refused, layer plan) of a directed model
 
     def schedule(self) -> str:
         """One line on what was derived: the Gibbs schedule and/or the directed part's order."""
@@ -58,14 +61,14 @@ def read_source(path) -> Source:
         line = before.count("\n") + 1
         column = len(before) - (before.rfind("\n") + 1) + 1
         err = GdslError(f"the file is not UTF-8 text: byte 0x{data[start]:02x} cannot be decoded",
-                        Span(line, column, line, column + 1), "save the file as UTF-8")
+                        Span(line, column, line, column + 1), "save the file as UTF-8", kind="file")
         err.source = Source(data.decode("utf-8", errors="replace"), str(path))
         raise ModelErrors([err], err.source) from None
     return Source(text, str(path))
 
 
 def _file_error(path: Path, what: str) -> GdslError:
-    err = GdslError(what)
+    err = GdslError(what, kind="file")
     err.source = Source("", str(path))
     return err
 
@@ -106,20 +109,31 @@ def compile_source(source: Source, until: str = "py") -> Compiled:
         plan = analyse(ir) if ir.groups or ir.directed is None else None
         directed = analyse_directed(ir.directed, ir.params) if ir.directed is not None else None
         out = Compiled(source, tree, checked, ir, plan, directed=directed)
+        out.greedy = greedy_plan(ir) if directed is None else None
+        out.dbn = _dbn_plan(ir) if directed is not None else None
         if until == "py":
-            out.python = emit(plan, original.text, directed, ir)
+            out.python = emit(plan, original.text, directed, ir, greedy=out.greedy, dbn=out.dbn)
         return out
     except GdslError as e:
         _attach(e, source)
         raise
     except RecursionError:
         err = GdslError("the model is too deeply nested to compile", Span(1, 1, 1, 2),
-                        "split long expressions into several energy statements")
+                        "split long expressions into several energy statements", kind="limit")
         raise ModelErrors([err], source) from None
     except CompilerBug:
         raise
     except Exception as e:  # anything else is our fault, not the user's
         raise CompilerBug(f"{type(e).__name__}: {e}") from e
+
+
+def _dbn_plan(ir: ModelIR):
+    """(stack, why refused, plan of the layer RBM) for greedy training of a directed model."""
+    visible = [n for n, g in ir.directed.groups.items() if g.role == "visible"]
+    stack, refused = dbn_stack(ir.directed, visible)
+    if refused:
+        return stack, refused, None
+    return stack, None, compile_source(Source(DBN_LAYER_TEXT, "<dbn layer>"), until="plan").plan
 
 
 def _attach(e: GdslError, source: Source) -> None:
@@ -143,9 +157,12 @@ def dump(compiled: Compiled, stage: str) -> str:
             out = compiled.plan.dump() + dump_gradients(compiled.plan)
         if compiled.directed is not None:
             out += compiled.directed.dump()
+        if compiled.greedy is not None:
+            out += compiled.greedy.dump()
         return out
     if stage == "py":
-        return compiled.python or emit(compiled.plan, compiled.source.text, compiled.directed, compiled.ir)
+        return compiled.python or emit(compiled.plan, compiled.source.text, compiled.directed, compiled.ir,
+                                       greedy=compiled.greedy, dbn=compiled.dbn)
     raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
 
 

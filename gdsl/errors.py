@@ -3,12 +3,46 @@
 User mistakes in a `.gdl` file are `GdslError`s (collected per file into a
 `ModelErrors`); anything that goes wrong inside the compiler itself is a
 `CompilerBug`, reported differently so nobody mistakes it for their fault.
+
+Every `GdslError` has a `kind`: a short, stable string naming what sort of mistake it
+is, so that tests (and tools) can pin the kind of an error as well as its text. The
+kinds are the members of `KINDS`:
+
+    syntax      the text does not parse
+    name        an unknown, duplicate or reserved name
+    shape       shapes or axes that do not fit (contractions, subscripts, a non-scalar energy)
+    index       summation indices and subscripts: an index whose range cannot be told,
+                bounds that depend on each other, subscripts that cannot be solved
+    domain      what a variable's domain allows (a real variable's conditional must be a
+                Gaussian, a categorical variable cannot be coupled to itself, ...)
+    structure   a form of energy term the compiler does not handle (a sum inside a function,
+                a denominator or an exponent, more than pairwise interactions within one group)
+    directed    conditionals and guides (which elements an autoregressive definition reads, ...)
+    arithmetic  arithmetic on constants: a division by zero, a float overflow
+    limit       a size limit of the compiler (too many monomials, nesting too deep)
+    file        the file cannot be read or written
+    model       the default: an error not yet given a finer kind
+
+The kind is not printed: the message and its caret say what to change, and the kinds are
+too broad to help a reader (`gdsl check` output is unchanged). Every stage sets the kind of
+the errors it raises: the parser, the checker (whose `error` requires one), the IR and the
+analyses, the driver for files it cannot read and the command line for files it cannot
+write. The one error of a model file still of kind "model" is a model
+that declares no variables, which fits none of the finer kinds.
+
+Messages quote the user's text, never the IR's notation: `excerpt` gives the text a span
+covers ('v @ L @ v'), and the IR keeps the spans it needs for that (see gdsl/ir/model.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 MAX_SHOWN = 120  # characters of a source line shown under an error
+MAX_QUOTED = 40  # characters of source text quoted inside a message (see `excerpt`)
+
+KINDS = ("syntax", "name", "shape", "index", "domain", "structure", "directed", "arithmetic", "limit",
+         "file", "model")
+DEFAULT_KIND = "model"
 
 
 @dataclass(frozen=True)
@@ -38,6 +72,23 @@ class Source:
         return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
 
 
+def excerpt(lines, span: Span, limit: int = MAX_QUOTED) -> str:
+    """The source text `span` covers, for quoting in a message ('in (v @ L @ v)^2, ...'):
+    `lines` are the source's lines (1-based `span.line`). A span over several lines is cut
+    at the end of its first line, and a long one is shortened in the middle, both marked
+    with '...'; tabs and odd characters are shown as under an error (`display_text`)."""
+    line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+    start = span.column - 1
+    end = span.end_column - 1 if span.end_line == span.line else len(line.rstrip())
+    text = display_text(line[start:end].strip())
+    if span.end_line != span.line:
+        text += " ..."
+    if len(text) > limit:
+        keep = (limit - 5) // 2
+        text = text[:keep].rstrip() + " ... " + text[len(text) - keep:].lstrip()
+    return text
+
+
 def display_text(line: str) -> str:
     """A source line as shown under an error: one visible character per character, so the
     caret stays aligned, and nothing a terminal would act on (control or format characters)."""
@@ -53,13 +104,17 @@ def display_text(line: str) -> str:
 
 
 class GdslError(Exception):
-    """One error in a model, located in its source."""
+    """One error in a model, located in its source, of one of the `KINDS`."""
 
-    def __init__(self, message: str, span: Span | None = None, hint: str | None = None):
+    def __init__(self, message: str, span: Span | None = None, hint: str | None = None,
+                 kind: str = DEFAULT_KIND):
+        if kind not in KINDS:
+            raise CompilerBug(f"unknown error kind {kind!r}; the kinds are {', '.join(KINDS)}")
         super().__init__(message)
         self.message = message
         self.span = span
         self.hint = hint
+        self.kind = kind
         self.source: Source | None = None
 
     def format(self, source: Source | None = None) -> str:
@@ -96,11 +151,14 @@ class GdslError(Exception):
 
 
 class ModelErrors(GdslError):
-    """All the errors found in one file, reported together."""
+    """All the errors found in one file, reported together (in source order). Its own message,
+    span and kind are the first error's; each error in `errors` keeps its own."""
 
     def __init__(self, errors: list[GdslError], source: Source | None = None):
         errors = sorted(errors, key=_error_order)
-        super().__init__(errors[0].message if errors else "no errors", errors[0].span if errors else None)
+        first = errors[0] if errors else None
+        super().__init__(first.message if first else "no errors", first.span if first else None,
+                         kind=first.kind if first else DEFAULT_KIND)
         self.errors = errors
         self.source = source
         for e in errors:
@@ -129,8 +187,10 @@ class ErrorSink:
     def __init__(self):
         self.errors: list[GdslError] = []
 
-    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
-        self.errors.append(GdslError(message, span, hint))
+    def error(self, message: str, span: Span | None, hint: str | None = None, *, kind: str = DEFAULT_KIND) -> None:
+        """Record an error; `kind` is one of `KINDS` (the default, "model", for callers that
+        do not classify their errors yet)."""
+        self.errors.append(GdslError(message, span, hint, kind))
 
     def raise_if_any(self, source: Source | None) -> None:
         if self.errors:

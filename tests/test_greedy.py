@@ -7,7 +7,7 @@ import pytest
 
 import gdsl
 from gdsl.driver import compile_source, read_source
-from gdsl.runtime.greedy import COPY, layer_ir, layers
+from gdsl.analysis.layers import COPY, UP, layer_ir, layers
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -32,17 +32,16 @@ def test_models_that_are_not_layered_are_refused(name, data, message):
 
 
 def test_bottom_layer_replicates_the_data_with_tied_parameters():
-    sub, renamed = layer_ir(_ir("dbm"), ["v"], ["h1"], ["v"], False, "dbm_layer1")
+    sub = layer_ir(_ir("dbm"), ["v"], ["h1"], ["v"], False, "dbm_layer1")
     assert list(sub.groups) == ["v", "h1", "v" + COPY]
     assert set(sub.params) == {"W1", "b", "c1"}  # the copy shares W1 and b
     coupled = [m for m in sub.monomials if set(m.groups) == {"v" + COPY, "h1"}]
-    assert len(coupled) == 1 and not renamed
+    assert len(coupled) == 1
 
 
 def test_upper_layer_uses_a_copy_of_the_lower_biases():
-    sub, renamed = layer_ir(_ir("dbm"), ["h1"], ["h2"], ["h2"], True, "dbm_layer2")
-    assert renamed == {"c1": "c1__up"}
-    assert set(sub.params) == {"W2", "c1__up", "c2"}
+    sub = layer_ir(_ir("dbm"), ["h1"], ["h2"], ["h2"], True, "dbm_layer2")
+    assert set(sub.params) == {"W2", "c1" + UP, "c2"}
     assert [g.role for g in sub.groups.values()] == ["visible", "latent", "latent"]
 
 

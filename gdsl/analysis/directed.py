@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..errors import CompilerBug, ErrorSink
+from .. import ops
+from ..errors import CompilerBug, ErrorSink, excerpt
 from ..ir.directed import CondIR, DirectedIR
-from ..ir.model import (IAccess, IBin, IExpr, INum, ISum, ISym, IUn, iexpr_accesses, iexpr_rename, iexpr_replace,
-                         iexpr_text)
+from ..ir.model import (Binder, IAccess, IBin, IExpr, INum, ISum, ISym, IUn, iexpr_accesses, iexpr_children,
+                        iexpr_index_names, iexpr_rebuild, iexpr_rename, iexpr_replace, iexpr_text)
 from ..poly import Poly
 
 LOG_SQRT_2PI = 0.9189385332046727
@@ -169,13 +170,10 @@ class Builder:
         raise CompilerBug(f"no value {name}")
 
     def has_rows(self, e: IExpr) -> bool:
-        if isinstance(e, IAccess):
-            return e.kind == "group" or e.kind == "eps" or (e.kind == "value" and self.by_name(e.name).rows)
-        if isinstance(e, IUn):
-            return self.has_rows(e.arg)
-        if isinstance(e, IBin):
-            return self.has_rows(e.left) or self.has_rows(e.right)
-        return False
+        """Whether e depends on the sample: it reads a variable, a noise or a value with rows
+        (inside sums too)."""
+        return any(a.kind == "group" or a.kind == "eps" or (a.kind == "value" and self.by_name(a.name).rows)
+                   for a in iexpr_accesses(e))
 
     # entry: a value over given axes
     def value_over(self, e: IExpr, idx: tuple[str, ...], ranges: tuple[Poly, ...]) -> str:
@@ -208,26 +206,27 @@ class Builder:
 
     # rewriting
     def rewrite(self, e: IExpr, ctx: dict[str, Poly]) -> IExpr:
-        """e with every sum replaced by an access to a contraction (or prefix) value."""
-        if isinstance(e, (INum, ISym)):
-            return e
-        if isinstance(e, IAccess):
-            if e.kind == "group" and e.name in self.replace:
-                return IAccess("value", self.replace[e.name], e.index)
-            return e
-        if isinstance(e, IUn):
-            return _un(e.op, self.rewrite(e.arg, ctx))
-        if isinstance(e, IBin):
-            return IBin(e.op, self.rewrite(e.left, ctx), self.rewrite(e.right, ctx))
+        """e with every sum replaced by an access to a contraction (or prefix) value, top down
+        (a sum is planned whole: its body is rewritten by `contraction`, in its binders' scope)."""
         if isinstance(e, ISum):
             return self.contraction(e, ctx)
-        raise CompilerBug(f"cannot plan {type(e).__name__}")
+        if isinstance(e, IAccess):
+            if e.kind == "group" and e.name in self.replace:
+                return IAccess("value", self.replace[e.name], e.index, e.span)
+            return e
+        if not isinstance(e, (INum, ISym, IUn, IBin)):
+            raise CompilerBug(f"cannot plan {type(e).__name__}")
+        children = iexpr_children(e)
+        out = iexpr_rebuild(e, (self.rewrite(c, ctx) for c in children)) if children else e
+        if isinstance(out, IUn) and out.op == "neg" and isinstance(out.arg, INum):
+            return INum(-out.arg.value)
+        return out
 
     def contraction(self, e: ISum, ctx: dict[str, Poly]) -> IExpr:
         inner = dict(ctx)
         binders = []
         for b in e.binders:
-            rng = self.index_range(b.name, e.body, inner)
+            rng = self.index_range(b, e.body)
             inner[b.name] = rng
             his = tuple(b.hi) if b.hi else ()
             # an explicit bound that is provably within the axis makes the axis length redundant
@@ -250,7 +249,7 @@ class Builder:
                 continue
             f = self.rewrite(f, inner)
             if not (isinstance(f, IAccess) or isinstance(f, ISym)):
-                used = _index_names(f)
+                used = iexpr_index_names(f)
                 idx = tuple(n for n in inner if n in used)
                 name = self.add_map(f, idx, tuple(inner[n] for n in idx))
                 f = IAccess("value", name, tuple(Poly.sym(n) for n in idx))
@@ -261,7 +260,7 @@ class Builder:
             for p in b.lo + b.hi:
                 used |= p.symbols()
         for f in accesses:
-            used |= _index_names(f)
+            used |= iexpr_index_names(f)
         free = tuple(n for n in ctx if n in used)
         prefix = self.prefix_candidate(accesses, binders, free, ctx, inner)
         if prefix is not None:
@@ -292,7 +291,7 @@ class Builder:
         b = binders[0]
         used = set()
         for f in accesses:
-            used |= _index_names(f)
+            used |= iexpr_index_names(f)
         for h in b.hi:
             syms = h.symbols()
             if len(syms) != 1:
@@ -320,28 +319,24 @@ class Builder:
         return None
 
     # index ranges
-    def index_range(self, name: str, body: IExpr, ctx) -> Poly:
-        """An index runs over an axis it subscripts plainly (x[j], W[i, j])."""
-        for a in _accesses(body):
-            if a.kind == "bound":
-                continue
+    def index_range(self, b: Binder, body: IExpr) -> Poly:
+        """An index runs over an axis it subscripts plainly (x[j], W[i, j]), inside nested sums too."""
+        for a in iexpr_accesses(body):
             for p, dim in zip(a.index, self.shape_of(a)):
-                if p == Poly.sym(name):
+                if p == Poly.sym(b.name):
                     return dim
-        raise NoRange(name)
+        raise NoRange(b)
 
 
 class NoRange(Exception):
-    """A summation index that subscripts no axis plainly, so its range is unknown."""
+    """A summation index (its Binder) that subscripts no axis plainly, so its range is unknown."""
+
+    def __init__(self, binder: Binder):
+        super().__init__(binder.name)
+        self.binder = binder
 
 
 # helpers -------------------------------------------------------------------------------------
-def _un(op: str, a: IExpr) -> IExpr:
-    if op == "neg" and isinstance(a, INum):
-        return INum(-a.value)
-    return IUn(op, a)
-
-
 def _within(h: Poly, rng: Poly, ctx: dict[str, Poly]) -> bool:
     """h <= rng for every value of the indices in h (each index i in [0, ctx[i]))."""
     if h == rng:
@@ -385,43 +380,10 @@ def _product_terms(e: IExpr) -> list[tuple[int, list[IExpr]]]:
     return [(1, [e])]
 
 
-def _accesses(e: IExpr):
-    """The accesses in e, and the bounds of its sums as pseudo-accesses (kind "bound")."""
-    yield from iexpr_accesses(e)
-    yield from _bounds(e)
-
-
-def _bounds(e: IExpr):
-    if isinstance(e, IUn):
-        yield from _bounds(e.arg)
-    elif isinstance(e, IBin):
-        yield from _bounds(e.left)
-        yield from _bounds(e.right)
-    elif isinstance(e, ISum):
-        yield from _bounds(e.body)
-        for b in e.binders:
-            for p in b.lo + b.hi:
-                yield IAccess("bound", "", (p,))
-
-
-def _index_names(e: IExpr) -> set[str]:
-    out = set()
-    if isinstance(e, ISym) and e.kind == "index":
-        out.add(e.name)
-    for a in _accesses(e):
-        for p in a.index:
-            out |= p.symbols()
-    if isinstance(e, IUn):
-        out |= _index_names(e.arg)
-    elif isinstance(e, IBin):
-        out |= _index_names(e.left) | _index_names(e.right)
-    return out
-
-
 def _value_deps(v: Value) -> set[str]:
     out = set()
     for e in value_exprs(v):
-        for a in _accesses(e):
+        for a in iexpr_accesses(e):
             if a.kind == "value":
                 out.add(a.name)
     return out
@@ -454,7 +416,7 @@ def _params_of(prog: Program, arg_sets) -> tuple[str, ...]:
         seen.add(v.name)
         stack.extend(v.deps)
         for e in value_exprs(v):
-            names |= {a.name for a in _accesses(e) if a.kind == "param"}
+            names |= {a.name for a in iexpr_accesses(e) if a.kind == "param"}
     return tuple(sorted(names))
 
 
@@ -470,9 +432,10 @@ def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
         try:
             vals = {name: b.value_over(e, c.elem, shape) for name, e in c.args}
         except NoRange as e:
-            sink.error(f"cannot tell the range of summation index '{str(e).rstrip('0123456789')}' in the "
-                       f"conditional of {c.group}", c.span, "use it as a plain subscript of some array, as in "
-                       "sum[j < i](W[i, j] * x[j])")
+            at = e.binder.span
+            what = f"the summation index '{excerpt(ir.source_lines, at)}'" if at else "a summation index"
+            sink.error(f"cannot tell the range of {what} in the conditional of {c.group}", at or c.span,
+                       "use it as a plain subscript of some array, as in sum[j < i](W[i, j] * x[j])", kind="index")
             continue
         args[(c.group, c.in_guide)] = vals
         if mode == "reparam" and c.in_guide and c.family == "normal":
@@ -484,10 +447,7 @@ def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
             eps.append(c.group)
         ld = _log_density(b, c, vals, shape)
         (terms_q if c.in_guide else terms_p).append(ld)
-    if sink.errors:
-        from ..errors import ModelErrors
-
-        raise ModelErrors(sink.errors, None)
+    sink.raise_if_any(None)  # the driver attaches the source
     logp = _total(b, terms_p)
     logq = _total(b, terms_q) if ir.guide else None
     inputs = tuple(n for n in ir.groups if n not in reparam_values)
@@ -505,14 +465,14 @@ def _inline_single_use(values: list[Value], keep: set) -> list[Value]:
     uses: dict[str, list] = {}
     for v in values:
         for e in value_exprs(v):
-            for a in _accesses(e):
+            for a in iexpr_accesses(e):
                 if a.kind == "value":
                     uses.setdefault(a.name, []).append((v, a))
     gone = set()
     for v in values:
         readers = uses.get(v.name, [])
         if (v.kind != "map" or v.name in keep or len(readers) != 1 or
-                (isinstance(v.expr, IUn) and v.expr.op in ("exp", "sigmoid", "tanh"))):
+                (isinstance(v.expr, IUn) and v.expr.op in ops.VECTORISED)):
             continue
         reader, access = readers[0]
         if reader.kind not in ("map", "prefix") or not all(_is_symbol(p) for p in access.index):
@@ -526,7 +486,7 @@ def _inline_single_use(values: list[Value], keep: set) -> list[Value]:
         reader.deps = tuple(sorted(_value_deps(reader)))
         # the inlined value's own readers are now the reader's
         for e in value_exprs(reader):
-            for a in _accesses(e):
+            for a in iexpr_accesses(e):
                 if a.kind == "value":
                     uses[a.name] = [(r, x) for r, x in uses.get(a.name, []) if r is not v] + [(reader, a)]
         gone.add(v.name)
@@ -578,8 +538,6 @@ def _log_density(b: Builder, c: CondIR, vals: dict[str, str], shape) -> IExpr:
 
 
 def _sum_all(b: Builder, e: IExpr, elem, shape) -> IExpr:
-    from ..ir.model import Binder
-
     if not elem:
         return b.rewrite(e, {})
     binders = tuple(Binder(n, (Poly.const(0),), (d,)) for n, d in zip(elem, shape))

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..ir.model import IAccess, IBin, IExpr, INum, ISym, IUn, Monomial, iexpr_accesses, iexpr_text
+from .. import ops
+from ..errors import CompilerBug
+from ..ir.model import IAccess, IBin, IExpr, INum, ISum, ISym, IUn, Monomial, iexpr_accesses, iexpr_text
 from .plan import Dense, Plan
 
 ONE = INum(1.0)
@@ -52,12 +54,41 @@ def _add(a, b, op="+"):
     return IBin(op, a, b)
 
 
+def formula(f, a: IExpr, y: IExpr) -> Optional[IExpr]:
+    """An operator-table derivative formula as IR, with "a" the argument and "y" = f(a); None is 0."""
+    if isinstance(f, (int, float)):
+        return None if f == 0 else INum(float(f))
+    if f == "a":
+        return a
+    if f == "y":
+        return y
+    op, *args = f
+    parts = [formula(g, a, y) for g in args]
+    parts = [INum(0.0) if p is None else p for p in parts]
+    if op == "neg":
+        return IUn("neg", parts[0])
+    if op in ("+", "-", "*", "/"):
+        return IBin(op, parts[0], parts[1])
+    ops.lookup(op)
+    return IUn(op, parts[0])
+
+
 def diff(e: IExpr, target: IAccess) -> Optional[IExpr]:
-    """d e / d target, where every access equal to `target` is the variable; None means 0."""
+    """d e / d target, where every access equal to `target` is the variable; None means 0.
+
+    A sum is differentiated term by term, d sum[j](f) = sum[j](d f), keeping its binders: the
+    target is an element named outside the sum, so it must not use the sum's own indices
+    (binder names are unique in lowered IR; a target that did would be a compiler bug)."""
     if isinstance(e, (INum, ISym)):
         return None
     if isinstance(e, IAccess):
         return ONE if e == target else None
+    if isinstance(e, ISum):
+        bound = {b.name for b in e.binders}
+        if any(p.symbols() & bound for p in target.index):
+            raise CompilerBug(f"differentiating by {iexpr_text(target)}, which uses the indices of the sum")
+        d = diff(e.body, target)
+        return None if d is None else ISum(e.binders, d)
     if isinstance(e, IUn):
         da = diff(e.arg, target)
         if da is None:
@@ -65,18 +96,7 @@ def diff(e: IExpr, target: IAccess) -> Optional[IExpr]:
         a = e.arg
         if e.op == "neg":
             return IUn("neg", da)
-        outer = {
-            "exp": lambda: e,
-            "log": lambda: IBin("/", ONE, a),
-            "sqrt": lambda: IBin("/", INum(0.5), e),
-            "tanh": lambda: IBin("-", ONE, IBin("*", e, e)),
-            "sigmoid": lambda: IBin("*", e, IBin("-", ONE, e)),
-            "softplus": lambda: IUn("sigmoid", a),
-            "log_sigmoid": lambda: IUn("sigmoid", IUn("neg", a)),
-            "relu": lambda: IUn("step", a),  # the subgradient 0 at 0
-            "step": lambda: INum(0.0),
-        }[e.op]()
-        return _mul(outer, da)
+        return _mul(formula(ops.lookup(e.op).derivative, a, e), da)
     assert isinstance(e, IBin)
     da, db = diff(e.left, target), diff(e.right, target)
     if e.op in "+-":

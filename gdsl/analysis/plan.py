@@ -16,9 +16,9 @@ from typing import Optional
 
 import networkx as nx
 
-from ..errors import ErrorSink
+from ..errors import ErrorSink, Span, excerpt
 from ..ir.graph import group_graph
-from ..ir.model import IAccess, ModelIR, Monomial, iexpr_accesses, iexpr_index_names
+from ..ir.model import IAccess, ModelIR, Monomial, iexpr_index_names
 from ..poly import Poly
 
 MAX_STENCIL_COLOURS = 8
@@ -141,11 +141,15 @@ def _source(ir: ModelIR):
     return Source("\n".join(ir.source_lines))
 
 
-def _term_desc(m: Monomial) -> str:
-    return f"term m{m.id} ({m.text()})"
+def _quoted(ir: ModelIR, span: Span) -> str:
+    """The source text of `span`, quoted as in the messages: 'v @ L @ v'."""
+    return f"'{excerpt(ir.source_lines, span)}'"
 
 
 def _classify(m: Monomial, ir: ModelIR, groups: dict[str, GroupPlan], sink: ErrorSink) -> None:
+    """Sort each group's occurrences in m into linear, quadratic and lateral. The errors point
+    at the product m was expanded from (m.origin), or at the access at fault, and quote them."""
+    where = m.origin or m.span
     for name in m.groups:
         g = groups[name]
         occ = m.occurrences(name)
@@ -156,31 +160,38 @@ def _classify(m: Monomial, ir: ModelIR, groups: dict[str, GroupPlan], sink: Erro
             elif power == 2 and g.domain == "real":
                 g.quadratic.append((m.id, occ[0]))
             else:
-                sink.error(f"the {g.domain} variable {name} appears to the power {power}, but a real variable "
-                           f"may appear at most squared: {_term_desc(m)}", m.span,
-                           "the conditional of a real variable must be Gaussian: use linear and quadratic terms")
+                sink.error(f"the {g.domain} variable {name} appears to the power {power} in {_quoted(ir, where)}, "
+                           f"but a real variable may appear at most squared", where,
+                           "the conditional of a real variable must be Gaussian: use linear and quadratic terms",
+                           kind="domain")
             continue
         if g.domain == "real":
-            sink.error(f"elements of the real variable {name} are multiplied together in {_term_desc(m)}",
-                       m.span, "real variables may only have a squared self-term (x^2), not couplings "
-                       "between their elements")
+            sink.error(f"elements of the real variable {name} are multiplied together in {_quoted(ir, where)}",
+                       where, "real variables may only have a squared self-term (x^2), not couplings "
+                       "between their elements", kind="domain")
         elif g.domain == "categorical":
             sink.error(f"elements of the categorical variable {name} are coupled to each other in "
-                       f"{_term_desc(m)}", m.span, "couple categorical variables to other groups only")
+                       f"{_quoted(ir, where)}", where, "couple categorical variables to other groups only",
+                       kind="domain")
         elif len(occ) > 2:
-            sink.error(f"the {g.domain} variable {name} appears {len(occ)} times in one product, but at most "
-                       f"pairwise interactions within one group are supported: {_term_desc(m)}", m.span,
-                       "higher-order interactions must involve each group linearly")
-        elif not _pinnable(m, occ):
-            sink.error(f"cannot solve the subscripts of {name} in the lateral coupling {_term_desc(m)}", m.span,
-                       "subscript each axis of a laterally coupled group with its own index plus a constant")
+            sink.error(f"the {g.domain} variable {name} appears {len(occ)} times in the product {_quoted(ir, where)}, "
+                       f"but at most pairwise interactions within one group are supported", where,
+                       "higher-order interactions must involve each group linearly", kind="structure")
         else:
-            g.lateral.append(m.id)
+            stuck = _unpinnable(m, occ)
+            if stuck is None:
+                g.lateral.append(m.id)
+                continue
+            at = m.factors[stuck].span or where
+            sink.error(f"cannot solve the subscripts of {_quoted(ir, at)} in the lateral coupling "
+                       f"{_quoted(ir, where)}", at,
+                       "subscript each axis of a laterally coupled group with its own index plus a constant",
+                       kind="index")
 
 
-def _pinnable(m: Monomial, occ: list[int]) -> bool:
-    """Each axis is `var + offset` with its own var, or has no index at all (x[0], x[n - 1]):
-    either way the site fixes it."""
+def _unpinnable(m: Monomial, occ: list[int]) -> Optional[int]:
+    """The first occurrence whose site its subscripts do not fix, or None if each axis of each
+    is `var + offset` with its own var, or has no index at all (x[0], x[n - 1])."""
     names = {r.name for r in m.ranges}
     for k in occ:
         seen = set()
@@ -189,28 +200,22 @@ def _pinnable(m: Monomial, occ: list[int]) -> bool:
             if not vs:
                 continue
             if len(vs) != 1:
-                return False
+                return k
             v = next(iter(vs))
             if p.coefficient(v) != 1 or v in seen or (p - Poly.sym(v)).symbols() & names:
-                return False
+                return k
             seen.add(v)
-    return True
+    return None
 
 
 def _check_real(g: GroupPlan, ir: ModelIR, sink: ErrorSink) -> None:
     if g.domain != "real" or g.quadratic:
         return
-    line = ir.groups[g.name].line
-    from ..errors import Span
-
-    import re
-
-    text = ir.source_lines[line - 1] if line <= len(ir.source_lines) else ""
-    found = re.search(r"\b(?:visible|latent)\s+(" + re.escape(g.name) + r")\b", text)
-    col = found.start(1) + 1 if found else 1
+    decl = ir.groups[g.name]
+    span = decl.span or Span(decl.line, 1, decl.line, 1)
     sink.error(f"the real variable {g.name} has no quadratic self-term, so its conditional is not a "
-               f"normalisable Gaussian", Span(line, col, line, col + len(g.name)),
-               f"add a positive term such as sum({g.name}^2) / 2 to the energy")
+               f"normalisable Gaussian", span, f"add a positive term such as sum({g.name}^2) / 2 to the energy",
+               kind="domain")
 
 
 def stencil_offsets(m: Monomial, group: str) -> Optional[tuple[int, ...]]:

@@ -24,7 +24,7 @@ class AnnealingEmitter:
     def tempered_gibbs_kernel(self) -> None:
         from .emit import DRAW, LOW
 
-        self.kernel(f"gibbs_tempered({self.args}, {self._masks()}, {self._free()}, {self._bases()}, beta, rng)",
+        self.kernel("gibbs_tempered", "gibbs_tempered",
                     "One block-Gibbs sweep of the tempered joint exp(-(1 - beta) E0 - beta E): every field is "
                     "beta * f + (1 - beta) * bf (and q likewise), lateral terms are scaled by beta.")
         self._sweep_start()
@@ -46,8 +46,7 @@ class AnnealingEmitter:
 
     def ais_kernel(self) -> None:
         flags = ", ".join(f"sum_{g}" for g in self.ir.groups)
-        self.kernel(f"ais_steps({self.args}, {self._masks()}, {self._free()}, {self._bases()}, {flags}, "
-                    "betas, rng, logw)",
+        self.kernel("ais_steps", "ais_steps",
                     "For each k >= 1: logw += F*_{k-1}(x) - F*_{k}(x), then a tempered sweep at betas[k]; "
                     "F*_b = (1 - b) E0(x_N) + free energy at b (groups sum_* summed out).")
         first = P.group(next(iter(self.ir.groups)))

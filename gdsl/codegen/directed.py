@@ -14,6 +14,7 @@ and `sample_model` / `sample_guide` draw the directed groups in topological orde
 """
 from __future__ import annotations
 
+from .. import abi, ops
 from ..analysis.directed import CondPlan, DirectedPlan, Program, Value, value_exprs
 from ..analysis.gradients import diff
 from ..errors import CompilerBug
@@ -21,9 +22,9 @@ from ..ir.model import IAccess, IBin, IExpr, INum, ISym, IUn, iexpr_replace
 from ..ir.model import iexpr_accesses as _accesses
 from ..poly import Poly
 from . import printer as P
+from .tidy import docstring
 
-FUNCTIONS = dict(P.MATH_FUNCTIONS, relu="_k.relu", log_sigmoid="_k.log_sigmoid", step="_k.step")
-VECTORISED = ("exp", "sigmoid", "tanh")  # map values f(u) computed by the SIMD helpers in kernels.py
+VECTORISED = ops.VECTORISED  # map values f(u) computed over whole arrays by the SIMD helpers
 
 
 class DirectedEmitter:
@@ -37,9 +38,14 @@ class DirectedEmitter:
         self.groups = list(plan.ir.groups)
         self.eps = list(plan.programs["reparam"].eps) if "reparam" in plan.programs else []
         self.source_lines = source_lines
-        names = ["n_rows"] + [P.group(g) for g in self.groups] + ["e_" + P.ident(g) for g in self.eps]
-        names += [P.param(p) for p in self.params] + [P.size(s) for s in sizes] + [P.const(k) for k in consts]
-        self.args = ", ".join(names)
+        self.orders = {"all_groups": self.groups, "directed": [c.cond.group for c in plan.model],
+                       "guide": [c.cond.group for c in plan.guide], "eps": self.eps, "params": self.params,
+                       "sizes": self.size_list, "consts": self.consts}
+        for order in self.orders.values():  # every name reaches the module as a checked identifier
+            for name in order:
+                P.ident(name)
+        self.args = ", ".join(abi.parameter_names(abi.DIRECTED_MODEL, self.orders))
+        self.specs: dict[str, tuple] = {}  # kernel name -> its abi spec, in the order written
         self.lines: list[str] = []
 
     def _size_order(self, s: str) -> int:
@@ -83,7 +89,7 @@ class DirectedEmitter:
             return self.access(e, prog)
         if isinstance(e, IUn):
             inner = self.expr(e.arg, prog)
-            return f"(-{inner})" if e.op == "neg" else f"{FUNCTIONS[e.op]}({inner})"
+            return f"(-{inner})" if e.op == "neg" else f"{ops.lookup(e.op).numba}({inner})"
         if isinstance(e, IBin):
             op = "**" if e.op == "^" else e.op
             return f"({self.expr(e.left, prog)} {op} {self.expr(e.right, prog)})"
@@ -97,12 +103,14 @@ class DirectedEmitter:
         dims = (["n_rows"] if v.rows else []) + self.dims(v.ranges)
         return "(" + ", ".join(dims or ["1"]) + ("," if len(dims) <= 1 else "") + ")"
 
-    def kernel(self, signature: str, doc: str) -> None:
+    def kernel(self, name: str, spec: str, doc: str) -> None:
+        """Open kernel `name` with the parameters of abi.SPECS[spec] (recorded for KERNEL_SPEC)."""
+        self.specs[name] = abi.SPECS[spec]
         self.w()
         self.w()
         self.w("@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model=\"numpy\")")
-        self.w(f"def {signature}:")
-        self.w(f'"""{doc}"""', 1)
+        self.w(f"def {abi.signature(name, abi.SPECS[spec], self.orders)}:")
+        self.lines += docstring(doc, 1)
 
     # loops ----------------------------------------------------------------------------------
     def open_loops(self, v: Value, indent: int, pinned: dict | None = None, skip=()) -> int:
@@ -159,7 +167,7 @@ class DirectedEmitter:
         if v.kind == "map" and not pinned and isinstance(v.expr, IUn) and v.expr.op in VECTORISED:
             # the argument first, then the function over the whole array in SIMD blocks
             self.w(f"{target} = {self.expr(v.expr.arg, prog)}", inner)
-            self.w(f"_k.v{v.expr.op}_inplace({v.name})", indent)
+            self.w(f"_k.{ops.lookup(v.expr.op).vector}({v.name})", indent)
             return
         if v.kind == "map":
             self.w(f"{target} = {self.expr(v.expr, prog)}", inner)
@@ -173,7 +181,7 @@ class DirectedEmitter:
         parts = [self.expr(f, prog) for k, f in enumerate(v.factors) if k != skip]
         if v.expr != INum(1.0) or not parts:
             parts.insert(0, self.expr(v.expr, prog))
-        return " * ".join(parts)
+        return P.product(parts)
 
     def prefix_forward(self, v: Value, prog: Program, indent: int, pinned) -> None:
         """T[.., i, ..] = sum over j < i + off of B[j, ..] (off <= 0), one step per i:
@@ -195,7 +203,7 @@ class DirectedEmitter:
         else:
             self.w(f"for {i} in range(1, {self.poly(v.ranges[axis])}):", indent)
             indent += 1
-        self.w(f"{j} = {i} - 1 + {off}", indent)
+        self.w(f"{j} = {P.offset(i, off - 1)}", indent)
         self.w(f"ok = 0 <= {j} < {n_j}", indent)
         for k, (name, d) in enumerate(zip(v.idx, v.ranges)):
             if k != axis:
@@ -268,7 +276,7 @@ class DirectedEmitter:
     # programs --------------------------------------------------------------------------------
     def values_kernel(self, prog: Program) -> None:
         names = [v.name for v in prog.values]
-        self.kernel(f"{prog.mode}_values({self.args})",
+        self.kernel(f"{prog.mode}_values", "values",
                     f"Every value of the {prog.mode!r} program (see `gdsl dump --stage plan`).")
         fused = self.fusions(prog)  # reader -> running sum computed inside the reader's loop
         hidden = set(fused.values())
@@ -283,7 +291,7 @@ class DirectedEmitter:
                 self.fused_prefix(prog.value(fused[v.name]), v, prog, 1)
             else:
                 self.compute(v, prog, 1)
-        self.w("return (" + "".join(f"{n}, " for n in names) + ")", 1)
+        self.w("return (" + ", ".join(names) + ("," if len(names) == 1 else "") + ")", 1)
 
     def fusions(self, prog: Program) -> dict[str, str]:
         """Running sums read by exactly one element-wise map at the same element (NADE's
@@ -335,16 +343,16 @@ class DirectedEmitter:
         inner = self.axis_loops(others, inner)
         target = self.access(IAccess("value", v.name, own), prog)
         self.w(f"{target} = {self.expr(body, prog).replace('run[0]', f'run[{at}]')}", inner)
-        self.w(f"{j} = {i} + {off}", indent + 1)
+        self.w(f"{j} = {P.offset(i, off)}", indent + 1)
         self.w(f"if 0 <= {j} < {self.poly(j_range)}:", indent + 1)
         inner = indent + 2
         inner = self.axis_loops(others, inner)
         self.w(f"run[{at}] += {self.expr(src, prog)}", inner)
         if vec:
-            self.w(f"_k.v{v.expr.op}_inplace({v.name})", indent - (1 if v.rows else 0))
+            self.w(f"_k.{ops.lookup(v.expr.op).vector}({v.name})", indent - (1 if v.rows else 0))
 
     def forward_kernel(self, prog: Program) -> None:
-        self.kernel(f"{prog.mode}_forward({self.args}, logp, logq)", "Per-row log p and log q.")
+        self.kernel(f"{prog.mode}_forward", "forward", "Per-row log p and log q.")
         self.unpack(prog, 1)
         self.w(f"logp[:] = {self.row_vector(prog, prog.logp)}", 1)
         if prog.logq:
@@ -355,7 +363,8 @@ class DirectedEmitter:
 
     def unpack(self, prog: Program, indent: int) -> None:
         names = [v.name for v in prog.values]
-        self.w("(" + "".join(f"{n}, " for n in names) + f") = {prog.mode}_values({self.args})", indent)
+        self.w(f"values = {prog.mode}_values({self.args})", indent)
+        self.w("(" + ", ".join(names) + ("," if len(names) == 1 else "") + ") = values", indent)
 
     # reverse mode --------------------------------------------------------------------------------
     def needs_grad(self, prog: Program) -> set[str]:
@@ -369,8 +378,7 @@ class DirectedEmitter:
         return out
 
     def backward_kernel(self, prog: Program) -> None:
-        grads = ", ".join(f"g_{P.ident(p)}" for p in self.params)
-        self.kernel(f"{prog.mode}_backward({self.args}, seed_p, seed_q, logp, logq, {grads})",
+        self.kernel(f"{prog.mode}_backward", "backward",
                     "Reverse mode: g_<param> += d/dparam of sum_r (seed_p[r] log p_r + seed_q[r] log q_r).")
         self.unpack(prog, 1)
         need = self.needs_grad(prog)
@@ -409,7 +417,7 @@ class DirectedEmitter:
                 d = diff(v.expr, a)
                 if d is not None:  # sigmoid' = s (1 - s) etc.: reuse the value instead of recomputing it
                     d = iexpr_replace(d, v.expr, here)
-                    self.w(f"{self.grad_target(a, prog, need)} += g * {self.expr(d, prog)}", inner)
+                    self.w(f"{self.grad_target(a, prog, need)} += {P.product(['g', self.expr(d, prog)])}", inner)
             return
         if v.kind == "contract":
             if self.blas(v, prog) is not None:
@@ -423,7 +431,8 @@ class DirectedEmitter:
             self.w(f"g = {dv}", inner)
             body = self.sum_loops(v, inner)
             for k in targets:
-                self.w(f"{self.grad_target(v.factors[k], prog, need)} += g * {self.product(v, prog, skip=k)}", body)
+                self.w(f"{self.grad_target(v.factors[k], prog, need)} += "
+                       f"{P.product(['g', self.product(v, prog, skip=k)])}", body)
             return
         if v.kind == "prefix":
             self.prefix_backward(v, prog, need)
@@ -474,7 +483,7 @@ class DirectedEmitter:
             indent += 1
         self.w(f"suffix = np.zeros(({shape},))", indent)
         self.w(f"for {i} in range({n_i} - 1, -1, -1):", indent)
-        self.w(f"{j} = {i} - 1 + {off}", indent + 1)
+        self.w(f"{j} = {P.offset(i, off - 1)}", indent + 1)
         inner = indent + 1
         inner = self.axis_loops(others, inner)
         self.w(f"suffix[{at}] += {dv}", inner)
@@ -487,8 +496,7 @@ class DirectedEmitter:
     # samplers ---------------------------------------------------------------------------------
     def sampler_kernel(self, name: str, conds: list[CondPlan]) -> None:
         prog = self.plan.sampling
-        masks = ", ".join(f"m_{P.ident(c.cond.group)}" for c in conds)
-        self.kernel(f"{name}({self.args}, {masks}, rng)",
+        self.kernel(name, name,
                     "Draw each group given its parents, in topological order; where the mask is set the "
                     "value is kept (clamped).")
         for v in prog.values:
@@ -585,12 +593,6 @@ class DirectedEmitter:
 
     def class_attributes(self) -> list[str]:
         plan = self.plan
-        names = []
-        for mode in plan.programs:
-            names += [f"{mode}_forward", f"{mode}_backward"]
-        names.append("sample_model")
-        if plan.guide:
-            names.append("sample_guide")
         groups = tuple((g.name, g.role, g.domain) for g in plan.ir.groups.values())
         return [
             f"ALL_GROUPS = {groups!r}",
@@ -604,7 +606,6 @@ class DirectedEmitter:
             f"PARENTS = {self.parents()!r}  # groups the model's conditionals read",
             f"PARAMS_P = {plan.params_p!r}",
             f"PARAMS_Q = {plan.params_q!r}",
-            "DKERNELS = {" + ", ".join(f"{n!r}: {n}" for n in names) + "}",
             "",
             "@staticmethod",
             "def row_floats(sizes):",
@@ -613,12 +614,14 @@ class DirectedEmitter:
         ]
 
     def row_floats(self, prog: Program) -> str:
-        env = lambda s: f"sizes[{s!r}]"  # noqa: E731
-        terms = []
+        total = Poly.const(0)
         for v in prog.values:
             if v.rows:
-                terms.append(" * ".join(["1"] + [f"({d.to_str(name=env)})" for d in v.ranges]))
-        return " + ".join(terms) or "0"
+                size = Poly.const(1)
+                for d in v.ranges:
+                    size = size * d
+                total = total + size
+        return total.to_str(name=lambda s: f"sizes[{s!r}]")
 
     def parents(self) -> tuple:
         from ..ir.model import iexpr_accesses
@@ -626,17 +629,6 @@ class DirectedEmitter:
         found = {a.name for c in self.plan.ir.model for _, e in c.args for a in iexpr_accesses(e)
                  if a.kind == "group"}
         return tuple(g for g in self.groups if g in found)
-
-    def kernel_args_method(self) -> None:
-        self.w()
-        self.w("def dkernel_args(self, n, state, eps):", 1)
-        self.w('"""The leading arguments of every directed kernel (float64 arrays, rows first)."""', 2)
-        parts = ["n"] + [f"state[{g!r}]" for g in self.groups] + [f"eps[{g!r}]" for g in self.eps]
-        parts += [f"self._p64[{p!r}]" + (".reshape(1)" if not self.param_shapes[p] else "") for p in self.params]
-        parts += [f"self.sizes[{s!r}]" for s in sorted(self.sizes, key=self._size_order)]
-        parts += [f"self.consts[{k!r}]" for k in self.consts]
-        self.w("return (" + "".join(f"{x}, " for x in parts) + ")", 2)
-
 
 # analysis helpers used by the emitter ----------------------------------------------------------
 def _closure(prog: Program, roots: list[str]) -> set[str]:

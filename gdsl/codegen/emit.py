@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 
-from .. import __version__
+from .. import __version__, abi, ops
+from ..analysis.layers import DBN_LAYER_TEXT
 from ..analysis.plan import GroupPlan, Plan, stencil_offsets
 from ..ir.model import Factor, Monomial, iexpr_text
 from . import printer as P
 from .annealing import AnnealingEmitter
+from .companions import companion_source, dbn_attributes, greedy_attributes
+from .tidy import docstring, tidy
 from .learning import LearningEmitter
 
 DRAW = {"binary": "two_state_draw", "spin": "two_state_draw", "real": "gaussian_draw",
@@ -29,6 +32,37 @@ SITE_MEAN = {"binary": "_k.sigmoid", "spin": "math.tanh"}
 HIT_VALUE = {"binary": "1.0", "spin": "0.0"}  # x_k * x_k = x_k for bits, = 1 (no x_k left) for spins
 
 
+def add(product: str) -> str:
+    """`+= product`, or `-= rest` for a product printed with a leading minus (P.product)."""
+    return f"-= {product[1:]}" if product.startswith("-") else f"+= {product}"
+
+
+def accumulate(alpha: str, value: str) -> str:
+    """The right-hand side of `target += alpha * value`, without a factor of 1 or -1."""
+    if alpha == "1.0":
+        return f"+= {value}"
+    if alpha == "-1.0":
+        return f"-= {value}"
+    return f"+= {alpha} * {value}"
+
+
+def energy_orders(ir) -> dict[str, list[str]]:
+    """The orders the energy kernels' argument families run over (abi.ORDER_NAMES)."""
+    return {"groups": list(ir.groups), "params": list(ir.params), "sizes": list(ir.sizes),
+            "consts": list(ir.consts)}
+
+
+def kernel_table(specs: dict, orders: dict) -> list[str]:
+    """The class attributes that publish a module's kernels and their calling convention."""
+    out = ["KERNELS = {" + ", ".join(f"{n!r}: {n}" for n in specs) + "}",
+           "KERNEL_SPEC = {  # each kernel's argument families (gdsl.abi), assembled by name at run time"]
+    out += [f"    {n!r}: {tuple(spec)!r}," for n, spec in specs.items()]
+    out += ["}", "ORDERS = {  # the items a per-group / per-parameter family runs over"]
+    out += [f"    {k!r}: {tuple(v)!r}," for k, v in orders.items()]
+    out.append("}")
+    return out
+
+
 def source_hash(text: str) -> str:
     return hashlib.sha256((__version__ + "\0" + text).encode()).hexdigest()
 
@@ -39,9 +73,10 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.ir = plan.ir
         self.sizes = set(self.ir.sizes)
         self.source_text = source_text
-        names = [P.group(g) for g in self.ir.groups] + [P.param(p) for p in self.ir.params]
-        names += [P.size(s) for s in self.ir.sizes] + [P.const(k) for k in self.ir.consts]
-        self.args = ", ".join(names)
+        self.orders = energy_orders(self.ir)
+        self.args = ", ".join(abi.parameter_names(abi.MODEL, self.orders))
+        self.specs: dict[str, tuple] = {}  # kernel name -> its abi spec, in the order written
+        self.origin = ""  # "" for the model's own file; else what the comments' line numbers refer to
         self.lines: list[str] = []
 
     # helpers ----------------------------------------------------------------------
@@ -50,14 +85,19 @@ class Emitter(LearningEmitter, AnnealingEmitter):
 
     def src(self, m: Monomial) -> str:
         line = self.ir.source_lines[m.span.line - 1] if m.span.line <= len(self.ir.source_lines) else ""
-        return f"m{m.id}, line {m.span.line}: {P.comment_text(line)}"
+        return f"m{m.id}, {self.origin}line {m.span.line}: {P.comment_text(line)}"
 
     def coef(self, m: Monomial, negate: bool = False, skip_params=False) -> str:
         scale = -m.scale if negate else m.scale
-        parts = [P.expr(c, self.sizes) for c in m.coef]
-        if scale != 1.0 or not parts:
-            parts.insert(0, P.number(scale))
-        return " * ".join(parts)
+        return P.product([P.number(scale)] + [P.expr(c, self.sizes) for c in m.coef])
+
+    def scalar(self, name: str, parts, indent: int) -> str:
+        """A scalar factor of a kernel: a literal when it folds to a number, else bound to `name`."""
+        value = P.product(parts)
+        if P.is_number(value):
+            return value
+        self.w(f"{name} = {P.unwrapped(value)}", indent)
+        return name
 
     def access(self, f: Factor, chain: str = "c") -> str:
         idx = ", ".join([chain] + [P.poly(p, self.sizes) for p in f.index])
@@ -97,20 +137,42 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         for b in body:
             self.w(b, indent)
 
-    def kernel(self, signature: str, doc: str) -> None:
+    def kernel(self, name: str, spec: str, doc: str) -> None:
+        """Open kernel `name` with the parameters of abi.SPECS[spec] (recorded for KERNEL_SPEC)."""
+        self.specs[name] = abi.SPECS[spec]
         self.w()
         self.w()
         self.w("@numba.njit(cache=True, nogil=True)")
-        self.w(f"def {signature}:")
-        self.w(f'"""{doc}"""', 1)
+        self.w(f"def {abi.signature(name, abi.SPECS[spec], self.orders)}:")
+        self.lines += docstring(doc, 1)
+        self.bound_rows = set()  # groups whose (chains, elements) shape is bound in this kernel
 
     # module -------------------------------------------------------------------------
-    def module(self) -> str:
+    def module(self, greedy=None, finish: bool = True) -> str:
+        """The module's text; `finish=False` leaves the last pass (tidy) to an enclosing module."""
         digest = source_hash(self.source_text)
         self.header(self.lines, self.ir, self.source_text, "ModelBase", self.plan.schedule())
         self.energy_kernels()
-        self.model_class(digest)
-        return "\n".join(self.lines) + "\n"
+        classes = self.layer_models(greedy)
+        self.model_class(digest, extra=greedy_attributes(greedy, classes))
+        return "\n".join(tidy(self.lines) if finish else self.lines) + "\n"
+
+    def layer_models(self, greedy) -> list:
+        """The layer RBMs of greedy pretraining as companion classes (None: the model itself)."""
+        if greedy is None or greedy.refused:
+            return []
+        classes = []
+        for k, level in enumerate(greedy.levels):
+            if level.plan is None:
+                classes.append(None)
+                continue
+            name = f"Layer{k + 1}Model"
+            self.lines += ["", "", f"# ---- greedy pretraining, layer RBM {k + 1}: {', '.join(level.lower)} -> "
+                           f"{', '.join(level.upper)} (the model's own terms; see `gdsl dump --stage plan`)"]
+            text = Emitter(level.plan, self.source_text).module(finish=False)
+            self.lines += companion_source(text, f"layer{k + 1}_", name)
+            classes.append(name)
+        return classes
 
     @staticmethod
     def header(lines: list, ir, source_text: str, base: str, schedule: str | None) -> None:
@@ -123,6 +185,8 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             lines.append(f"# Schedule: {P.comment_text(schedule)}")
         lines += ["import math", "", "import numba", "import numpy as np", "",
                   "from gdsl.runtime import kernels as _k"]
+        if _initialisers_call_functions(ir):
+            lines.append("from gdsl.ops import PY as _py  # Python versions of the functions, for initialisers")
         module = "model" if base == "ModelBase" else "directed"
         lines.append(f"from gdsl.runtime.{module} import {base}")
 
@@ -138,8 +202,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
     # field ----------------------------------------------------------------------------
     def field_kernel(self, g: GroupPlan) -> None:
         real = g.domain == "real"
-        sig = f"field_{g.name}({self.args}, f" + (", q)" if real else ")")
-        self.kernel(sig, f"f = -dE/d{g.name} from the terms where {g.name} appears once"
+        self.kernel(f"field_{g.name}", "field_real" if real else "field", f"f = -dE/d{g.name} from the terms where {g.name} appears once"
                     + (f"; q = coefficient of {g.name}^2" if real else "")
                     + (" (lateral terms are added per site)." if g.lateral else "."))
         self.w("n = f.shape[0]", 1)
@@ -171,39 +234,39 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         scalar = [P.number(-m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
         self.w(f"a2 = {P.group(d.other)}.reshape((n, {na}))", 1)
         self.w(f"f2 = f.reshape((n, {nx}))", 1)
-        self.w(f"alpha = {' * '.join(scalar)}", 1)
+        alpha = self.scalar("alpha", scalar, 1)
         p2 = f"{P.param(d.param)}.reshape(({rows}, {cols}))"
         if not d.transpose:  # rows of P are contiguous: skipping zeros of A pays
             self.w(f"if _k.use_loops(a2, {nx}):", 1)
             if overwrite:
                 self.w("f2.fill(0.0)", 2)
-            self.w(f"_k.sparse_dot(a2, {p2}, f2, alpha)", 2)
+            self.w(f"_k.sparse_dot(a2, {p2}, f2, {alpha})", 2)
         else:  # small products: row dot products, no BLAS call overhead
             self.w(f"if a2.shape[0] * {na} * {nx} < _k.SMALL_PRODUCT:", 1)
             if overwrite:
                 self.w("f2.fill(0.0)", 2)
-            self.w(f"_k.dot_t(a2, {p2}, f2, alpha)", 2)
+            self.w(f"_k.dot_t(a2, {p2}, f2, {alpha})", 2)
         self.w("else:", 1)
         indent = 2
         if overwrite:
             self.w(f"np.dot(a2, {mat}, f2)", indent)
-            if scalar != ["1.0"]:
+            if alpha != "1.0":
                 self.w("for c in range(n):", indent)
                 self.w(f"for j in range({nx}):", indent + 1)
-                self.w("f2[c, j] *= alpha", indent + 2)
+                self.w(f"f2[c, j] *= {alpha}", indent + 2)
             return
         self.w(f"t = np.dot(a2, {mat})", indent)
         self.w("for c in range(n):", indent)
         self.w(f"for j in range({nx}):", indent + 1)
-        self.w("f2[c, j] += alpha * t[c, j]", indent + 2)
+        self.w(f"f2[c, j] {accumulate(alpha, 't[c, j]')}", indent + 2)
 
     def scatter(self, m: Monomial, fi: int, target: str, negate: bool) -> None:
         f = m.factors[fi]
         idx = ", ".join(["c"] + [P.poly(p, self.sizes) for p in f.index])
         others = [self.access(o) for k, o in enumerate(m.factors) if k != fi]
-        value = " * ".join([self.coef(m, negate)] + others)
+        value = P.product([self.coef(m, negate)] + others)
         self.w("for c in range(n):", 1)
-        self.loop_nest(m, [f"{target}[{idx}] += {value}"], 2)
+        self.loop_nest(m, [f"{target}[{idx}] {add(value)}"], 2)
 
     # lateral couplings: the field at one site --------------------------------------------------
     def site_field(self, g: GroupPlan, indent: int) -> None:
@@ -240,12 +303,12 @@ class Emitter(LearningEmitter, AnnealingEmitter):
                         factors.append(f"({HIT_VALUE[g.domain]} if {hit} else {self.access(fac)})")
                     else:
                         factors.append(self.access(fac))
-                value = " * ".join([self.coef(m, negate=True)] + factors)
+                value = P.product([self.coef(m, negate=True)] + factors)
                 if p_pos > 0 and same_site_possible:
                     body.append(f"if not ({self.hits(m.factors[occ[0]], ks)}):")
-                    body.append(f"    acc += {value}")
+                    body.append(f"    acc {add(value)}")
                 else:
-                    body.append(f"acc += {value}")
+                    body.append(f"acc {add(value)}")
                 if fixed:
                     self.w(f"if {' and '.join(fixed)}:", indent)
                 self.loop_nest(m, body, indent + bool(fixed), pinned, frozenset(implied))
@@ -264,6 +327,10 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         """The opening of every sweep kernel: the number of chains and a field buffer per group."""
         self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
         self._buffers(1)
+        for g in self.plan.groups.values():
+            if not g.lateral:  # the (chains, elements) views the domain kernels take, shaped once
+                self.w(f"rows_{g.name} = {self._rows(g)}", 1)
+                self.bound_rows.add(g.name)
 
     def _buffers(self, indent: int) -> None:
         for g in self.plan.groups.values():
@@ -275,12 +342,14 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         extra = f", q_{g.name}" if g.domain == "real" else ""
         return f"field_{g.name}({self.args}, f_{g.name}{extra})"
 
-    def _views(self, g: GroupPlan, names) -> str:
+    def _rows(self, g: GroupPlan) -> str:
         if g.domain == "categorical":
-            shape = f"(n, {P.group(g.name)}.size // (n * {P.poly(g.categories, self.sizes)}), " \
-                    f"{P.poly(g.categories, self.sizes)})"
-        else:
-            shape = f"(n, {P.group(g.name)}.size // n)"
+            k = P.poly(g.categories, self.sizes)
+            return f"(n, {P.group(g.name)}.size // (n * {k}), {k})"
+        return f"(n, {P.group(g.name)}.size // n)"
+
+    def _views(self, g: GroupPlan, names) -> str:
+        shape = f"rows_{g.name}" if g.name in self.bound_rows else self._rows(g)
         return ", ".join(f"{a}.reshape({shape})" for a in names)
 
     def _arrays(self, g: GroupPlan) -> list[str]:
@@ -299,7 +368,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
                 update(g, indent + 1)
 
     def gibbs_kernel(self) -> None:
-        self.kernel(f"gibbs({self.args}, {self._masks()}, {self._free()}, rng, steps)",
+        self.kernel("gibbs", "gibbs",
                     "Run `steps` block-Gibbs sweeps over all chains in place; mask != 0 keeps an element. "
                     "Returns False if a Gaussian conditional had a non-positive precision.")
         self._sweep_start()
@@ -352,7 +421,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w(f"{x}[{site}] = new", indent + 1)
 
     def mean_field_kernel(self) -> None:
-        self.kernel(f"mean_field({self.args}, {self._masks()}, {self._free()}, damping, tol, max_iter)",
+        self.kernel("mean_field", "mean_field",
                     "Mean-field fixed point, block by block; the group arrays hold the means. "
                     "Returns (iterations, last max change); iterations = -1 on a non-positive precision.")
         self._sweep_start()
@@ -360,11 +429,12 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         # couplings (an RBM's hidden units given the data): their updates read clamped groups only
         blocks = []
         for block in self.plan.blocks:
-            if any(self.plan.groups[n].lateral for n in block):
-                blocks.append("2")  # never a single exact sweep
-            else:
-                blocks.append("(" + " or ".join(f"free_{n}" for n in block) + ")")
-        self.w(f"one_sweep = damping == 0.0 and {' + '.join(blocks)} <= 1", 1)
+            flags = " or ".join(f"free_{n}" for n in block)
+            blocks.append(f"({flags})" if len(block) > 1 else flags)
+        if any(g.lateral for g in self.plan.groups.values()):  # a site sweep is never exact in one pass
+            self.w("one_sweep = False", 1)
+        else:
+            self.w(f"one_sweep = damping == 0.0 and {' + '.join(blocks)} <= 1", 1)
         self.w("delta = 0.0", 1)
         self.w("for it in range(max_iter):", 1)
         self.w("delta = 0.0", 2)
@@ -387,7 +457,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
     # energy and free energy ---------------------------------------------------------------------
     def free_energy_kernel(self) -> None:
         flags = ", ".join(f"sum_{g}" for g in self.ir.groups)
-        self.kernel(f"free_energy({self.args}, {flags}, beta, out)",
+        self.kernel("free_energy", "free_energy",
                     "out[c] = free energy of chain c at inverse temperature beta (beta * E), with the groups "
                     "flagged sum_* summed out analytically (they must not share a term). Returns False on a "
                     "non-positive Gaussian precision.")
@@ -399,7 +469,8 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             groups = m.groups
             indent = 1
             if groups:
-                self.w(f"if not ({' or '.join(f'sum_{g}' for g in groups)}):", 1)
+                flags = " or ".join(f"sum_{g}" for g in groups)
+                self.w(f"if not ({flags}):" if len(groups) > 1 else f"if not {flags}:", 1)
                 indent = 2
             self.energy_term(m, indent)
         self.w("if beta != 1.0:", 1)
@@ -439,19 +510,20 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             scalar = [P.number(m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
             self.w(f"t = np.dot({P.group(d.other)}.reshape((n, {na})), {mat})", indent)
             self.w(f"x2 = {P.group(gp.name)}.reshape((n, {nx}))", indent)
-            self.w(f"alpha = {' * '.join(scalar)}", indent)
+            alpha = self.scalar("alpha", scalar, indent)
             self.w("for c in range(n):", indent)
             self.w("acc = 0.0", indent + 1)
             self.w(f"for j in range({nx}):", indent + 1)
             self.w("acc += t[c, j] * x2[c, j]", indent + 2)
-            self.w("out[c] += alpha * acc", indent + 1)
+            self.w(f"out[c] {accumulate(alpha, 'acc')}", indent + 1)
             return
-        value = " * ".join([self.coef(m)] + [self.access(f) for f in m.factors])
+        value = P.product([self.coef(m)] + [self.access(f) for f in m.factors])
         self.w("for c in range(n):", indent)
-        self.loop_nest(m, [f"out[c] += {value}"], indent + 1)
+        self.loop_nest(m, [f"out[c] {add(value)}"], indent + 1)
 
     # the Model class ------------------------------------------------------------------------------
-    def model_class(self, digest: str, base: str = "ModelBase", groups=None, extra=()) -> None:
+    def model_class(self, digest: str, base: str = "ModelBase", groups=None, extra=(), extra_specs=None,
+                    extra_orders=None) -> None:
         ir, plan = self.ir, self.plan
         write_class_header(self.w, ir, self.source_text, digest, base, groups or ir.groups)
         self.w(f"BLOCKS = {tuple(tuple(b) for b in plan.blocks)!r}", 1)
@@ -465,16 +537,8 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         for line in extra:
             self.w(line, 1)
         self.w()
-        self.w("def kernel_args(self, state):", 1)
-        self.w('"""The fixed argument order of every kernel: groups, parameters, sizes, constants."""', 2)
-        parts = [f"state[{g!r}]" for g in ir.groups]
-        parts += [f"self._p[{p.name!r}]" + (".reshape(1)" if not p.shape else "") for p in ir.params.values()]
-        parts += [f"self.sizes[{s!r}]" for s in ir.sizes] + [f"self.consts[{k!r}]" for k in ir.consts]
-        self.w("return (" + "".join(f"{x}, " for x in parts) + ")", 2)
-        self.w()
-        self.w("KERNELS = {'gibbs': gibbs, 'mean_field': mean_field, 'free_energy': free_energy, "
-               "'energy_grad': energy_grad, 'train_epoch': train_epoch, 'ais_steps': ais_steps, "
-               + ", ".join(f"'field_{g}': field_{g}" for g in ir.groups) + "}", 1)
+        for line in kernel_table(dict(self.specs, **(extra_specs or {})), dict(self.orders, **(extra_orders or {}))):
+            self.w(line, 1)
 
 
 def write_class_header(w, ir, source_text: str, digest: str, base: str, groups) -> None:
@@ -544,6 +608,14 @@ def _init_line(w, p) -> None:
         w(f"p[{p.name!r}] = rng.uniform({a[0]}, {a[1]}, size={shape})", 2)
 
 
+def _initialisers_call_functions(ir) -> bool:
+    from ..ir.model import IUn, iexpr_walk
+
+    return any(isinstance(node, IUn) and node.op != "neg"
+               for p in ir.params.values() if p.init is not None
+               for arg in p.init[1] for node in iexpr_walk(arg))
+
+
 def _py_const(e) -> str:
     """An initialiser argument as Python over `sizes` and `consts` (evaluated at instantiation)."""
     from ..ir.model import IBin, INum, ISym, IUn
@@ -554,7 +626,9 @@ def _py_const(e) -> str:
         table = "sizes" if e.kind == "size" else "consts"
         return f"{table}[{P.ident(e.name)!r}]"
     if isinstance(e, IUn):
-        return f"(-{_py_const(e.arg)})" if e.op == "neg" else f"{P.MATH_FUNCTIONS[e.op].replace('_k.', 'ModelBase.')}({_py_const(e.arg)})"
+        if e.op == "neg":
+            return f"(-{_py_const(e.arg)})"
+        return f"_py.{ops.lookup(e.op).name}({_py_const(e.arg)})"
     if isinstance(e, IBin):
         op = "**" if e.op == "^" else e.op
         return f"({_py_const(e.left)} {op} {_py_const(e.right)})"
@@ -581,11 +655,14 @@ def _invertible(a: int, m: int) -> bool:
     return math.gcd(a, m) == 1
 
 
-def emit(plan: Plan | None, source_text: str, directed=None, ir=None) -> str:
+def emit(plan: Plan | None, source_text: str, directed=None, ir=None, greedy=None, dbn=None) -> str:
     """The module of a model: energy kernels (when it has an energy), directed kernels (when it
-    has conditionals), and the Model class."""
+    has conditionals), the layer models greedy training uses, and the Model class.
+
+    greedy: the GreedyPlan of an energy model; dbn: (stack, why refused, layer RBM plan) of a
+    directed one (analysis.layers)."""
     if directed is None:
-        return Emitter(plan, source_text).module()
+        return Emitter(plan, source_text).module(greedy)
     from .directed import DirectedEmitter
 
     ir = ir if ir is not None else plan.ir
@@ -598,22 +675,31 @@ def emit(plan: Plan | None, source_text: str, directed=None, ir=None) -> str:
               "FAST = {'reassoc', 'contract', 'nsz'}"]
     dem.kernels()
     extra = dem.class_attributes()
+    if dbn is not None:
+        stack, refused, layer_plan = dbn
+        layer_class = None
+        if not refused:
+            layer_class = "DbnLayerModel"
+            dem.lines += ["", "", "# ---- greedy training: the binary RBM each (child, parent) layer is trained as"]
+            layer = Emitter(layer_plan, DBN_LAYER_TEXT)
+            layer.origin = "gdsl's layer RBM (analysis/layers.py) "
+            dem.lines += companion_source(layer.module(finish=False), "dbn_layer_", layer_class)
+            lines.insert(lines.index("from gdsl.runtime.directed import DirectedModel"),
+                         "from gdsl.runtime.model import ModelBase")
+        extra = extra + dbn_attributes(stack, refused, layer_class)
     if plan is not None:
         em = Emitter(plan, source_text)
         em.lines = lines
         em.energy_kernels()
         lines.extend(dem.lines)
-        em.model_class(digest, "DirectedModel", directed.ir.groups, extra)
+        em.model_class(digest, "DirectedModel", directed.ir.groups, extra, dem.specs, dem.orders)
     else:
         lines.extend(dem.lines)
         w = _writer(lines)
         write_class_header(w, ir, source_text, digest, "DirectedModel", directed.ir.groups)
-        for line in extra:
+        for line in extra + [""] + kernel_table(dem.specs, dem.orders):
             w(line, 1)
-    dem.lines = []
-    dem.kernel_args_method()
-    lines.extend(dem.lines)
-    return "\n".join(lines) + "\n"
+    return "\n".join(tidy(lines)) + "\n"
 
 
 def _writer(lines: list[str]):

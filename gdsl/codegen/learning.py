@@ -35,7 +35,7 @@ class LearningEmitter:
         return ", ".join(f"g_{p}" for p in self.ir.params)
 
     def grad_kernel(self) -> None:
-        self.kernel(f"energy_grad({self.args}, alpha, {self._grads()})",
+        self.kernel("energy_grad", "energy_grad",
                     "g_P += alpha * (sum over chains of dE/dP) for every parameter P.")
         self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
         for name, terms in gradient_terms(self.plan).items():
@@ -52,12 +52,12 @@ class LearningEmitter:
                 target = f"g_{name}[" + (", ".join(P.poly(i, self.sizes) for i in t.index) if t.index else "0") + "]"
                 # the constant part in the parameter's dtype: a float64 factor would turn a float32
                 # loop into float64 (half the SIMD lanes, and conversions)
-                self.w(f"coef = g_{name}.dtype.type(alpha * {P.number(m.scale)})", 1)
+                self.w(f"coef = g_{name}.dtype.type({P.product(['alpha', P.number(m.scale)])})", 1)
                 derivative = P.expr(t.derivative, self.sizes)
                 parts = ["coef"] + ([] if derivative == "1.0" else [derivative])
                 parts += [self.access(f) for f in m.factors]
                 self.w("for c in range(n):", 1)
-                self.loop_nest(m, [f"{target} += {' * '.join(parts)}"], 2)
+                self.loop_nest(m, [f"{target} += {P.product(parts)}"], 2)
 
     def _dense_grad(self, name, p, m, t) -> None:
         """g_P += beta * L^T R with L the group on P's first axes: BLAS, or row updates for the
@@ -71,7 +71,7 @@ class LearningEmitter:
         rows, cols = (nx, na) if d.transpose else (na, nx)
         left, right = (x2, a2) if d.transpose else (a2, x2)
         scalar = ["alpha", P.number(m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
-        self.w(f"beta = {' * '.join(scalar)}", 1)
+        self.w(f"beta = {P.unwrapped(P.product(scalar))}", 1)
         self.w(f"g2 = g_{name}.reshape(({rows}, {cols}))", 1)
         self.w(f"l2 = {left}", 1)
         self.w(f"r2 = {right}", 1)
@@ -86,8 +86,7 @@ class LearningEmitter:
     def rb_sweep_kernel(self) -> None:
         """One Gibbs sweep that also leaves E[g | rest] in rb_g for the flagged groups of the
         last block, from the field the sweep computes anyway (no second product)."""
-        self.kernel(f"gibbs_rb({self.args}, {self._masks()}, {self._free()}, "
-                    f"{self._per_group('rb_')}, {self._per_group('rbfree_')}, rng)",
+        self.kernel("gibbs_rb", "gibbs_rb",
                     "A sweep like gibbs(..., steps=1); groups flagged rbfree_* (all in the last block) "
                     "also get their conditional means, given the final state of the rest, in rb_*.")
         from .emit import DRAW, LOW, MEAN
@@ -131,16 +130,7 @@ class LearningEmitter:
         return ", ".join(f"{prefix}{g}" for g in self.ir.groups)
 
     def train_epoch_kernel(self) -> None:
-        params = [P.param(p) for p in self.ir.params]
-        scalars = [P.size(s) for s in self.ir.sizes] + [P.const(k) for k in self.ir.consts]
-        sig = ", ".join(params + scalars + [
-            self._per_group("data_"), self._per_group("has_"),
-            self._per_group("pmask_"), self._per_group("pfree_"), self._per_group("init_"),
-            self._per_group("chain_"), self._per_group("cfree_"), self._per_group("cmask_"),
-            self._per_group("rbmask_"), self._per_group("rbfree_"),
-            ", ".join(f"v_{p}" for p in self.ir.params), self._grads(),
-            "order, batch, rng, lr, momentum, decay, k, persistent, mf_iters, mf_tol, mf_damping"])
-        self.kernel(f"train_epoch({sig})",
+        self.kernel("train_epoch", "train_epoch",
                     "One epoch of minibatch learning, in place on the parameters, velocities (v_*) "
                     "and persistent chains (chain_*). Returns False on a non-positive precision.")
         first = next(iter(self.ir.groups))
@@ -302,7 +292,8 @@ class LearningEmitter:
         self.w(f"gf = g_{name}.reshape(-1)", indent)
         self.w(f"vf = v_{name}.reshape(-1)", indent)
         self.w("for j in range(pf.shape[0]):", indent)
-        self.w(f"vf[j] = momentum * vf[j] - lr * (gf[j] + {decay} * pf[j])", indent + 1)
+        step = f"(gf[j] + {decay} * pf[j])" if decay != "0.0" else "gf[j]"
+        self.w(f"vf[j] = momentum * vf[j] - lr * {step}", indent + 1)
         self.w("pf[j] += vf[j]", indent + 1)
         self.w("gf[j] = 0.0", indent + 1)
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 
+from .. import ops
 from ..ir.model import IAccess, IBin, IExpr, INum, ISym, IUn
 from ..poly import Poly
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-MATH_FUNCTIONS = {"exp": "math.exp", "log": "math.log", "sqrt": "math.sqrt", "tanh": "math.tanh",
-                  "sigmoid": "_k.sigmoid", "softplus": "_k.softplus"}
 
 
 def ident(name: str) -> str:
@@ -78,13 +77,55 @@ def expr(e: IExpr, sizes, scalar_params=frozenset()) -> str:
         inner = expr(e.arg, sizes)
         if e.op == "neg":
             return f"(-{inner})"
-        return f"{MATH_FUNCTIONS[e.op]}({inner})"
+        return f"{ops.lookup(e.op).numba}({inner})"
     if isinstance(e, IBin):
         op = "**" if e.op == "^" else e.op
         return f"({expr(e.left, sizes)} {op} {expr(e.right, sizes)})"
     from ..errors import CompilerBug
 
     raise CompilerBug(f"cannot print {type(e).__name__} as a coefficient")
+
+
+def product(parts) -> str:
+    """Factors joined with ' * ', the constants 1.0 and -1.0 folded away (-1.0 * a is -a)."""
+    negative, kept = False, []
+    for part in parts:
+        if part == "1.0":
+            continue
+        if part == "-1.0":
+            negative = not negative
+            continue
+        kept.append(part)
+    if not kept:
+        return "-1.0" if negative else "1.0"
+    body = " * ".join(kept)
+    return "-" + body if negative else body
+
+
+def unwrapped(text: str) -> str:
+    """text without one pair of parentheses that encloses all of it (for a right-hand side)."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return text
+    depth = 0
+    for k, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and k < len(text) - 1:
+            return text  # "(a) * (b)": the first pair closes early
+    return text[1:-1]
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def offset(name: str, k: int) -> str:
+    """name + k, printed without a zero or a double sign."""
+    return name if k == 0 else f"{name} + {k}" if k > 0 else f"{name} - {-k}"
 
 
 def comment_text(text: str) -> str:

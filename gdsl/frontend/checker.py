@@ -1,25 +1,32 @@
-"""Names, shapes and domains of a parsed model; every error of the file is collected.
+"""The checker: names, shapes and domains of a parsed model; every error of the file is collected.
 
-Shapes are tuples of `Poly`s in the size arguments, so `v @ W` is checked as
-`nv == nv` for every instance of the model, not only for the default sizes.
-The checker annotates each expression node with `.type` for the lowering stage.
+This module checks the declarations (model arguments, variables, parameters and their
+initialisers) and the expressions of the energy; the directed part (conditionals, guides,
+let bindings) is checked by the `DirectedChecks` mixin of directed_checks.py. Shapes are
+tuples of `Poly`s in the size arguments, so `v @ W` is checked as `nv == nv` for every
+instance of the model, not only for the default sizes. The checker annotates each
+expression node with `.type` (checked.py) for the lowering stage.
 """
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import ErrorSink, Source, Span
+from .. import ops
+from ..ops import WRITTEN
 from ..poly import Poly
 from . import ast
+from .checked import CheckedModel, CondInfo, GroupInfo, LetInfo, ParamInfo, Type, shape_str
+from .directed_checks import FAMILIES, DirectedChecks
+
+__all__ = ["check", "Checker", "CheckedModel", "CondInfo", "GroupInfo", "LetInfo", "ParamInfo", "Type",
+           "shape_str", "index_poly_of", "DOMAINS", "CONSTRAINTS", "FUNCTIONS", "FAMILIES", "DISTRIBUTIONS",
+           "MAX_VARIABLE_POWER", "MAX_NAME_LENGTH", "DOMAIN_ALIASES", "DISTRIBUTION_ALIASES", "FUNCTION_HINTS"]
 
 DOMAINS = ("binary", "spin", "real", "categorical")
 CONSTRAINTS = ("symmetric", "zero_diag", "positive")
-FUNCTIONS = ("exp", "log", "softplus", "sigmoid", "tanh", "sqrt", "relu", "log_sigmoid")
-# directed conditionals: family -> (argument names in positional order, the domain it defines)
-FAMILIES = {"bernoulli": (("logits", "probs"), "binary"), "normal": (("mean", "std"), "real"),
-            "categorical": (("logits",), "categorical")}
+FUNCTIONS = WRITTEN  # the names of the operator table a model may call
 DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high")}
 MAX_VARIABLE_POWER = 8
 MAX_NAME_LENGTH = 64  # names become parts of Python identifiers and of numba's cache file names
@@ -36,80 +43,9 @@ FUNCTION_HINTS = {"sigm": "did you mean 'sigmoid'?", "logistic": "did you mean '
                   "logsumexp": "for softmax units declare a categorical(K) variable"}
 
 
-@dataclass(frozen=True)
-class Type:
-    shape: tuple[Poly, ...] = ()
-    groups: frozenset = frozenset()  # variable groups the value depends on
-    is_int: bool = False  # an integer scalar (sizes, index variables, literals)
+class Checker(DirectedChecks):
+    """Checks a model's declarations and energy; DirectedChecks adds its conditionals and lets."""
 
-    @property
-    def is_scalar(self) -> bool:
-        return not self.shape
-
-
-@dataclass
-class GroupInfo:
-    name: str
-    role: str
-    shape: tuple[Poly, ...]
-    domain: str
-    categories: Optional[Poly]
-    decl: ast.GroupDecl
-
-
-@dataclass
-class ParamInfo:
-    name: str
-    shape: tuple[Poly, ...]
-    constraints: tuple[str, ...]
-    init: Optional[ast.Init]
-    decl: ast.ParamDecl
-
-
-@dataclass
-class LetInfo:
-    name: str
-    type: Optional[Type]
-    decl: ast.LetDecl
-
-
-@dataclass
-class CondInfo:
-    """A directed conditional `group ~ family(args)`; `free` index names bind the group's leading axes."""
-    group: str
-    family: str
-    args: dict[str, ast.Expr]  # canonical argument name -> expression
-    free: tuple[str, ...]
-    parents: frozenset  # groups the arguments depend on (itself, for autoregressive ones)
-    span: Span
-    in_guide: bool
-
-
-@dataclass
-class CheckedModel:
-    name: str
-    sizes: dict[str, int]
-    consts: dict[str, float]
-    groups: dict[str, GroupInfo]
-    params: dict[str, ParamInfo]
-    energies: list[ast.EnergyDecl]
-    ast: ast.Model
-    source: Source
-    decl_spans: dict[str, Span] = field(default_factory=dict)
-    lets: dict[str, LetInfo] = field(default_factory=dict)
-    conditionals: list[CondInfo] = field(default_factory=list)  # the model's, in topological order
-    guide: list[CondInfo] = field(default_factory=list)  # the guide's, in topological order
-
-    @property
-    def directed(self) -> set[str]:
-        return {c.group for c in self.conditionals}
-
-
-def shape_str(shape: tuple[Poly, ...]) -> str:
-    return "scalar" if not shape else "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-class Checker:
     def __init__(self, model: ast.Model, source: Source):
         self.model = model
         self.source = source
@@ -125,16 +61,11 @@ class Checker:
         self.statement: object = None  # the declaration being checked
         self.reported: set = set()  # (statement, name) of unknown names already reported
         self.context = "expr"  # "expr" | "subscript": where a name is used (for the hint of an unknown one)
-        self.lets: dict[str, LetInfo] = {}
-        self.let_state: dict[str, str] = {}  # name -> "checking" | "done"
-        self.in_directed = False  # inside a conditional or let: functions of variables are allowed
-        self.in_guide = False
-        self.free_names: set[str] = set()  # free indices of the conditional being checked
-        self.conditionals: list[CondInfo] = []
-        self.attempted: set[str] = set()  # groups with a conditional statement (valid or not)
+        self._start_directed()
 
-    def error(self, message: str, span: Span, hint: str | None = None) -> None:
-        self.sink.error(message, span, hint)
+    def error(self, message: str, span: Span, hint: str | None = None, *, kind: str) -> None:
+        """Record an error of one of `errors.KINDS` (required: every checker error says its kind)."""
+        self.sink.error(message, span, hint, kind=kind)
 
     def _text(self, span: Span) -> str:
         """The source text of a one-line span (for hints that quote the user's code)."""
@@ -146,19 +77,8 @@ class Checker:
     def run(self) -> CheckedModel:
         m = self.model
         self._check_length(m.name, m.name_span, "model")
-        for arg in m.args:
-            if self._declare(arg.name, arg.span, "model argument", arg):
-                if arg.is_size:
-                    if arg.value < 1:
-                        self.error(f"size '{arg.name}' must be at least 1, not {arg.value}", arg.span,
-                                   "sizes are positive whole numbers")
-                    self.sizes[arg.name] = int(arg.value)
-                else:
-                    self.consts[arg.name] = float(arg.value)
-        decls = [(g.name_span, g, "variable") for g in m.groups] + [(p.name_span, p, "parameter") for p in m.params]
-        decls += [(d.name_span, d, "let binding") for d in m.lets]
-        for span, d, what in sorted(decls, key=lambda x: (x[0].line, x[0].column)):
-            self._declare(d.name, span, what, d)
+        self._arguments(m)
+        self._declare_in_order(m)
         for g in m.groups:
             self.statement = g
             self._group(g)
@@ -167,7 +87,7 @@ class Checker:
             self._param(p)
         if not m.groups:
             self.error(f"model '{m.name}' declares no variables", m.name_span,
-                       "declare at least one group, e.g. 'visible v[n]: binary'")
+                       "declare at least one group, e.g. 'visible v[n]: binary'", kind="model")
         for d in m.lets:
             self._let(d.name)
         self._conditionals(m)
@@ -180,28 +100,55 @@ class Checker:
                             list(m.energies), m, self.source, dict(self.spans), dict(self.lets),
                             model_conds, guide_conds)
 
+    def _arguments(self, m: ast.Model) -> None:
+        """The model header: integer arguments are sizes, real ones constants."""
+        for arg in m.args:
+            if self._declare(arg.name, arg.span, "model argument", arg):
+                if arg.is_size:
+                    if arg.value < 1:
+                        self.error(f"size '{arg.name}' must be at least 1, not {arg.value}", arg.span,
+                                   "sizes are positive whole numbers", kind="shape")
+                    self.sizes[arg.name] = int(arg.value)
+                else:
+                    self.consts[arg.name] = float(arg.value)
+
+    def _declare_in_order(self, m: ast.Model) -> None:
+        """Variables, parameters and let bindings, in source order (the first of two takes the name)."""
+        decls = [(g.name_span, g, "variable") for g in m.groups] + [(p.name_span, p, "parameter") for p in m.params]
+        decls += [(d.name_span, d, "let binding") for d in m.lets]
+        for span, d, what in sorted(decls, key=lambda x: (x[0].line, x[0].column)):
+            self._declare(d.name, span, what, d)
+
     def _declare(self, name: str, span: Span, what: str, decl) -> bool:
         self._check_length(name, span, what)
         if name in self.spans:
             first = self.spans[name]
             self.error(f"'{name}' is declared twice (first at line {first.line})", span,
-                       "give each variable, parameter and argument its own name")
+                       "give each variable, parameter and argument its own name", kind="name")
             return False
         if name in FUNCTIONS or name == "sum":
             self.error(f"'{name}' is a built-in function and cannot name a {what}", span,
-                       f"rename the {what}")
+                       f"rename the {what}", kind="name")
             self.broken.add(name)
             return False
         self.spans[name] = span
         self.owner[name] = decl
         return True
 
+    def _kind(self, name: str) -> str:
+        """What a declared name is, for messages."""
+        if name in self.groups:
+            return "variable"
+        if name in self.params:
+            return "parameter"
+        return "model argument"
+
     def _check_length(self, name: str, span: Span, what: str) -> None:
         if len(name) > MAX_NAME_LENGTH:
             shown = name[:12] + "..." + name[-4:]
             self.error(f"the name of this {what} is too long ({len(name)} characters; at most "
                        f"{MAX_NAME_LENGTH})", Span(span.line, span.column, span.line, span.column + len(name)),
-                       f"shorten '{shown}'")
+                       f"shorten '{shown}'", kind="name")
 
     # declarations -------------------------------------------------------------
     def _shape(self, exprs: list[ast.Expr], owner: str, name: str) -> tuple[Poly, ...]:
@@ -222,7 +169,7 @@ class Checker:
         if value >= 1:
             return True
         how = f"{p} = {value} with the default sizes" if p.symbols() else str(value)
-        self.error(f"{what} must be at least 1, but it is {how}", span)
+        self.error(f"{what} must be at least 1, but it is {how}", span, kind="shape")
         return False
 
     def _size_expr(self, e: ast.Expr, what: str) -> Optional[Poly]:
@@ -230,14 +177,15 @@ class Checker:
         if isinstance(e, ast.Num):
             if isinstance(e.value, int):
                 return Poly.const(e.value)
-            self.error(f"{what} must be a whole number, not {e.text}", e.span)
+            self.error(f"{what} must be a whole number, not {e.text}", e.span, kind="shape")
             return None
         if isinstance(e, ast.Name):
             if e.id in self.sizes:
                 return Poly.sym(e.id)
             if e.id in self.spans:
                 self.error(f"{what} must be built from integer sizes; '{e.id}' is not a size", e.span,
-                           "integer model arguments (n = 10) are sizes; real ones (s = 1.0) are constants")
+                           "integer model arguments (n = 10) are sizes; real ones (s = 1.0) are constants",
+                           kind="shape")
             else:
                 self._unknown(e.id, e.span, list(self.sizes),
                               f"declare it as a size in the model header: model {self.model.name}(..., {e.id} = 10)")
@@ -250,7 +198,7 @@ class Checker:
         if isinstance(e, ast.Neg):
             a = self._size_expr(e.operand, what)
             return -a if a is not None else None
-        self.error(f"{what} must be an integer expression of sizes (+, - and * only)", e.span)
+        self.error(f"{what} must be an integer expression of sizes (+, - and * only)", e.span, kind="shape")
         return None
 
     def _group(self, g: ast.GroupDecl) -> None:
@@ -266,10 +214,11 @@ class Checker:
             hint = (f"use '{alias}'" + (" (with a positive quadratic term in the energy)" if alias == "real" else "")
                     if alias else f"did you mean '{close[0]}'?" if close else
                     "the domains are binary, spin, real and categorical(K)")
-            self.error(f"unknown domain '{d.name}' for '{g.name}'", d.span, hint)
+            self.error(f"unknown domain '{d.name}' for '{g.name}'", d.span, hint, kind="name")
         elif d.name == "categorical":
             if len(d.args) != 1:
-                self.error("categorical takes one argument, the number of categories: categorical(K)", d.span)
+                self.error("categorical takes one argument, the number of categories: categorical(K)", d.span,
+                           kind="domain")
             else:
                 categories = self._size_expr(d.args[0], "the number of categories")
                 if categories is not None and not self._positive(categories, d.args[0].span,
@@ -283,9 +232,10 @@ class Checker:
                     self.error(
                         f"categorical({categories}) is one-hot along the last axis, so the last axis of "
                         f"'{g.name}' must be {categories}; it is {shape_str(shape)}", d.span,
-                        f"put the categories last: {g.role} {g.name}[{', '.join(axes)}]: categorical({categories})")
+                        f"put the categories last: {g.role} {g.name}[{', '.join(axes)}]: categorical({categories})",
+                        kind="shape")
         elif d.args:
-            self.error(f"domain '{d.name}' takes no arguments", d.span)
+            self.error(f"domain '{d.name}' takes no arguments", d.span, kind="domain")
         if self.owner.get(g.name) is g:  # a duplicate does not replace the first declaration
             self.groups[g.name] = GroupInfo(g.name, g.role, shape, d.name, categories, g)
 
@@ -296,17 +246,18 @@ class Checker:
             if c.name not in CONSTRAINTS:
                 close = difflib.get_close_matches(c.name, CONSTRAINTS, n=1)
                 self.error(f"unknown constraint '{c.name}' on '{p.name}'", c.span,
-                           f"did you mean '{close[0]}'?" if close else "the constraints are " + ", ".join(CONSTRAINTS))
+                           f"did you mean '{close[0]}'?" if close else "the constraints are " + ", ".join(CONSTRAINTS),
+                           kind="name")
                 continue
             if c.name in ("symmetric", "zero_diag") and (len(shape) != 2 or shape[0] != shape[1]):
-                self.error(f"'{c.name}' needs a square matrix; '{p.name}' is {shape_str(shape)}", c.span)
+                self.error(f"'{c.name}' needs a square matrix; '{p.name}' is {shape_str(shape)}", c.span, kind="shape")
             names.append(c.name)
         if p.init is not None:
             self._init(p)
         if "positive" in names and (p.init is None or _nonpositive_literal(p.init)):
             start = "0" if p.init is None else "a value <= 0"
             self.error(f"'{p.name}' is declared positive but starts at {start}", p.name_span,
-                       "give it a positive initialiser, e.g. '= 1' or '~ uniform(0.5, 1.5)'")
+                       "give it a positive initialiser, e.g. '= 1' or '~ uniform(0.5, 1.5)'", kind="domain")
         if self.owner.get(p.name) is p:  # a duplicate does not replace the first declaration
             self.params[p.name] = ParamInfo(p.name, shape, tuple(names), p.init, p)
 
@@ -318,13 +269,13 @@ class Checker:
                 close = difflib.get_close_matches(init.dist, list(DISTRIBUTIONS), n=1)
                 hint = (f"did you mean '{alias}'?" if alias else f"did you mean '{close[0]}'?" if close else
                         "use normal(mean, std), uniform(low, high), or '= value'")
-                self.error(f"unknown initialiser '{init.dist}' for '{p.name}'", init.span, hint)
+                self.error(f"unknown initialiser '{init.dist}' for '{p.name}'", init.span, hint, kind="name")
                 return
             want = DISTRIBUTIONS[init.dist]
             if len(init.args) != len(want):
                 example = "normal(0, 0.01)" if init.dist == "normal" else "uniform(-0.1, 0.1)"
                 self.error(f"{init.dist} takes {len(want)} arguments ({', '.join(want)}), "
-                           f"got {len(init.args)}", init.span, f"for example ~ {example}")
+                           f"got {len(init.args)}", init.span, f"for example ~ {example}", kind="domain")
         for a in init.args:
             self._constant_expr(a)
 
@@ -337,7 +288,7 @@ class Checker:
             if e.id in self.sizes or e.id in self.consts:
                 return
             if e.id in self.spans:
-                self.error(f"an initialiser can use numbers, sizes and constants, not '{e.id}'", e.span)
+                self.error(f"an initialiser can use numbers, sizes and constants, not '{e.id}'", e.span, kind="domain")
             else:
                 self._unknown(e.id, e.span, list(self.sizes) + list(self.consts),
                               "an initialiser can use numbers, sizes and constants of the model header")
@@ -352,20 +303,21 @@ class Checker:
         if isinstance(e, ast.Call) and e.fn in FUNCTIONS and len(e.args) == 1:
             self._constant_expr(e.args[0])
             return
-        self.error("an initialiser must be a constant expression", e.span)
+        self.error("an initialiser must be a constant expression", e.span, kind="domain")
 
     # energy -----------------------------------------------------------------
     def _energy(self, e: ast.EnergyDecl) -> None:
         t = self.expr(e.expr)
         if t is not None and not t.is_scalar:
             self.error(f"an energy term must be a scalar, but this one has shape {shape_str(t.shape)}",
-                       e.expr.span, "wrap it in sum(...) to add up its elements")
+                       e.expr.span, "wrap it in sum(...) to add up its elements", kind="shape")
         directed = sorted((t.groups if t is not None else set()) & {c.group for c in self.conditionals})
         if directed:
             names = ", ".join(f"'{n}'" for n in directed)
             self.error(f"{names} {'is' if len(directed) == 1 else 'are'} defined by a conditional (~) and cannot "
                        f"appear in an energy", e.expr.span,
-                       "a variable is either in the undirected part (energy) or directed (~), not both")
+                       "a variable is either in the undirected part (energy) or directed (~), not both",
+                       kind="directed")
 
     def expr(self, e: ast.Expr) -> Optional[Type]:
         t = getattr(self, "_" + type(e).__name__.lower())(e)
@@ -391,17 +343,8 @@ class Checker:
             return Type(self.groups[e.id].shape, frozenset([e.id]))
         if e.id in self.params:
             return Type(self.params[e.id].shape)
-        if e.id in self.let_state or any(d.name == e.id for d in self.model.lets):
-            if not self.in_directed:
-                self.error(f"let binding '{e.id}' can be used in conditionals and other lets, not in an energy",
-                           e.span, "write the expression out in the energy")
-                return None
-            let = self.lets.get(e.id)
-            if let is not None and let.decl.in_guide and not self.in_guide:
-                self.error(f"'{e.id}' is defined in the guide and cannot be used outside it", e.span,
-                           "move the let binding out of the guide block")
-                return None
-            return self._let(e.id)
+        if self._is_let(e.id):
+            return self._let_use(e)
         self._unknown(e.id, e.span)
         return None
 
@@ -432,19 +375,24 @@ class Checker:
         else:
             hint = (f"declare it: as a variable (visible {name}[n]: binary), a parameter "
                     f"(param {name}[n]) or a model argument ({name} = 1.0)")
-        self.error(f"unknown name '{name}'", span, hint)
+        self.error(f"unknown name '{name}'", span, hint, kind="name")
 
     def _call(self, e: ast.Call) -> Optional[Type]:
         if e.fn not in FUNCTIONS:
             close = difflib.get_close_matches(e.fn, FUNCTIONS, n=1)
             hint = FUNCTION_HINTS.get(e.fn.lower()) or (
                 f"did you mean '{close[0]}'?" if close else "the functions are " + ", ".join(FUNCTIONS))
-            self.error(f"unknown function '{e.fn}'", e.span, hint)
+            self.error(f"unknown function '{e.fn}'", e.span, hint, kind="name")
             for a in e.args:
                 self.expr(a)
             return None
-        if len(e.args) != 1:
-            self.error(f"{e.fn} takes one argument, got {len(e.args)}", e.span)
+        fn = ops.FUNCTIONS[e.fn]
+        if len(e.args) != fn.arity:
+            self.error(f"{e.fn} takes one argument, got {len(e.args)}", e.span, kind="structure")
+            return None
+        if not self.in_directed and not fn.in_energy:
+            self.error(f"{e.fn} cannot appear in an energy", e.span,
+                       "use it in a directed conditional (x ~ ...) or an initialiser", kind="structure")
             return None
         t = self.expr(e.args[0])
         if t is None:
@@ -454,7 +402,7 @@ class Checker:
             verb = "appears" if len(t.groups) == 1 else "appear"
             self.error(f"the energy must be a polynomial in the variables, but {names} {verb} inside "
                        f"{e.fn}(...)", e.span,
-                       "functions may be applied to parameters and constants only")
+                       "functions may be applied to parameters and constants only", kind="structure")
             return None
         return Type(t.shape, frozenset())
 
@@ -472,28 +420,28 @@ class Checker:
             return self._pow(e, a, b)
         if e.op == "/" and b.groups and not self.in_directed:
             self.error(f"cannot divide by an expression of the variables ({', '.join(sorted(b.groups))})",
-                       e.right.span, "the energy must be a polynomial in the variables")
+                       e.right.span, "the energy must be a polynomial in the variables", kind="structure")
             return None
         if a.shape and b.shape and a.shape != b.shape:
             self.error(f"shapes do not match for '{e.op}': {shape_str(a.shape)} and {shape_str(b.shape)}",
-                       e.span, "element-wise operations need equal shapes, or a scalar on one side")
+                       e.span, "element-wise operations need equal shapes, or a scalar on one side", kind="shape")
             return None
         return Type(a.shape or b.shape, groups, a.is_int and b.is_int and e.op != "/")
 
     def _matmul(self, e: ast.BinOp, a: Type, b: Type) -> Optional[Type]:
         if a.is_scalar or b.is_scalar:
-            self.error("'@' contracts two arrays, but one side is a scalar", e.span, "use '*' to scale")
+            self.error("'@' contracts two arrays, but one side is a scalar", e.span, "use '*' to scale", kind="shape")
             return None
         if a.shape[-1] != b.shape[0]:
             self.error(f"cannot contract {shape_str(a.shape)} with {shape_str(b.shape)}: the last axis on "
                        f"the left ({a.shape[-1]}) must equal the first axis on the right ({b.shape[0]})",
-                       e.span)
+                       e.span, kind="shape")
             return None
         return Type(a.shape[:-1] + b.shape[1:], a.groups | b.groups)
 
     def _pow(self, e: ast.BinOp, a: Type, b: Type) -> Optional[Type]:
         if not b.is_scalar or b.groups:
-            self.error("an exponent must be a scalar without variables", e.right.span)
+            self.error("an exponent must be a scalar without variables", e.right.span, kind="structure")
             return None
         if a.groups and not self.in_directed:
             k = e.right
@@ -501,7 +449,7 @@ class Checker:
             if not ok:
                 self.error("a power of variables needs a whole-number exponent from 1 to "
                            f"{MAX_VARIABLE_POWER}", e.right.span,
-                           "the energy must be a polynomial in the variables")
+                           "the energy must be a polynomial in the variables", kind="structure")
                 return None
         return Type(a.shape, a.groups, a.is_int and b.is_int)
 
@@ -516,7 +464,8 @@ class Checker:
                     if inside:
                         j = inside[0]
                         self.error(f"a slice bound cannot use the summation index '{j}' (not supported yet)",
-                                   bound.span, f"sum over a bounded index instead, as in sum[k < {j}](x[k])")
+                                   bound.span, f"sum over a bounded index instead, as in sum[k < {j}](x[k])",
+                                   kind="index")
                         return None
                     self.index_poly(bound)
             else:
@@ -530,7 +479,8 @@ class Checker:
             what = f"'{e.base.id}'" if isinstance(e.base, ast.Name) else "this expression"
             axes = len(base.shape)
             self.error(f"too many subscripts: {what} has {axes} ax{'i' if axes == 1 else 'e'}s "
-                       f"(shape {shape_str(base.shape)}) but is given {len(e.subscripts)} subscripts", e.span)
+                       f"(shape {shape_str(base.shape)}) but is given {len(e.subscripts)} subscripts", e.span,
+                       kind="shape")
             return None
         shape = []
         for s, dim in zip(e.subscripts, base.shape):
@@ -553,7 +503,7 @@ class Checker:
         k = p.constant
         if not -size <= k < size:
             self.error(f"subscript {k} is out of range for an axis of size {dim} ({size} with the default sizes)",
-                       s.span, f"use 0 to {size - 1}, or -1 for the last element")
+                       s.span, f"use 0 to {size - 1}, or -1 for the last element", kind="index")
 
     def slice_bound(self, bound: Optional[ast.Expr], dim: Poly, default: Poly) -> Optional[Poly]:
         """A slice bound; a negative literal counts from the end, as in Python."""
@@ -580,7 +530,7 @@ class Checker:
         p = index_poly_of(e, self.sizes, self._all_index_names())
         if p is None or not p.is_affine():
             self.error("a subscript must be an integer expression of index variables, sizes and whole "
-                       "numbers, such as i + 1", e.span)
+                       "numbers, such as i + 1", e.span, kind="index")
             return None
         return p
 
@@ -596,21 +546,22 @@ class Checker:
         for k, b in enumerate(e.binders):
             self._check_length(b.name, b.span, "index")
             if b.name in self.spans:
-                self.error(f"index '{b.name}' has the name of a declared {_kind(self, b.name)}", b.span,
-                           "use a fresh name for the index")
+                self.error(f"index '{b.name}' has the name of a declared {self._kind(b.name)}", b.span,
+                           "use a fresh name for the index", kind="name")
             elif b.name in scope or self._lookup_index(b.name):
                 self.error(f"index '{b.name}' is bound twice", b.span,
-                           "an inner sum needs its own index names" if b.name not in scope else None)
+                           "an inner sum needs its own index names" if b.name not in scope else None, kind="name")
             later = [x.name for x in e.binders[k:]] if b.bound is not None else []
             early = sorted((_names_in(b.bound) & set(later)) - set(scope) - self._all_index_names()) if later else []
             if early:
                 j = early[0]
                 if j == b.name:
                     self.error(f"the bound of index '{j}' uses '{j}' itself", b.bound.span,
-                               f"bound it by a size or an earlier index, as in sum[{j} < n]")
+                               f"bound it by a size or an earlier index, as in sum[{j} < n]", kind="index")
                 else:
                     self.error(f"index '{j}' is used in the bound of '{b.name}' before it is bound", b.bound.span,
-                               f"bind '{j}' first: sum[{j}, {b.name} {b.op} {self._text(b.bound.span)}](...)")
+                               f"bind '{j}' first: sum[{j}, {b.name} {b.op} {self._text(b.bound.span)}](...)",
+                               kind="index")
             elif b.bound is not None:
                 self.scopes.append(scope)
                 self.index_poly(b.bound)
@@ -623,257 +574,14 @@ class Checker:
         for b in e.binders:
             if b.name not in used:
                 self.error(f"index '{b.name}' is not used in the sum", b.span,
-                           "use it in the body, or remove it from sum[...]")
+                           "use it in the body, or remove it from sum[...]", kind="index")
         if t is None:
             return None
         if not t.is_scalar:
             self.error(f"the body of sum[...] must be a scalar, but it has shape {shape_str(t.shape)}",
-                       e.body.span, "subscript every array with the summation indices")
+                       e.body.span, "subscript every array with the summation indices", kind="shape")
             return None
         return Type((), t.groups)
-
-    # directed part -------------------------------------------------------------
-    def _let(self, name: str) -> Optional[Type]:
-        """The type of a let binding, checked once, on first use or in declaration order."""
-        state = self.let_state.get(name)
-        if state == "done":
-            return self.lets[name].type if name in self.lets else None
-        decl = next(d for d in self.model.lets if d.name == name)
-        if state == "checking":
-            self.error(f"let binding '{name}' is defined in terms of itself", decl.name_span,
-                       "a let binding may use earlier bindings, not itself")
-            self.let_state[name] = "done"
-            return None
-        self.let_state[name] = "checking"
-        saved = (self.statement, self.in_directed, self.in_guide, self.scopes, self.free_names)
-        self.statement, self.in_directed, self.in_guide, self.scopes, self.free_names = \
-            decl, True, decl.in_guide, [], set()
-        try:
-            t = self.expr(decl.expr)
-        finally:
-            self.statement, self.in_directed, self.in_guide, self.scopes, self.free_names = saved
-        self.let_state[name] = "done"
-        if self.owner.get(name) is decl:
-            self.lets[name] = LetInfo(name, t, decl)
-        return t
-
-    def _group_from_dist(self, g: ast.GroupDecl, shape) -> None:
-        family = FAMILIES.get(g.dist.family)
-        domain = family[1] if family else "binary"
-        categories = shape[-1] if domain == "categorical" and shape else None
-        if domain == "categorical" and not shape:
-            self.error(f"a categorical variable needs a last axis of categories; '{g.name}' is a scalar",
-                       g.name_span, f"give it a shape: {g.role} {g.name}[K] ~ categorical(logits = ...)")
-        if self.owner.get(g.name) is g:
-            self.groups[g.name] = GroupInfo(g.name, g.role, shape, domain, categories, g)
-
-    def _conditionals(self, m: ast.Model) -> None:
-        defined: dict[tuple[str, bool], Span] = {}
-        for g in m.groups:
-            if g.dist is not None and g.name in self.groups:
-                self._conditional(g.name, g.dist, None, g.span, False, defined, implicit=True)
-        for s in m.samples:
-            self.statement = s
-            if s.name not in self.groups:
-                if s.name in self.spans:
-                    self.error(f"'{s.name}' is a {_kind(self, s.name)}, not a variable; only variables have "
-                               f"conditionals", s.name_span)
-                elif s.name not in self.broken:
-                    self._unknown(s.name, s.name_span, list(self.groups),
-                                  f"declare the variable first, e.g. 'latent {s.name}[n]: binary'")
-                continue
-            self._conditional(s.name, s.dist, s.indices, s.span, s.in_guide, defined, implicit=False)
-
-    def _conditional(self, name, dist: ast.Dist, indices, span: Span, in_guide: bool, defined,
-                     implicit: bool) -> None:
-        group = self.groups[name]
-        key = (name, in_guide)
-        if key in defined:
-            where = "in the guide " if in_guide else ""
-            self.error(f"'{name}' has two conditionals {where}(the first at line {defined[key].line})", span,
-                       "a variable is defined once; remove one of them")
-            return
-        defined[key] = span
-        self.attempted.add(name)
-        if in_guide and group.role != "latent":
-            self.error(f"the guide defines q(latents | visibles), but '{name}' is visible", span,
-                       "the guide may define latent variables only")
-            return
-        self.statement = dist
-        args = self._dist_args(dist)
-        if args is None:
-            return
-        want = FAMILIES[dist.family][1]
-        if group.domain != want and not implicit:
-            self.error(f"{dist.family}(...) gives {want} values, but '{name}' is {group.domain}", dist.span,
-                       f"declare '{name}' as {want}, or use the family of its domain")
-            return
-        free = self._free_indices(name, group, dist, indices, span)
-        if free is None:
-            return
-        scope = {n: span for n in free}
-        saved = (self.in_directed, self.in_guide, self.scopes, self.free_names)
-        self.in_directed, self.in_guide, self.scopes, self.free_names = True, in_guide, [scope], set(free)
-        parents, ok = set(), True
-        try:
-            for arg_name, e in args.items():
-                t = self.expr(e)
-                if t is None:
-                    ok = False
-                    continue
-                parents |= t.groups
-                ok &= self._arg_shape(name, group, dist.family, arg_name, e, t, len(free))
-        finally:
-            self.in_directed, self.in_guide, self.scopes, self.free_names = saved
-        if not ok:
-            return
-        if name in parents and not free:
-            self.error(f"the conditional of '{name}' depends on '{name}' itself", dist.span,
-                       f"an autoregressive conditional needs a free index: {name}[i] ~ ..., reading only "
-                       f"earlier elements (sum[j < i](... {name}[j] ...))")
-            return
-        self.conditionals.append(CondInfo(name, dist.family, args, free, frozenset(parents), span, in_guide))
-
-    def _dist_args(self, dist: ast.Dist) -> Optional[dict[str, ast.Expr]]:
-        if dist.family not in FAMILIES:
-            close = difflib.get_close_matches(dist.family, list(FAMILIES), n=1)
-            self.error(f"unknown distribution '{dist.family}'", dist.span,
-                       f"did you mean '{close[0]}'?" if close else "the families are " + ", ".join(FAMILIES))
-            return None
-        names = FAMILIES[dist.family][0]
-        args: dict[str, ast.Expr] = {}
-        positional = 0
-        for a in dist.args:
-            if a.name is None:
-                if dist.family == "bernoulli":
-                    self.error("bernoulli takes a keyword argument: bernoulli(logits = ...) or "
-                               "bernoulli(probs = ...)", a.span)
-                    return None
-                if positional >= len(names):
-                    self.error(f"{dist.family} takes {len(names)} argument{'s' if len(names) > 1 else ''} "
-                               f"({', '.join(names)})", a.span)
-                    return None
-                key = names[positional]
-                positional += 1
-            else:
-                key = a.name
-                if key not in names:
-                    self.error(f"{dist.family} has no argument '{key}'", a.span,
-                               "its arguments are " + ", ".join(names))
-                    return None
-            if key in args:
-                self.error(f"argument '{key}' is given twice", a.span)
-                return None
-            args[key] = a.value
-        need = {"bernoulli": 1, "normal": 2, "categorical": 1}[dist.family]
-        if dist.family == "bernoulli" and len(args) == 2:
-            self.error("bernoulli takes logits or probs, not both", dist.span,
-                       "give one of them: bernoulli(logits = a) or bernoulli(probs = sigmoid(a))")
-            return None
-        if len(args) != need:
-            example = {"bernoulli": "bernoulli(logits = W @ h + b)", "normal": "normal(mean = m, std = s)",
-                       "categorical": "categorical(logits = a)"}[dist.family]
-            self.error(f"{dist.family} needs {'one of ' if dist.family == 'bernoulli' else ''}"
-                       f"{' and '.join(names) if dist.family != 'bernoulli' else 'logits or probs'}", dist.span,
-                       f"for example {example}")
-            return None
-        return args
-
-    def _free_indices(self, name, group: GroupInfo, dist: ast.Dist, indices, span) -> Optional[tuple]:
-        """Explicit (x[i] ~ ...) or implicit (visible x[d] ~ ... b[i] ...): names used only as
-        subscripts and not declared anywhere are the free indices of the leading axes."""
-        if indices is not None:
-            if len(indices) > len(group.shape):
-                self.error(f"'{name}' has {len(group.shape)} axes but {len(indices)} free indices are given", span)
-                return None
-            for n in indices:
-                if n in self.spans:
-                    self.error(f"free index '{n}' has the name of a declared {_kind(self, n)}", span,
-                               "use a fresh name for the index")
-                    return None
-            if len(set(indices)) != len(indices):
-                self.error("a free index is repeated", span)
-                return None
-            return tuple(indices)
-        declared = set(self.spans) | set(FUNCTIONS) | {"sum"}
-        bound = set()
-        for a in dist.args:
-            bound |= _binder_names(a.value)
-        candidates = sorted(n for a in dist.args for n in _subscript_names(a.value)
-                            if n not in declared and n not in bound)
-        candidates = list(dict.fromkeys(candidates))
-        if not candidates:
-            return ()
-        if len(candidates) > 1 or not group.shape:
-            self.error(f"cannot tell which axis of '{name}' the free indices {', '.join(candidates)} run over",
-                       span, f"declare the variable with its domain and write the indices on it in a second "
-                             f"statement: {name}[{', '.join(candidates)}] ~ {dist.family}(...)")
-            return None
-        return (candidates[0],)
-
-    def _arg_shape(self, name, group: GroupInfo, family, arg, e, t: Type, nfree: int) -> bool:
-        want = group.shape[nfree:]
-        if family == "categorical":
-            if not want:
-                self.error(f"the free indices of '{name}' cover its last (category) axis", e.span,
-                           "leave the category axis out of the free indices")
-                return False
-            ok = t.shape == want
-        else:
-            ok = t.is_scalar or t.shape == want
-        if not ok:
-            self.error(f"'{arg}' has shape {shape_str(t.shape)}, but the conditional of '{name}' needs "
-                       f"{shape_str(want)}" + ("" if family == "categorical" else " (or a scalar)"), e.span)
-        return ok
-
-    def _directed_structure(self, m: ast.Model):
-        """Group-level acyclicity, the guide's coverage, and topological orders."""
-        import networkx as nx
-
-        model = [c for c in self.conditionals if not c.in_guide]
-        guide = [c for c in self.conditionals if c.in_guide]
-        ordered = []
-        for conds, what in ((model, "model"), (guide, "guide")):
-            graph = nx.DiGraph()
-            by_group = {c.group: c for c in conds}
-            graph.add_nodes_from(by_group)
-            for c in conds:
-                for p in c.parents:
-                    if p != c.group and p in by_group:
-                        graph.add_edge(p, c.group)
-            try:
-                cycle = nx.find_cycle(graph)
-            except nx.NetworkXNoCycle:
-                cycle = None
-            if cycle:
-                names = [u for u, _ in cycle] + [cycle[0][0]]
-                c = by_group[cycle[0][1]]
-                self.error(f"the {'conditionals' if what == 'model' else 'guide'} form a cycle: "
-                           f"{' -> '.join(names)}", c.span,
-                           "a directed model must be acyclic; make one of these depend on the others only")
-                ordered.append(conds)
-                continue
-            position = {g.name: k for k, g in enumerate(m.groups)}
-            order = list(nx.lexicographical_topological_sort(graph, key=lambda n: position.get(n, 0)))
-            ordered.append([by_group[n] for n in order])
-        if model:
-            directed = {c.group for c in model}
-            in_energy = set()
-            for e in m.energies:
-                t = getattr(e.expr, "type", None)
-                if t is not None:
-                    in_energy |= t.groups
-            for g in m.groups:
-                if g.name in self.groups and g.name not in directed | self.attempted and g.name not in in_energy:
-                    self.error(f"'{g.name}' has no distribution: it has no conditional and is in no energy",
-                               g.name_span, f"define it, e.g. '{g.name} ~ bernoulli(logits = ...)'")
-        if guide:
-            covered = {c.group for c in guide}
-            for g in m.groups:
-                if g.role == "latent" and g.name in self.groups and g.name not in covered:
-                    self.error(f"the guide does not define latent '{g.name}'", self.model.guide_span or g.span,
-                               f"add '{g.name} ~ ...' to the guide: q must cover every latent variable")
-        return ordered[0], ordered[1]
 
 
 def _nonpositive_literal(init: ast.Init) -> bool:
@@ -884,46 +592,6 @@ def _nonpositive_literal(init: ast.Init) -> bool:
     if isinstance(e, ast.Neg) and isinstance(e.operand, ast.Num):
         return True
     return isinstance(e, ast.Num) and e.value <= 0
-
-
-def _kind(checker: Checker, name: str) -> str:
-    if name in checker.groups:
-        return "variable"
-    if name in checker.params:
-        return "parameter"
-    return "model argument"
-
-
-def _binder_names(e) -> set[str]:
-    out = set()
-    if isinstance(e, ast.SumIndex):
-        out |= {b.name for b in e.binders}
-    if isinstance(e, ast.Node):
-        for v in vars(e).values():
-            for x in (v if isinstance(v, list) else [v]):
-                if isinstance(x, ast.Node):
-                    out |= _binder_names(x)
-    return out
-
-
-def _subscript_names(e, inside: bool = False) -> list[str]:
-    """Names used in subscripts, slice bounds and summation bounds, in order of appearance."""
-    out = []
-    if isinstance(e, ast.Name):
-        return [e.id] if inside else []
-    if isinstance(e, ast.Index):
-        out += _subscript_names(e.base, inside)
-        for s in e.subscripts:
-            out += _subscript_names(s, True)
-        return out
-    if isinstance(e, ast.Binder):
-        return _subscript_names(e.bound, True) if e.bound is not None else []
-    if isinstance(e, ast.Node):
-        for v in vars(e).values():
-            for x in (v if isinstance(v, list) else [v]):
-                if isinstance(x, ast.Node):
-                    out += _subscript_names(x, inside)
-    return out
 
 
 def _names_in(e) -> set[str]:

@@ -59,7 +59,7 @@ def parse(source: Source) -> ast.Model:
     deep = _too_deep(tree)
     if deep is not None:
         sink.error(f"this expression is nested more than {MAX_NESTING} levels deep", deep,
-                   "split it into several energy statements")
+                   "split it into several energy statements", kind="limit")
         sink.raise_if_any(source)
     builder = _ToAst()
     model = builder.transform(tree)
@@ -239,13 +239,14 @@ def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tupl
         return [misread], (offset, False) if keyword is not None else None
     if accepts == {"$END"}:
         return [GdslError(f"unexpected {found} after the end of the model", span,
-                          "statements belong inside the model's braces; is there an extra '}'?")], None
+                          "statements belong inside the model's braces; is there an extra '}'?", kind="syntax")], None
     if token.type == "STAR" and offset > 0 and code[offset - 1] == "*":
         return [GdslError("'**' is not an operator; write powers with '^', as in x^2",
-                          _span_at(text, offset - 1, 2))], (offset, False)
+                          _span_at(text, offset - 1, 2), kind="syntax")], (offset, False)
     if token.type in KEYWORDS and "NAME" in accepts and not _starts_line(code, offset):
         return [GdslError(f"'{token.value}' is a keyword and cannot be used as a name", span,
-                          "the keywords are model, visible, latent, param, energy, let, guide and sum; rename it")], \
+                          "the keywords are model, visible, latent, param, energy, let, guide and sum; rename it",
+                          kind="name")], \
             (offset, True)
     if (token.type in STATEMENT_STARTS or token.type == "RBRACE") and _starts_line(code, offset) \
             and not (accepts & STATEMENT_STARTS) and "RBRACE" not in accepts:
@@ -254,13 +255,13 @@ def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tupl
         what = "the next statement" if token.type != "RBRACE" else "the '}' that closes the model"
         hint = _unclosed_hint(text, unclosed) or _incomplete_hint(accepts, keyword)
         return [GdslError(f"unexpected end of statement; expected {_expected(accepts)} before {what}",
-                          _span_at(text, end) if end else span, hint)], (offset, False)
+                          _span_at(text, end) if end else span, hint, kind="syntax")], (offset, False)
     hint = None
     if token.type in ("RPAR", "RSQB", "RBRACE") or accepts & {"RPAR", "RSQB"}:
         hint = _unclosed_hint(text, unclosed)
     if hint is None:
         hint = _token_hint(token, accepts, keyword)
-    return [GdslError(f"unexpected {found}; expected {_expected(accepts)}", span, hint)], \
+    return [GdslError(f"unexpected {found}; expected {_expected(accepts)}", span, hint, kind="syntax")], \
         (offset, False) if keyword is not None else None
 
 
@@ -277,7 +278,7 @@ def _name_misread_as_statement(e, text: str, code: str, accepts: set) -> GdslErr
         return None
     return GdslError(f"unexpected '{m.group(1)}'; expected an operator, a new statement or '}}'",
                      _span_at(text, m.start(), len(m.group(1))),
-                     "is an operator such as '*' missing before it?")
+                     "is an operator such as '*' missing before it?", kind="syntax")
 
 
 def _starts_line(code: str, offset: int) -> bool:
@@ -329,33 +330,33 @@ def _bad_character(text: str, offset: int) -> GdslError:
     span = _span_at(text, offset)
     if ch == ";":
         return GdslError("unexpected character ';'", span,
-                         "statements need no ';': start each one with its keyword")
+                         "statements need no ';': start each one with its keyword", kind="syntax")
     if ch in "\"'`":
         return GdslError("unexpected quote " + (f"'{ch}'" if ch != "'" else '"\'"'), span,
-                         "there are no strings in gdl")
+                         "there are no strings in gdl", kind="syntax")
     if ch.isprintable() and not ch.isspace():
         hint = ("names use ASCII letters, digits and '_'" if ch.isalpha() or ch.isdigit() else
                 "names use ASCII letters, digits and '_'; comments start with '#'")
-        return GdslError(f"unexpected character '{ch}'", span, hint)
+        return GdslError(f"unexpected character '{ch}'", span, hint, kind="syntax")
     return GdslError(f"unexpected character U+{ord(ch):04X}", span,
-                     "remove it: only comments may hold characters like this")
+                     "remove it: only comments may hold characters like this", kind="syntax")
 
 
 def _end_of_file(e: UnexpectedInput, text: str, code: str) -> list[GdslError]:
     if not code.strip():
         return [GdslError(f"the file has no model in it; it should start with {EXAMPLE_HEADER}",
-                          Span(1, 1, 1, 2))]
+                          Span(1, 1, 1, 2), kind="syntax")]
     unclosed = _unclosed(code, len(code))
     if unclosed:
         out = []
         for k, b in unclosed[-3:]:
             what = "the model's '{'" if b == "{" and k == code.find("{") else f"this '{b}'"
             out.append(GdslError(f"{what} is never closed: the file ends before its '{OPENERS[b]}'",
-                                 _span_at(text, k), f"add the missing '{OPENERS[b]}'"))
+                                 _span_at(text, k), f"add the missing '{OPENERS[b]}'", kind="syntax"))
         return out
     end = len(code.rstrip())
     return [GdslError(f"unexpected end of file; expected {_expected(_accepts(e))}",
-                      _span_at(text, max(0, end - 1)))]
+                      _span_at(text, max(0, end - 1)), kind="syntax")]
 
 
 # tree -> AST ----------------------------------------------------------------
@@ -370,13 +371,14 @@ def _number(token: Token, errors: list) -> ast.Num:
     if re.fullmatch(r"\d+", text):
         value = int(text)
         if value > MAX_INT:
-            errors.append(GdslError(f"the integer {_short(text)} is too large (the largest is 2^63 - 1)", span))
+            errors.append(GdslError(f"the integer {_short(text)} is too large (the largest is 2^63 - 1)", span,
+                                    kind="limit"))
             value = 1
         return ast.Num(span, value, text)
     value = float(text)
     if not math.isfinite(value):
         errors.append(GdslError(f"the number {_short(text)} is too large to be a float", span,
-                                "the largest float is about 1.8e308"))
+                                "the largest float is about 1.8e308", kind="arithmetic"))
         value = 1.0
     return ast.Num(span, value, text)
 
@@ -411,7 +413,7 @@ class _ToAst(Transformer):
                 if model.guide_span is not None:
                     self.errors.append(GdslError(
                         f"a model has one guide block (the first is at line {model.guide_span.line})",
-                        s[1], "put all the guide's statements in one block"))
+                        s[1], "put all the guide's statements in one block", kind="directed"))
                     continue
                 model.guide_span = s[1]
                 for g in s[2]:

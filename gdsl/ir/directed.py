@@ -9,22 +9,23 @@ that such a definition reads only earlier elements of itself happens here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..errors import ErrorSink, Span
+from ..errors import ErrorSink, Span, excerpt
 from ..poly import Poly
-from .model import IAccess, IBin, IExpr, ISum, IUn, GroupIR, iexpr_text
+from .model import IAccess, IExpr, GroupIR, iexpr_scoped_walk, iexpr_text
 
 
 @dataclass(frozen=True)
 class CondIR:
     group: str
     family: str  # bernoulli | normal | categorical
-    args: tuple[tuple[str, IExpr], ...]  # (argument name, expression at element `elem`)
+    args: tuple[tuple[str, IExpr], ...]  # (argument name, expression at element `elem`); nodes carry spans
     elem: tuple[str, ...]  # index names of one element, one per axis of the group
     free: int  # how many leading axes are autoregressive (free indices)
-    span: Span
+    span: Span  # the whole `x ~ family(...)` statement
     in_guide: bool
+    free_names: tuple[str, ...] = ()  # the free indices as the user named them (elem[:free] in the IR)
 
     def arg(self, name: str) -> IExpr | None:
         return dict(self.args).get(name)
@@ -36,6 +37,7 @@ class DirectedIR:
     model: list[CondIR]  # p's conditionals, parents first
     guide: list[CondIR]  # q's conditionals, parents first
     undirected: tuple[str, ...]  # groups of the energy part (the top of a chain graph)
+    source_lines: list[str] = field(default_factory=list)  # the .gdl text, for quoting it in messages
 
     def dump(self) -> str:
         out = []
@@ -50,17 +52,19 @@ class DirectedIR:
 
 
 def lower_directed(checked, el) -> DirectedIR:
+    from .lower import group_ir
+
     sink = ErrorSink()
-    groups = {name: GroupIR(g.name, g.role, g.shape, g.domain, g.categories, g.decl.span.line)
-              for name, g in checked.groups.items()}
-    model = [_lower_cond(checked, el, c, sink) for c in checked.conditionals]
-    guide = [_lower_cond(checked, el, c, sink) for c in checked.guide]
+    lines = checked.source.text.split("\n")
+    groups = {name: group_ir(g) for name, g in checked.groups.items()}
+    model = [_lower_cond(checked, el, c, sink, lines) for c in checked.conditionals]
+    guide = [_lower_cond(checked, el, c, sink, lines) for c in checked.guide]
     sink.raise_if_any(checked.source)
     undirected = tuple(n for n in groups if n not in checked.directed)
-    return DirectedIR(groups, model, guide, undirected)
+    return DirectedIR(groups, model, guide, undirected, lines)
 
 
-def _lower_cond(checked, el, c, sink: ErrorSink) -> CondIR:
+def _lower_cond(checked, el, c, sink: ErrorSink, lines) -> CondIR:
     shape = checked.groups[c.group].shape
     elem = tuple(el.fresh() for _ in shape)
     nfree = len(c.free)
@@ -70,32 +74,27 @@ def _lower_cond(checked, el, c, sink: ErrorSink) -> CondIR:
         args = tuple((name, el.elab(e, out if e.type.shape else ())) for name, e in c.args.items())
     finally:
         el.index_scopes = []
-    cond = CondIR(c.group, c.family, args, elem, nfree, c.span, c.in_guide)
+    cond = CondIR(c.group, c.family, args, elem, nfree, c.span, c.in_guide, tuple(c.free))
     if nfree:
         for name, e in args:
-            _check_earlier(cond, e, {}, sink)
+            _check_earlier(cond, e, sink, lines)
     return cond
 
 
-def _check_earlier(c: CondIR, e: IExpr, bounds: dict[str, tuple], sink: ErrorSink) -> None:
+def _check_earlier(c: CondIR, e: IExpr, sink: ErrorSink, lines) -> None:
     """An autoregressive conditional of x[i, ...] may read x only at elements before i along
-    the first free axis: x[i - k] with k >= 1, or x[j] with j bounded by sum[j < i - k], k >= 0."""
-    if isinstance(e, IAccess):
-        if e.kind == "group" and e.name == c.group and not _before(e.index[0], c.elem[0], bounds):
-            shown = iexpr_text(e).replace(c.elem[0], "i")
-            sink.error(f"the conditional of {c.group}[i] reads {shown}, which is not an earlier element",
-                       c.span, f"an autoregressive definition may read only earlier elements: "
-                               f"sum[j < i](... {c.group}[j] ...) or {c.group}[i - 1]")
-    elif isinstance(e, IUn):
-        _check_earlier(c, e.arg, bounds, sink)
-    elif isinstance(e, IBin):
-        _check_earlier(c, e.left, bounds, sink)
-        _check_earlier(c, e.right, bounds, sink)
-    elif isinstance(e, ISum):
-        inner = dict(bounds)
-        for b in e.binders:
-            inner[b.name] = b.hi
-        _check_earlier(c, e.body, inner, sink)
+    the first free axis: x[i - k] with k >= 1, or x[j] with j bounded by sum[j < i - k], k >= 0.
+    Reported at each read that breaks this, quoting it as written."""
+    i = c.free_names[0] if c.free_names else "i"
+    j = "k" if i == "j" else "j"
+    for node, binders in iexpr_scoped_walk(e):
+        if isinstance(node, IAccess) and node.kind == "group" and node.name == c.group:
+            if not _before(node.index[0], c.elem[0], {b.name: b.hi for b in binders}):
+                shown = f"'{excerpt(lines, node.span)}'" if node.span else c.group
+                sink.error(f"the conditional of {c.group}[{i}] reads {shown}, which is not an earlier element",
+                           node.span or c.span, f"an autoregressive definition may read only earlier elements: "
+                                                f"sum[{j} < {i}](... {c.group}[{j}] ...) or {c.group}[{i} - 1]",
+                           kind="directed")
 
 
 def _before(p: Poly, i: str, bounds: dict[str, tuple]) -> bool:

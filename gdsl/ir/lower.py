@@ -13,20 +13,22 @@ from __future__ import annotations
 import itertools
 import math
 
-from ..errors import ErrorSink, GdslError, Source, Span
+from ..errors import ErrorSink, Span, excerpt
 from ..frontend import ast
 from ..frontend.checker import CheckedModel, index_poly_of
 from ..poly import Poly
 from .model import (Binder, Factor, GroupIR, Guard, IAccess, IBin, IExpr, IndexRange, INum, ISum, ISym, IUn,
-                    ModelIR, Monomial, ParamIR, iexpr_accesses, iexpr_index_names, iexpr_rename)
+                    ModelIR, Monomial, ParamIR, iexpr_accesses, iexpr_index_names, iexpr_rename, iexpr_walk)
 
 MAX_TERMS_PER_STATEMENT = 4096
 
 
 class _Unsupported(Exception):
-    def __init__(self, message: str, hint: str | None = None):
+    """A term that cannot be expanded, located at the subexpression at fault."""
+
+    def __init__(self, message: str, span: Span | None, hint: str | None = None, kind: str = "structure"):
         super().__init__(message)
-        self.hint = hint
+        self.span, self.hint, self.kind = span, hint, kind
 
 
 class Elaborator:
@@ -50,16 +52,19 @@ class Elaborator:
         return p.rename(names)
 
     def elab(self, e: ast.Expr, out: tuple[Poly, ...]) -> IExpr:
+        """e at element `out`, every node carrying the span of the text it comes from (the
+        nodes of an inlined `let` carry spans inside the let's definition)."""
+        span = e.span
         if isinstance(e, ast.Num):
-            return INum(float(e.value))
+            return INum(float(e.value), span)
         if isinstance(e, ast.Name):
             names = self._index_names()
             if e.id in names:
-                return ISym("index", names[e.id])
+                return ISym("index", names[e.id], span)
             if e.id in self.m.sizes:
-                return ISym("size", e.id)
+                return ISym("size", e.id, span)
             if e.id in self.m.consts:
-                return ISym("const", e.id)
+                return ISym("const", e.id, span)
             if e.id in self.m.lets:  # let bindings are inlined; the analysis shares repeated work
                 saved, self.index_scopes = self.index_scopes, []
                 try:
@@ -67,19 +72,19 @@ class Elaborator:
                 finally:
                     self.index_scopes = saved
             kind = "group" if e.id in self.m.groups else "param"
-            return IAccess(kind, e.id, out)
+            return IAccess(kind, e.id, out, span)
         if isinstance(e, ast.Call):
-            return IUn(e.fn, self.elab(e.args[0], out))
+            return IUn(e.fn, self.elab(e.args[0], out), span)
         if isinstance(e, ast.Neg):
-            return IUn("neg", self.elab(e.operand, out))
+            return IUn("neg", self.elab(e.operand, out), span)
         if isinstance(e, ast.BinOp):
             if e.op == "@":
                 return self._matmul(e, out)
             if e.op == "^":
-                return IBin("^", self.elab(e.left, out), self.elab(e.right, ()))
+                return IBin("^", self.elab(e.left, out), self.elab(e.right, ()), span)
             left = self.elab(e.left, out if e.left.type.shape else ())
             right = self.elab(e.right, out if e.right.type.shape else ())
-            return IBin(e.op, left, right)
+            return IBin(e.op, left, right, span)
         if isinstance(e, ast.Index):
             return self._index(e, out)
         if isinstance(e, ast.SumAll):
@@ -87,7 +92,7 @@ class Elaborator:
             names = [self.fresh() for _ in shape]
             binders = tuple(Binder(n, (Poly.const(0),), (d,)) for n, d in zip(names, shape))
             body = self.elab(e.body, tuple(Poly.sym(n) for n in names))
-            return ISum(binders, body) if binders else body
+            return ISum(binders, body, span) if binders else body
         if isinstance(e, ast.SumIndex):
             return self._sum_index(e)
         raise TypeError(f"cannot elaborate {type(e).__name__}")
@@ -103,7 +108,7 @@ class Elaborator:
         split = len(a) - 1
         left = self.elab(e.left, out[:split] + (Poly.sym(k),))
         right = self.elab(e.right, (Poly.sym(k),) + out[split:])
-        return ISum((Binder(k, (Poly.const(0),), (a[-1],)),), IBin("*", left, right))
+        return ISum((Binder(k, (Poly.const(0),), (a[-1],)),), IBin("*", left, right, e.span), e.span)
 
     def _index(self, e: ast.Index, out: tuple[Poly, ...]) -> IExpr:
         base_shape = self._shape(e.base.type)
@@ -117,7 +122,10 @@ class Elaborator:
                 p = self._index_poly(sub)
                 idx.append(dim + p if p.is_constant() and p.constant < 0 else p)  # x[-1]: the last
         idx.extend(out[pos:])
-        return self.elab(e.base, tuple(idx))
+        base = self.elab(e.base, tuple(idx))
+        if isinstance(base, IAccess) and isinstance(e.base, ast.Name) and base.name == e.base.id:
+            base = IAccess(base.kind, base.name, base.index, e.span)  # the access with its subscripts
+        return base
 
     def _slice_lo(self, lo, dim: Poly) -> Poly:
         if lo is None:
@@ -137,89 +145,122 @@ class Elaborator:
                 self.index_scopes.pop()
                 hi = (bound + 1,) if b.op == "<=" else (bound,)
             scope[b.name] = unique
-            binders.append(Binder(unique, (), hi))
+            binders.append(Binder(unique, (), hi, _name_span(b)))
         self.index_scopes.append(scope)
         body = self.elab(e.body, ())
         self.index_scopes.pop()
-        return ISum(tuple(binders), body)
+        return ISum(tuple(binders), body, e.span)
+
+
+def _name_span(b: ast.Binder) -> Span:
+    """The span of a binder's name: a binder is written `name` or `name < bound`, name first."""
+    s = b.span
+    return Span(s.line, s.column, s.line, s.column + len(b.name))
 
 
 # expansion -------------------------------------------------------------------
 class _Term:
-    __slots__ = ("scale", "coef", "factors", "binders")
+    """scale * coef * factors summed over binders; `factors` are the group accesses (with their
+    spans) and `span` is the product the term was formed by (see `expand`)."""
 
-    def __init__(self, scale=1.0, coef=(), factors=(), binders=()):
-        self.scale, self.coef, self.factors, self.binders = scale, coef, factors, binders
+    __slots__ = ("scale", "coef", "factors", "binders", "span")
 
-    def times(self, other: "_Term") -> "_Term":
+    def __init__(self, scale=1.0, coef=(), factors=(), binders=(), span=None):
+        self.scale, self.coef, self.factors, self.binders, self.span = scale, coef, factors, binders, span
+
+    def times(self, other: "_Term", span: Span | None) -> "_Term":
         return _Term(self.scale * other.scale, self.coef + other.coef, self.factors + other.factors,
-                     self.binders + other.binders)
+                     self.binders + other.binders, span)
+
+    def negated(self) -> "_Term":
+        return _Term(-self.scale, self.coef, self.factors, self.binders, self.span)
+
+    def formed_by(self, span: Span | None) -> "_Term":
+        return _Term(self.scale, self.coef, self.factors, self.binders, span)
 
 
 def _has_groups(e: IExpr) -> bool:
     return any(a.kind == "group" for a in iexpr_accesses(e))
 
 
-def _has_sum(e: IExpr) -> bool:
-    if isinstance(e, ISum):
-        return True
-    if isinstance(e, IUn):
-        return _has_sum(e.arg)
-    if isinstance(e, IBin):
-        return _has_sum(e.left) or _has_sum(e.right)
-    return False
+def _first_sum(e: IExpr) -> ISum | None:
+    return next((node for node in iexpr_walk(e) if isinstance(node, ISum)), None)
 
 
 def _coefficient(e: IExpr, where: str) -> IExpr:
-    if _has_sum(e):
-        raise _Unsupported(f"a sum or contraction inside {where} is not supported",
-                           "compute it outside, e.g. move the sum out of the function or denominator")
+    inner = _first_sum(e)
+    if inner is not None:
+        raise _Unsupported(f"a sum or contraction inside {where} is not supported", inner.span or e.span,
+                           "compute it outside, e.g. move the sum out of the function, denominator or exponent")
     return e
 
 
 def expand(e: IExpr) -> list[_Term]:
+    """e as a list of terms (products summed over index ranges).
+
+    Each term remembers where it was formed, for error messages: a product (`*`, `/`, the
+    power of a sum) is the origin of the terms it makes; a negation, a difference or a sum
+    passes its terms' origins on; a leaf is its own origin. So `-(v @ W @ h)` gives one term
+    from `v @ W @ h`, and `sum(v^2) / 2` one from `sum(v^2) / 2`."""
     if isinstance(e, INum):
-        return [_Term(scale=e.value)]
+        return [_Term(scale=e.value, span=e.span)]
     if isinstance(e, ISym):
-        return [_Term(coef=(e,))]
+        return [_Term(coef=(e,), span=e.span)]
     if isinstance(e, IAccess):
         if e.kind == "group":
-            return [_Term(factors=((e.name, e.index),))]
-        return [_Term(coef=(e,))]
+            return [_Term(factors=(e,), span=e.span)]
+        return [_Term(coef=(e,), span=e.span)]
     if isinstance(e, IUn):
         if e.op == "neg":
-            return [_Term(-t.scale, t.coef, t.factors, t.binders) for t in expand(e.arg)]
-        return [_Term(coef=(_coefficient(e, f"{e.op}(...)"),))]
+            return [t.negated() for t in expand(e.arg)]
+        return [_Term(coef=(_coefficient(e, f"{e.op}(...)"),), span=e.span)]
     if isinstance(e, ISum):
-        return [_Term(t.scale, t.coef, t.factors, t.binders + e.binders) for t in expand(e.body)]
+        return [_Term(t.scale, t.coef, t.factors, t.binders + e.binders, t.span) for t in expand(e.body)]
     assert isinstance(e, IBin)
     if e.op in "+-":
         right = expand(e.right)
         if e.op == "-":
-            right = [_Term(-t.scale, t.coef, t.factors, t.binders) for t in right]
-        return _limit(expand(e.left) + right)
+            right = [t.negated() for t in right]
+        return _limit(expand(e.left) + right, e)
     if e.op == "*":
-        return _limit([a.times(b) for a in expand(e.left) for b in expand(e.right)])
+        return _limit([a.times(b, e.span) for a in expand(e.left) for b in expand(e.right)], e)
     if e.op == "/":
         if isinstance(e.right, INum):
-            return [_Term(t.scale / e.right.value, t.coef, t.factors, t.binders) for t in expand(e.left)]
+            if e.right.value == 0:
+                raise _Unsupported("this divides by zero", e.span, "divide by a nonzero number", "arithmetic")
+            return [_Term(t.scale / e.right.value, t.coef, t.factors, t.binders, e.span) for t in expand(e.left)]
         inv = IBin("/", INum(1.0), _coefficient(e.right, "a denominator"))
-        return [t.times(_Term(coef=(inv,))) for t in expand(e.left)]
+        return [t.times(_Term(coef=(inv,)), e.span) for t in expand(e.left)]
     if e.op == "^":
         if isinstance(e.left, INum) and isinstance(e.right, INum):
-            return [_Term(scale=e.left.value ** e.right.value)]
-        if not _has_groups(e.left) and not _has_sum(e.left):
-            return [_Term(coef=(e,))]
+            return [_Term(scale=_power(e), span=e.span)]
+        if not _has_groups(e.left) and _first_sum(e.left) is None:
+            return [_Term(coef=(_coefficient(e, "an exponent"),), span=e.span)]
         if not (isinstance(e.right, INum) and float(e.right.value).is_integer() and e.right.value >= 1):
-            raise _Unsupported("a power of a sum needs a whole-number exponent")
+            raise _Unsupported("a power of a sum needs a whole-number exponent", e.span)
         base = expand(e.left)
-        out = base
+        out = [t.formed_by(e.span) for t in base]
         for k in range(1, int(e.right.value)):
             # each factor of the power sums over its own copy of the indices: (sum_i x_i)^2 = sum_i sum_j x_i x_j
             copy = [_rename_binders(b, f"'{k}") for b in base]
-            out = _limit([a.times(b) for a in out for b in copy])
+            out = _limit([a.times(b, e.span) for a in out for b in copy], e)
         return out
     raise TypeError(e.op)
+
+
+def _power(e: IBin) -> float:
+    """A number to a number's power, as a float."""
+    try:
+        value = e.left.value ** e.right.value
+    except ZeroDivisionError:
+        raise _Unsupported("this divides by zero: zero to a negative power", e.span,
+                           "divide by a nonzero number", "arithmetic") from None
+    except OverflowError:
+        raise _Unsupported("this constant is too large: it overflows a float", e.span, None, "arithmetic") from None
+    if isinstance(value, complex):
+        raise _Unsupported("this constant is not a real number: a negative number to a fractional power",
+                           e.span, None, "arithmetic")
+    return value
 
 
 def _rename_binders(t: _Term, suffix: str) -> _Term:
@@ -228,29 +269,31 @@ def _rename_binders(t: _Term, suffix: str) -> _Term:
     if not mapping:
         return t
     binders = tuple(Binder(mapping[b.name], tuple(p.rename(mapping) for p in b.lo),
-                           tuple(p.rename(mapping) for p in b.hi)) for b in t.binders)
-    factors = tuple((name, tuple(p.rename(mapping) for p in index)) for name, index in t.factors)
+                           tuple(p.rename(mapping) for p in b.hi), b.span) for b in t.binders)
+    factors = tuple(iexpr_rename(a, mapping) for a in t.factors)
     coef = tuple(iexpr_rename(c, mapping) for c in t.coef)
-    return _Term(t.scale, coef, factors, binders)
+    return _Term(t.scale, coef, factors, binders, t.span)
 
 
-def _limit(terms: list[_Term]) -> list[_Term]:
+def _limit(terms: list[_Term], e: IExpr) -> list[_Term]:
     if len(terms) > MAX_TERMS_PER_STATEMENT:
-        raise _Unsupported(f"this term expands into more than {MAX_TERMS_PER_STATEMENT} monomials",
-                           "split it into several energy statements or simplify it")
+        raise _Unsupported(f"this expands into more than {MAX_TERMS_PER_STATEMENT} monomials", e.span,
+                           "split it into several energy statements or simplify it", "limit")
     return terms
 
 
 # monomials ------------------------------------------------------------------------
 def _simplify_factors(raw, groups) -> tuple[Factor, ...] | None:
-    """Merge repeated accesses into powers and apply the domain identities.
+    """Merge repeated accesses (IAccess of groups) into powers and apply the domain identities;
+    a merged factor keeps the span of its first access.
 
     Returns None when the monomial vanishes (never, for the supported domains)."""
-    merged: dict[tuple, int] = {}
-    for name, index in raw:
-        merged[(name, index)] = merged.get((name, index), 0) + 1
+    merged: dict[tuple, list] = {}
+    for a in raw:
+        entry = merged.setdefault((a.name, a.index), [0, a.span])
+        entry[0] += 1
     out = []
-    for (name, index), power in merged.items():
+    for (name, index), (power, span) in merged.items():
         domain = groups[name].domain
         if domain in ("binary", "categorical"):
             power = 1
@@ -258,7 +301,7 @@ def _simplify_factors(raw, groups) -> tuple[Factor, ...] | None:
             power %= 2
             if power == 0:
                 continue
-        out.append(Factor(name, index, power))
+        out.append(Factor(name, index, power, span))
     return tuple(out)
 
 
@@ -268,7 +311,9 @@ def _shape_of(name: str, checked: CheckedModel) -> tuple[Poly, ...]:
     return checked.params[name].shape
 
 
-def _ranges(term: _Term, factors, checked: CheckedModel, span: Span, sink: ErrorSink):
+def _ranges(term: _Term, factors, checked: CheckedModel, span: Span, sink: ErrorSink, lines):
+    """The loop ranges and guards of a term, or None after reporting why they cannot be told
+    (at the summation index's name when the user wrote it, else at the term's origin)."""
     names = [b.name for b in term.binders]
     lo = {b.name: list(b.lo) for b in term.binders}
     hi = {b.name: list(b.hi) for b in term.binders}
@@ -291,17 +336,21 @@ def _ranges(term: _Term, factors, checked: CheckedModel, span: Span, sink: Error
                 g = Guard(p, dim)
                 if g not in guards:
                     guards.append(g)
+    where = term.span or span
+    unknown = [b for b in term.binders if not hi[b.name]]
+    for b in unknown:
+        what = f"the index '{excerpt(lines, b.span)}'" if b.span else "an index"
+        sink.error(f"cannot tell the range of {what}: it is never used alone as a subscript", b.span or where,
+                   "give it a bound, as in sum[i < n](...), or use it as a plain subscript x[i + c]", kind="index")
+    if unknown:
+        return None
     for n in names:
-        if not hi[n]:
-            sink.error(f"cannot tell the range of an index: it is never used alone as a subscript", span,
-                       "give it a bound, as in sum[i < n](...), or use it as a plain subscript x[i + c]")
-            return None
         if not lo[n]:
             lo[n] = [Poly.const(0)]
     ranges = {n: IndexRange(n, tuple(_tighten(lo[n], "lo")), tuple(_tighten(hi[n], "hi"))) for n in names}
     order = _loop_order(names, ranges)
     if order is None:
-        sink.error("the bounds of the summation indices depend on each other in a cycle", span)
+        sink.error("the bounds of the summation indices depend on each other in a cycle", where, kind="index")
         return None
     return tuple(ranges[n] for n in order), tuple(guards)
 
@@ -343,7 +392,7 @@ def _loop_order(names, ranges):
 def _canonical(term: _Term, factors, ranges, guards):
     """Rename index variables to i0, i1, ... in loop order so equal monomials compare equal."""
     mapping = {r.name: f"i{k}" for k, r in enumerate(ranges)}
-    factors = tuple(Factor(f.group, tuple(p.rename(mapping) for p in f.index), f.power) for f in factors)
+    factors = tuple(Factor(f.group, tuple(p.rename(mapping) for p in f.index), f.power, f.span) for f in factors)
     coef = tuple(sorted((iexpr_rename(c, mapping) for c in term.coef), key=repr))
     ranges = tuple(IndexRange(mapping[r.name], tuple(p.rename(mapping) for p in r.lo),
                               tuple(p.rename(mapping) for p in r.hi)) for r in ranges)
@@ -354,43 +403,46 @@ def _canonical(term: _Term, factors, ranges, guards):
 def lower(checked: CheckedModel) -> ModelIR:
     sink = ErrorSink()
     el = Elaborator(checked)
+    lines = checked.source.text.split("\n")
     monomials: list[Monomial] = []
     for term_no, decl in enumerate(checked.energies):
         span = decl.span
         try:
             terms = expand(el.elab(decl.expr, ()))
         except _Unsupported as e:
-            sink.error(str(e), decl.expr.span, e.hint)
+            sink.error(str(e), e.span or decl.expr.span, e.hint, kind=e.kind)
             continue
-        except ZeroDivisionError:
-            sink.error("this term divides by zero", decl.expr.span, "divide by a nonzero number")
+        except ZeroDivisionError:  # not expected: expand reports divisions by zero where they are
+            sink.error("this term divides by zero", decl.expr.span, "divide by a nonzero number", kind="arithmetic")
             continue
         except OverflowError:
-            sink.error("a constant in this term is too large: it overflows a float", decl.expr.span)
+            sink.error("a constant in this term is too large: it overflows a float", decl.expr.span,
+                       kind="arithmetic")
             continue
         merged: dict[tuple, Monomial] = {}
         for t in terms:
             factors = _simplify_factors(t.factors, checked.groups)
-            r = _ranges(t, factors, checked, decl.expr.span, sink)
+            r = _ranges(t, factors, checked, decl.expr.span, sink, lines)
             if r is None:
                 continue
             factors, coef, ranges, guards = _canonical(t, factors, *r)
             key = (factors, coef, ranges, guards)
             if key in merged:
                 merged[key].scale += t.scale
-            else:
-                merged[key] = Monomial(0, t.scale, coef, factors, ranges, guards, span, term_no)
-        if any(not math.isfinite(m.scale) for m in merged.values()):
-            sink.error("a constant in this term is too large: it overflows a float", decl.expr.span)
+            else:  # equal monomials of one statement merge; the first one's origin is kept
+                merged[key] = Monomial(0, t.scale, coef, factors, ranges, guards, span, term_no, t.span or span)
+        huge = [m for m in merged.values() if not math.isfinite(m.scale)]
+        if huge:
+            sink.error("the constant factor of this product is too large: it overflows a float", huge[0].origin,
+                       kind="arithmetic")
             continue
         monomials.extend(m for m in merged.values() if m.scale != 0.0)
     for k, m in enumerate(monomials):
         m.id = k
     sink.raise_if_any(checked.source)
     directed = checked.directed
-    groups = {name: GroupIR(g.name, g.role, g.shape, g.domain, g.categories, g.decl.span.line)
-              for name, g in checked.groups.items() if name not in directed}
-    params = {name: ParamIR(p.name, p.shape, p.constraints, _init(el, p.init), p.decl.span.line)
+    groups = {name: group_ir(g) for name, g in checked.groups.items() if name not in directed}
+    params = {name: ParamIR(p.name, p.shape, p.constraints, _init(el, p.init), p.decl.span.line, p.decl.name_span)
               for name, p in checked.params.items()}
     ir = ModelIR(checked.name, dict(checked.sizes), dict(checked.consts), groups, params, monomials,
                  [d.span.line for d in checked.energies], checked.source.text.splitlines())
@@ -405,6 +457,11 @@ def lower(checked: CheckedModel) -> ModelIR:
 
         add_directed(ir.graph, ir.directed)
     return ir
+
+
+def group_ir(g) -> GroupIR:
+    """A checked group (GroupInfo) in the IR, with the span of its name in the declaration."""
+    return GroupIR(g.name, g.role, g.shape, g.domain, g.categories, g.decl.span.line, g.decl.name_span)
 
 
 def _init(el: Elaborator, init):

@@ -7,6 +7,18 @@ Every energy term is expanded into monomials
 where the coefficients are expressions over parameters and constants (no
 variables) and the factors are accesses of variable groups with affine index
 maps. Matrix notation and index notation end up as the same monomials.
+
+Walkers over expressions go through one traversal: `iexpr_children` / `iexpr_rebuild` (the
+one place that knows each node's subexpressions), `iexpr_walk` / `iexpr_scoped_walk`
+(pre-order, the latter with the binders in scope) and `iexpr_map` (bottom-up rebuild); each
+walker's docstring says what it does with a sum's body and binders. Only the folds that give
+each operator its own meaning (iexpr_text, lower.expand, gradients.diff and the directed
+plan's _product_terms) dispatch on node types themselves, sums included.
+
+Spans: expression nodes, sum binders, monomial factors and each monomial's `origin` carry the
+span of the .gdl text they come from, so the analyses locate and quote errors as the user
+wrote them (gdsl.errors.excerpt) instead of printing IR text. Spans never take part in
+equality, hashing or repr.
 """
 from __future__ import annotations
 
@@ -18,15 +30,24 @@ from ..poly import Poly
 
 
 # index-notation scalar expressions --------------------------------------------
+# Every node may carry the span of the .gdl text it was elaborated from (None for nodes the
+# compiler makes up, such as a derivative). The span takes no part in equality, hashing or
+# repr: two nodes are the same expression wherever they were written.
+def _span_field():
+    return field(default=None, compare=False, repr=False)
+
+
 @dataclass(frozen=True)
 class INum:
     value: float
+    span: Optional[Span] = _span_field()
 
 
 @dataclass(frozen=True)
 class ISym:
     kind: str  # "size" | "const" | "index"
     name: str
+    span: Optional[Span] = _span_field()
 
 
 @dataclass(frozen=True)
@@ -34,12 +55,14 @@ class IAccess:
     kind: str  # "group" | "param"
     name: str
     index: tuple[Poly, ...]
+    span: Optional[Span] = _span_field()  # the whole access as written: x[j], W[:, :i], h
 
 
 @dataclass(frozen=True)
 class IUn:
     op: str  # "neg" or a function name
     arg: "IExpr"
+    span: Optional[Span] = _span_field()
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,7 @@ class IBin:
     op: str  # + - * / ^
     left: "IExpr"
     right: "IExpr"
+    span: Optional[Span] = _span_field()  # for the product of a matrix product, the `a @ b`
 
 
 @dataclass(frozen=True)
@@ -54,18 +78,80 @@ class Binder:
     name: str
     lo: tuple[Poly, ...]  # explicit lower bounds (max of them)
     hi: tuple[Poly, ...]  # explicit upper bounds, exclusive (min of them)
+    span: Optional[Span] = _span_field()  # the index's name in sum[j < i](...); None when implicit
 
 
 @dataclass(frozen=True)
 class ISum:
     binders: tuple[Binder, ...]
     body: "IExpr"
+    span: Optional[Span] = _span_field()
 
 
 IExpr = Union[INum, ISym, IAccess, IUn, IBin, ISum]
 
 
+# the one traversal: every walker over expressions is built on these -------------------------
+def iexpr_children(e: IExpr) -> tuple:
+    """The direct subexpressions of e (index polynomials are not expressions)."""
+    if isinstance(e, IUn):
+        return (e.arg,)
+    if isinstance(e, IBin):
+        return (e.left, e.right)
+    if isinstance(e, ISum):
+        return (e.body,)
+    return ()
+
+
+def iexpr_rebuild(e: IExpr, children) -> IExpr:
+    """e with its direct subexpressions replaced by `children` (same operator, binders and
+    span); e itself when every child is the one it had."""
+    children = tuple(children)
+    if all(new is old for new, old in zip(children, iexpr_children(e))):
+        return e
+    if isinstance(e, IUn):
+        return IUn(e.op, children[0], e.span)
+    if isinstance(e, IBin):
+        return IBin(e.op, children[0], children[1], e.span)
+    if isinstance(e, ISum):
+        return ISum(e.binders, children[0], e.span)
+    raise TypeError(f"{type(e).__name__} has no subexpressions")
+
+
+def iexpr_walk(e: IExpr):
+    """Every node of e, parents before children, left to right; sums are entered (their
+    bodies are walked like any other subexpression)."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(iexpr_children(node)))
+
+
+def iexpr_scoped_walk(e: IExpr):
+    """(node, binders) for every node of e in `iexpr_walk` order, where `binders` are the
+    Binders of the sums enclosing the node, outermost first (a sum's own binders enclose its
+    body, not the sum)."""
+    stack = [(e, ())]
+    while stack:
+        node, binders = stack.pop()
+        yield node, binders
+        inner = binders + node.binders if isinstance(node, ISum) else binders
+        stack.extend((child, inner) for child in reversed(iexpr_children(node)))
+
+
+def iexpr_map(e: IExpr, fn) -> IExpr:
+    """e rebuilt bottom up with every node replaced by fn(node) (fn returns the node to keep it):
+    children first, so fn sees a node whose subexpressions are already mapped; sum bodies are
+    mapped like any other subexpression, and fn may rebuild a sum's binders."""
+    children = iexpr_children(e)
+    if children:
+        e = iexpr_rebuild(e, (iexpr_map(c, fn) for c in children))
+    return fn(e)
+
+
 def iexpr_text(e: IExpr) -> str:
+    """The IR's own notation (dumps and generated comments; never in a message to a user)."""
     if isinstance(e, INum):
         return _num_text(e.value)
     if isinstance(e, ISym):
@@ -88,50 +174,58 @@ def _num_text(v: float) -> str:
 
 
 def iexpr_rename(e: IExpr, mapping: dict[str, str]) -> IExpr:
-    if isinstance(e, ISym) and e.kind == "index":
-        return ISym("index", mapping.get(e.name, e.name))
-    if isinstance(e, IAccess):
-        return IAccess(e.kind, e.name, tuple(p.rename(mapping) for p in e.index))
-    if isinstance(e, IUn):
-        return IUn(e.op, iexpr_rename(e.arg, mapping))
-    if isinstance(e, IBin):
-        return IBin(e.op, iexpr_rename(e.left, mapping), iexpr_rename(e.right, mapping))
-    return e
+    """e with index names renamed by `mapping`, everywhere: index symbols, subscripts, and
+    inside sums also the binders' names and bounds. A sum's binder is renamed together with
+    its uses, so renaming a bound index keeps the sum meaning the same (this is how a copy of
+    a term gets its own summation indices), and renaming a free index reaches its uses inside
+    sums. Binder names are unique in lowered IR (one fresh name per sum), so a mapping meant
+    for free indices cannot catch a bound one by accident."""
+    def rename(node: IExpr) -> IExpr:
+        if isinstance(node, ISym) and node.kind == "index" and node.name in mapping:
+            return ISym("index", mapping[node.name], node.span)
+        if isinstance(node, IAccess) and node.index:
+            return IAccess(node.kind, node.name, tuple(p.rename(mapping) for p in node.index), node.span)
+        if isinstance(node, ISum):
+            binders = tuple(Binder(mapping.get(b.name, b.name), tuple(p.rename(mapping) for p in b.lo),
+                                   tuple(p.rename(mapping) for p in b.hi), b.span) for b in node.binders)
+            return ISum(binders, node.body, node.span)
+        return node
+
+    return iexpr_map(e, rename)
 
 
 def iexpr_replace(e: IExpr, old: IExpr, new: IExpr) -> IExpr:
-    """e with every subexpression equal to `old` replaced by `new` (functions and operators only)."""
+    """e with every subexpression equal to `old` replaced by `new`, top down: the outermost
+    match is replaced and `new` is not searched again. Sum bodies are searched too; as binder
+    names are unique in lowered IR, an expression equal to `old` inside a sum means the same
+    element as `old` (nothing is shadowed), so it is replaced like any other."""
     if e == old:
         return new
-    if isinstance(e, IUn):
-        return IUn(e.op, iexpr_replace(e.arg, old, new))
-    if isinstance(e, IBin):
-        return IBin(e.op, iexpr_replace(e.left, old, new), iexpr_replace(e.right, old, new))
-    return e
+    children = iexpr_children(e)
+    return iexpr_rebuild(e, (iexpr_replace(c, old, new) for c in children)) if children else e
 
 
 def iexpr_accesses(e: IExpr):
-    if isinstance(e, IAccess):
-        yield e
-    elif isinstance(e, IUn):
-        yield from iexpr_accesses(e.arg)
-    elif isinstance(e, IBin):
-        yield from iexpr_accesses(e.left)
-        yield from iexpr_accesses(e.right)
-    elif isinstance(e, ISum):
-        yield from iexpr_accesses(e.body)
+    """Every access in e, in walk order, inside sums included."""
+    return (node for node in iexpr_walk(e) if isinstance(node, IAccess))
 
 
 def iexpr_index_names(e: IExpr) -> set[str]:
-    names = set()
-    if isinstance(e, ISym) and e.kind == "index":
-        names.add(e.name)
-    for a in iexpr_accesses(e):
-        for p in a.index:
-            names |= p.symbols()
-    if isinstance(e, (IUn, IBin)):
-        for child in ((e.arg,) if isinstance(e, IUn) else (e.left, e.right)):
-            names |= iexpr_index_names(child)
+    """The names e's value depends on through indices: index symbols, the symbols of its
+    subscripts and of its sums' bounds (so the sizes in them too), inside sums included,
+    except the names the enclosing sums bind (sum[j](W[i, j]) uses i, not j)."""
+    names: set[str] = set()
+    for node, binders in iexpr_scoped_walk(e):
+        if isinstance(node, ISym) and node.kind == "index":
+            used = {node.name}
+        elif isinstance(node, IAccess):
+            used = {s for p in node.index for s in p.symbols()}
+        elif isinstance(node, ISum):
+            used = {s for b in node.binders for p in b.lo + b.hi for s in p.symbols()}
+            binders = binders + node.binders  # a sum's bounds may use its earlier binders
+        else:
+            continue
+        names |= used - {b.name for b in binders}
     return names
 
 
@@ -141,6 +235,7 @@ class Factor:
     group: str
     index: tuple[Poly, ...]
     power: int = 1
+    span: Optional[Span] = _span_field()  # the access as written (its first one, for a power)
 
     def text(self) -> str:
         base = self.group + ("[" + ", ".join(str(i) for i in self.index) + "]" if self.index else "")
@@ -183,8 +278,9 @@ class Monomial:
     factors: tuple[Factor, ...]
     ranges: tuple[IndexRange, ...]
     guards: tuple[Guard, ...]
-    span: Span
+    span: Span  # the `energy` statement (its line is the one dumps and generated comments show)
     term: int  # which `energy` statement it came from (0-based)
+    origin: Optional[Span] = None  # the product it was expanded from, e.g. `v @ W @ h` or `v^3`
 
     @property
     def groups(self) -> list[str]:
@@ -215,6 +311,7 @@ class GroupIR:
     domain: str
     categories: Optional[Poly]
     line: int
+    span: Optional[Span] = None  # the group's name in its declaration
 
 
 @dataclass
@@ -224,6 +321,7 @@ class ParamIR:
     constraints: tuple[str, ...]
     init: Optional[tuple[str, tuple[IExpr, ...]]]  # ("normal", (mean, std)) | ("value", (v,))
     line: int
+    span: Optional[Span] = None  # the parameter's name in its declaration
 
 
 @dataclass

@@ -145,17 +145,16 @@ class AISMixin:
         streams = [self._streams(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
         logws = [np.zeros(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
         masks = [self._masks({}, b - a) for a, b in zip(bounds[:-1], bounds[1:])]
-        bases = [x for g in self.domains for x in base[g]]
-        flags = [g in summed for g in self.domains]
-        free = [True] * len(self.domains)
+        flags = {g: g in summed for g in self.domains}
+        free = {g: True for g in self.domains}
         segments = np.array_split(np.arange(len(schedule)), min(100, len(schedule) - 1))
         from .model import _progress
 
         bar = _progress(len(schedule) - 1, progress, "reverse AIS" if reverse else "AIS")
 
         def run(part: int, seg: np.ndarray) -> bool:
-            return self.KERNELS["ais_steps"](*self._args(chunks[part]), *(masks[part][g] for g in self.domains),
-                                             *free, *bases, *flags, seg, streams[part], logws[part])
+            return self.call("ais_steps", state=chunks[part], masks=masks[part], free=free, bases=base,
+                             summed=flags, betas=seg, rng=streams[part], logw=logws[part])
 
         done = 0
         with ThreadPoolExecutor(max_workers=parts) as pool:

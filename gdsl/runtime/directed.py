@@ -33,13 +33,19 @@ class DirectedModel(ModelBase):
     PARENTS: tuple = ()
     PARAMS_P: tuple = ()
     PARAMS_Q: tuple = ()
-    DKERNELS: dict = {}
+    DBN_LAYERS: tuple = ()  # the stack greedy training trains (runtime/dgreedy.py)
+    DBN_REFUSED = None  # or why the model is not such a stack
+    LAYER_RBM = None  # the compiled binary RBM each layer is trained as
 
     def __init__(self, seed=None, dtype="float64", **overrides):
         super().__init__(seed=seed, dtype=dtype, **overrides)
         self.all_domains = {name: domain for name, _, domain in self.ALL_GROUPS}
         self.all_roles = {name: role for name, role, _ in self.ALL_GROUPS}
         self._p64_cache = (None, None)
+
+    def _dcall(self, kernel: str, n: int, state: dict, eps: dict, **families):
+        """Call a directed kernel on `n` rows: float64 state, noise and parameters (gdsl.abi)."""
+        return self.call(kernel, n_rows=n, all_state=state, eps=eps, params=self._p64, **families)
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -93,26 +99,22 @@ class DirectedModel(ModelBase):
 
     def _forward(self, mode: str, st: dict, eps: dict, n: int):
         logp, logq = np.empty(n), np.empty(n)
-        kernel = self.DKERNELS[f"{mode}_forward"]
         for sl in self._chunks(n):
-            m = sl.stop - sl.start
-            kernel(*self.dkernel_args(m, {k: v[sl] for k, v in st.items()},
-                                      {k: v[sl] for k, v in eps.items()}), logp[sl], logq[sl])
+            self._dcall(f"{mode}_forward", sl.stop - sl.start, {k: v[sl] for k, v in st.items()},
+                        {k: v[sl] for k, v in eps.items()}, logp=logp[sl], logq=logq[sl])
         return logp, (logq if self.GUIDE else None)
 
     def _backward(self, mode: str, st: dict, eps: dict, n: int, seed_p, seed_q):
         """(logp, logq, grads) with grads = d/dparams of sum_r seed_p[r] log p_r + seed_q[r] log q_r."""
         logp, logq = np.empty(n), np.empty(n)
         grads = {k: np.zeros(self._shapes[k]) for k in self._p}
-        flat = [grads[k] if grads[k].ndim else grads[k].reshape(1) for k in self._p]
-        kernel = self.DKERNELS[f"{mode}_backward"]
+        flat = {k: g if g.ndim else g.reshape(1) for k, g in grads.items()}
         seed_p = np.ascontiguousarray(np.broadcast_to(seed_p, (n,)), dtype=np.float64)
         seed_q = np.ascontiguousarray(np.broadcast_to(seed_q, (n,)), dtype=np.float64)
         for sl in self._chunks(n, self._row_floats() * 2):
-            m = sl.stop - sl.start
-            kernel(*self.dkernel_args(m, {k: v[sl] for k, v in st.items()},
-                                      {k: v[sl] for k, v in eps.items()}),
-                   seed_p[sl], seed_q[sl], logp[sl], logq[sl], *flat)
+            self._dcall(f"{mode}_backward", sl.stop - sl.start, {k: v[sl] for k, v in st.items()},
+                        {k: v[sl] for k, v in eps.items()}, seed_p=seed_p[sl], seed_q=seed_q[sl], logp=logp[sl],
+                        logq=logq[sl], grads=flat)
         return logp, (logq if self.GUIDE else None), grads
 
     # ------------------------------------------------------------------ densities
@@ -241,9 +243,9 @@ class DirectedModel(ModelBase):
         return {g: st[g].astype(self.dtype) if self.dtype != np.float64 else st[g] for g in self.group_names}
 
     def _ancestral(self, st, masks, n):
-        ms = [masks[g] if masks.get(g) is not None else np.zeros((n,) + self._shapes[g], np.uint8)
-              for g in self.DIRECTED]
-        self.DKERNELS["sample_model"](*self.dkernel_args(n, st, self._eps_zeros(n)), *ms, self._streams(n))
+        ms = {g: masks[g] if masks.get(g) is not None else np.zeros((n,) + self._shapes[g], np.uint8)
+              for g in self.DIRECTED}
+        self._dcall("sample_model", n, st, self._eps_zeros(n), directed_masks=ms, rng=self._streams(n))
 
     def _ancestral_is_exact(self, clamp, masks) -> bool:
         """One ancestral pass is exact when no clamped element comes after a free one: checked per
@@ -320,8 +322,8 @@ class DirectedModel(ModelBase):
         """Latents drawn from the guide q(latents | visibles), with the visibles as given."""
         self._need_guide("sample_guide")
         st, n = self._state64(data, self.visible)
-        ms = [np.zeros((n,) + self._shapes[g], np.uint8) for g in self.GUIDE]
-        self.DKERNELS["sample_guide"](*self.dkernel_args(n, st, self._eps_zeros(n)), *ms, self._streams(n))
+        ms = {g: np.zeros((n,) + self._shapes[g], np.uint8) for g in self.GUIDE}
+        self._dcall("sample_guide", n, st, self._eps_zeros(n), guide_masks=ms, rng=self._streams(n))
         return st
 
     # ------------------------------------------------------------------ bounds
@@ -341,8 +343,8 @@ class DirectedModel(ModelBase):
             mode = "reparam"
         else:
             e = {}
-            ms = [np.zeros((n * k,) + self._shapes[g], np.uint8) for g in self.GUIDE]
-            self.DKERNELS["sample_guide"](*self.dkernel_args(n * k, big, {}), *ms, self._streams(n * k))
+            ms = {g: np.zeros((n * k,) + self._shapes[g], np.uint8) for g in self.GUIDE}
+            self._dcall("sample_guide", n * k, big, {}, guide_masks=ms, rng=self._streams(n * k))
             mode = "joint"
         if not with_grads:
             logp, logq = self._forward(mode, big, e, n * k)

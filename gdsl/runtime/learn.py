@@ -248,16 +248,12 @@ class LearningMixin:
     def _run_epoch(self, arrays, given, factorises, persistent, state, rate, momentum, decay, k, batch, mf_iters,
                    mf_tol, mf_damping, n):
         rows, fixed = self._epoch_arrays(arrays, given, state, batch)
-        params = [self._p[p].reshape(1) if self._p[p].ndim == 0 else self._p[p] for p in self._p]
-        scalars = [self.sizes[s] for s in self.sizes] + [self.consts[c] for c in self.consts]
-        velocity = [state["velocity"][p].reshape(-1) if state["velocity"][p].ndim == 0 else state["velocity"][p]
-                    for p in self._p]
+        velocity = {p: v.reshape(-1) if v.ndim == 0 else v for p, v in state["velocity"].items()}
         order = self._rng.permutation(n).astype(np.int64)
-        data, masks, grads = fixed
-        return self.KERNELS["train_epoch"](
-            *params, *scalars, *data, *masks, *velocity, *grads, order, int(batch), self._streams(rows),
-            float(rate), float(momentum), float(decay), int(k), bool(persistent),
-            1 if factorises else int(mf_iters), float(mf_tol), float(mf_damping))
+        return self.call("train_epoch", velocity=velocity, order=order, batch=int(batch), rng=self._streams(rows),
+                         lr=float(rate), momentum=float(momentum), decay=float(decay), k=int(k),
+                         persistent=bool(persistent), mf_iters=1 if factorises else int(mf_iters),
+                         mf_tol=float(mf_tol), mf_damping=float(mf_damping), **fixed)
 
     def _epoch_arrays(self, arrays, given, state, batch):
         """The kernel arguments that stay the same from epoch to epoch of one fit (data, masks,
@@ -270,18 +266,26 @@ class LearningMixin:
         groups = list(self.domains)
         summed = [g for g in self.DEFAULT_SUMMED if g not in given and self.domains[g] != "real"]
         rows = max(batch, next(iter(chains.values())).shape[0])
-        data = [arrays.get(g, np.zeros((1,) + self._shapes[g], self.dtype)) for g in groups]
-        data += [g in arrays for g in groups]
-        masks = [np.full((batch,) + self._shapes[g], g in arrays, np.uint8) for g in groups]
-        masks += [g not in arrays for g in groups] + [self._mean_start(g) for g in groups]
-        masks += [chains[g] for g in groups] + [True for _ in groups]
-        masks += [np.zeros((rows,) + self._shapes[g], np.uint8) for g in groups]
-        masks += [np.full((rows,) + self._shapes[g], g not in summed, np.uint8) for g in groups]
-        masks += [g in summed for g in groups]
-        # the kernel leaves them zeroed after every step
-        grads = [np.zeros(max(1, v.size), self.dtype).reshape(v.shape if v.ndim else (1,))
-                 for v in (state["velocity"][p] for p in self._p)]
-        result = (rows, (data, masks, grads))
+
+        def per_group(value) -> dict:
+            return {g: value(g) for g in groups}
+
+        fixed = {
+            "data": per_group(lambda g: arrays.get(g, np.zeros((1,) + self._shapes[g], self.dtype))),
+            "has_data": per_group(lambda g: g in arrays),
+            "pmask": per_group(lambda g: np.full((batch,) + self._shapes[g], g in arrays, np.uint8)),
+            "pfree": per_group(lambda g: g not in arrays),
+            "init": per_group(self._mean_start),
+            "chains": chains,
+            "cfree": per_group(lambda g: True),
+            "cmask": per_group(lambda g: np.zeros((rows,) + self._shapes[g], np.uint8)),
+            "rbmask": per_group(lambda g: np.full((rows,) + self._shapes[g], g not in summed, np.uint8)),
+            "rbfree": per_group(lambda g: g in summed),
+            # the kernel leaves them zeroed after every step
+            "grads": {p: np.zeros(max(1, v.size), self.dtype).reshape(v.shape if v.ndim else (1,))
+                      for p, v in state["velocity"].items()},
+        }
+        result = (rows, fixed)
         self._epoch_cache = (key, result, arrays, chains)  # the arrays kept alive: their ids stay theirs
         return result
 

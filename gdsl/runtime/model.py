@@ -14,6 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .. import abi
 from . import kernels as _k
 from .checks import generator, mapping, numeric_array, real, whole
 from .enumerate import Enumeration
@@ -54,9 +55,8 @@ class ModelBase(LearningMixin, AISMixin):
     COUPLED: tuple = ()
     SCHEDULE = ""
     KERNELS: dict = {}
-
-    sigmoid = staticmethod(lambda a: 1.0 / (1.0 + math.exp(-a)))
-    softplus = staticmethod(lambda a: max(a, 0.0) + math.log1p(math.exp(-abs(a))))
+    GREEDY: tuple = ()  # the layer RBMs of greedy pretraining (runtime/greedy.py)
+    GREEDY_REFUSED = None  # or why the model has none
 
     def __init__(self, seed=None, dtype="float32", **overrides):
         self.sizes = dict(self.SIZES)
@@ -242,14 +242,23 @@ class ModelBase(LearningMixin, AISMixin):
             out[name] = np.ascontiguousarray(x)
         return out
 
-    def _args(self, state, params=None):
-        saved = self._p
-        if params is not None:
-            self._p = params
-        try:
-            return self.kernel_args(state)
-        finally:
-            self._p = saved
+    # ------------------------------------------------------------------ kernels
+    def call(self, kernel: str, **families):
+        """Call compiled `kernel`, its arguments assembled by family name from the module's
+        KERNEL_SPEC and ORDERS (gdsl.abi); state/params/sizes/consts default to the model's."""
+        spec = self.KERNEL_SPEC[kernel]
+        values = dict(self._model_values(families.pop("state", None), families.pop("params", None)), **families)
+        return self.KERNELS[kernel](*abi.arguments(spec, self.ORDERS, values))
+
+    def _model_values(self, state=None, params=None) -> dict:
+        """The families every energy kernel starts with; scalar parameters as 1-element views."""
+        params = self._p if params is None else params
+        return {"state": state, "params": {k: v.reshape(1) if v.ndim == 0 else v for k, v in params.items()},
+                "sizes": self.sizes, "consts": self.consts}
+
+    def kernel_args(self, state):
+        """The leading arguments of every energy kernel (abi.MODEL), for calling a kernel by hand."""
+        return tuple(abi.arguments(abi.MODEL, self.ORDERS, self._model_values(state)))
 
     # ------------------------------------------------------------------ sampling
     def gibbs(self, state: Mapping, steps: int = 1, clamp: Mapping | None = None) -> dict:
@@ -274,9 +283,8 @@ class ModelBase(LearningMixin, AISMixin):
 
     def _run_gibbs(self, st, masks, steps: int):
         n = next(iter(st.values())).shape[0]
-        free = tuple(bool(not masks[g].all()) for g in self.domains)
-        ok = self.KERNELS["gibbs"](*self._args(st), *(masks[g] for g in self.domains), *free,
-                                   self._streams(n), steps)
+        free = {g: bool(not masks[g].all()) for g in self.domains}
+        ok = self.call("gibbs", state=st, masks=masks, free=free, rng=self._streams(n), steps=steps)
         if not ok:
             raise ValueError("a real variable's conditional precision became <= 0: the energy is not "
                              "bounded below for these parameters")
@@ -353,9 +361,9 @@ class ModelBase(LearningMixin, AISMixin):
             m = self._mask(g, mask.get(g, True), n).astype(bool)
             st[g] = np.ascontiguousarray(np.where(m, arr, st[g]).astype(self.dtype))
         masks = self._masks({g: mask.get(g, True) for g in evidence}, n)
-        free = tuple(bool(not masks[g].all()) for g in self.domains)
-        it, delta = self.KERNELS["mean_field"](*self._args(st), *(masks[g] for g in self.domains), *free,
-                                                damping, tol, max_iter)
+        free = {g: bool(not masks[g].all()) for g in self.domains}
+        it, delta = self.call("mean_field", state=st, masks=masks, free=free, damping=damping, tol=tol,
+                              max_iter=max_iter)
         if it < 0:
             raise ValueError("a real variable's precision is <= 0: the energy is not bounded below")
         return (st, {"iterations": int(it), "max_change": float(delta)}) if return_info else st
@@ -404,8 +412,8 @@ class ModelBase(LearningMixin, AISMixin):
         for g in self.domains:
             full[g] = st[g] if g in st else np.zeros((n,) + self._shapes[g], dtype)
         out = np.zeros(n, dtype=np.float64)
-        flags = tuple(g in summed for g in self.domains)
-        ok = self.KERNELS["free_energy"](*self._args(full, params), *flags, 1.0, out)
+        ok = self.call("free_energy", state=full, params=params, summed={g: g in summed for g in self.domains},
+                       beta=1.0, out=out)
         if not ok:
             raise ValueError("a real variable's precision is <= 0: the energy is not bounded below")
         return out

@@ -1,0 +1,111 @@
+"""The kernel interface: each compiled kernel's name and its arguments, declared once.
+
+A kernel's arguments are a sequence of *families*. A family is either one argument (`rng`,
+`steps`) or one argument per item of an *order* (per group, per parameter, per size...),
+printed with a prefix (`x_v`, `p_W`, `m_v`). The code generator prints every signature from
+these specs and writes the module's orders and specs into the module (`ORDERS`,
+`KERNEL_SPEC`); the runtime assembles a call by family name with `arguments()`, so no
+argument order is written twice. Energy and directed kernels share this vocabulary.
+
+This module imports nothing of gdsl: the compiler and the runtime both use it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    over: str | None = None  # None: one argument called `name`; else the order it runs over
+    prefixes: tuple[str, ...] = ()  # per item, one argument per prefix (`bf_v, bq_v`)
+
+    def names(self, orders: Mapping[str, Sequence[str]]) -> list[str]:
+        if self.over is None:
+            return [self.name]
+        return [prefix + item for item in orders[self.over] for prefix in self.prefixes]
+
+
+def _per(name: str, over: str, *prefixes: str) -> Family:
+    return Family(name, over, prefixes)
+
+
+# orders: "groups" are the energy part's groups, "all_groups" every group of a directed model,
+# "directed" / "guide" the groups drawn by p / q in ancestral order, "eps" the reparameterised
+# latents; parameters, sizes and constants in declaration order
+ORDER_NAMES = ("groups", "all_groups", "directed", "guide", "eps", "params", "sizes", "consts")
+
+FAMILIES = {f.name: f for f in (
+    _per("state", "groups", "x_"), _per("params", "params", "p_"), _per("sizes", "sizes", "s_"),
+    _per("consts", "consts", "k_"),
+    _per("masks", "groups", "m_"), _per("free", "groups", "free_"), _per("summed", "groups", "sum_"),
+    _per("bases", "groups", "bf_", "bq_"), _per("rb", "groups", "rb_"), _per("rbfree", "groups", "rbfree_"),
+    _per("grads", "params", "g_"), _per("velocity", "params", "v_"),
+    _per("data", "groups", "data_"), _per("has_data", "groups", "has_"), _per("pmask", "groups", "pmask_"),
+    _per("pfree", "groups", "pfree_"), _per("init", "groups", "init_"), _per("chains", "groups", "chain_"),
+    _per("cfree", "groups", "cfree_"), _per("cmask", "groups", "cmask_"), _per("rbmask", "groups", "rbmask_"),
+    _per("all_state", "all_groups", "x_"), _per("eps", "eps", "e_"),
+    _per("directed_masks", "directed", "m_"), _per("guide_masks", "guide", "m_"),
+)}
+
+MODEL = ("state", "params", "sizes", "consts")  # the leading arguments of every energy kernel
+DIRECTED_MODEL = ("n_rows", "all_state", "eps", "params", "sizes", "consts")  # ... of every directed kernel
+
+SPECS: dict[str, tuple[str, ...]] = {
+    "field": MODEL + ("f",),
+    "field_real": MODEL + ("f", "q"),
+    "gibbs": MODEL + ("masks", "free", "rng", "steps"),
+    "mean_field": MODEL + ("masks", "free", "damping", "tol", "max_iter"),
+    "free_energy": MODEL + ("summed", "beta", "out"),
+    "energy_grad": MODEL + ("alpha", "grads"),
+    "gibbs_rb": MODEL + ("masks", "free", "rb", "rbfree", "rng"),
+    "train_epoch": ("params", "sizes", "consts", "data", "has_data", "pmask", "pfree", "init", "chains", "cfree",
+                    "cmask", "rbmask", "rbfree", "velocity", "grads", "order", "batch", "rng", "lr", "momentum",
+                    "decay", "k", "persistent", "mf_iters", "mf_tol", "mf_damping"),
+    "gibbs_tempered": MODEL + ("masks", "free", "bases", "beta", "rng"),
+    "ais_steps": MODEL + ("masks", "free", "bases", "summed", "betas", "rng", "logw"),
+    # directed kernels: one set per program mode ("joint", "reparam"): `<mode>_values` ...
+    "values": DIRECTED_MODEL,
+    "forward": DIRECTED_MODEL + ("logp", "logq"),
+    "backward": DIRECTED_MODEL + ("seed_p", "seed_q", "logp", "logq", "grads"),
+    "sample_model": DIRECTED_MODEL + ("directed_masks", "rng"),
+    "sample_guide": DIRECTED_MODEL + ("guide_masks", "rng"),
+}
+
+
+def family(name: str) -> Family:
+    return FAMILIES.get(name) or Family(name)
+
+
+def parameter_names(spec: Sequence[str], orders: Mapping[str, Sequence[str]]) -> list[str]:
+    """The printed parameter list of a kernel with this spec."""
+    return [n for f in spec for n in family(f).names(orders)]
+
+
+def signature(kernel: str, spec: Sequence[str], orders: Mapping[str, Sequence[str]]) -> str:
+    return f"{kernel}({', '.join(parameter_names(spec, orders))})"
+
+
+class MissingArgument(KeyError):
+    pass
+
+
+def arguments(spec: Sequence[str], orders: Mapping[str, Sequence[str]], values: Mapping[str, object]) -> list:
+    """The positional arguments of a call: `values` maps each family to its value, or, for a
+    per-item family, to a mapping from item to value (a tuple of values for several prefixes)."""
+    out = []
+    for name in spec:
+        if name not in values:
+            raise MissingArgument(f"no value for the kernel argument family {name!r}")
+        f, value = family(name), values[name]
+        if f.over is None:
+            out.append(value)
+            continue
+        for item in orders[f.over]:
+            v = value[item]
+            if len(f.prefixes) > 1:
+                out.extend(v)
+            else:
+                out.append(v)
+    return out

@@ -1,0 +1,87 @@
+"""What checking produces: the types of expressions and the checked model.
+
+A `Type` is what the checker writes on every expression node (`.type`) for the lowering
+stage; the `...Info` records and `CheckedModel` are the model's declarations with their
+shapes and domains resolved. Shapes are tuples of `Poly`s in the size arguments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import Source, Span
+from ..poly import Poly
+from . import ast
+
+
+@dataclass(frozen=True)
+class Type:
+    shape: tuple[Poly, ...] = ()
+    groups: frozenset = frozenset()  # variable groups the value depends on
+    is_int: bool = False  # an integer scalar (sizes, index variables, literals)
+
+    @property
+    def is_scalar(self) -> bool:
+        return not self.shape
+
+
+@dataclass
+class GroupInfo:
+    name: str
+    role: str
+    shape: tuple[Poly, ...]
+    domain: str
+    categories: Optional[Poly]
+    decl: ast.GroupDecl
+
+
+@dataclass
+class ParamInfo:
+    name: str
+    shape: tuple[Poly, ...]
+    constraints: tuple[str, ...]
+    init: Optional[ast.Init]
+    decl: ast.ParamDecl
+
+
+@dataclass
+class LetInfo:
+    name: str
+    type: Optional[Type]
+    decl: ast.LetDecl
+
+
+@dataclass
+class CondInfo:
+    """A directed conditional `group ~ family(args)`; `free` index names bind the group's leading axes."""
+    group: str
+    family: str
+    args: dict[str, ast.Expr]  # canonical argument name -> expression
+    free: tuple[str, ...]
+    parents: frozenset  # groups the arguments depend on (itself, for autoregressive ones)
+    span: Span
+    in_guide: bool
+
+
+@dataclass
+class CheckedModel:
+    name: str
+    sizes: dict[str, int]
+    consts: dict[str, float]
+    groups: dict[str, GroupInfo]
+    params: dict[str, ParamInfo]
+    energies: list[ast.EnergyDecl]
+    ast: ast.Model
+    source: Source
+    decl_spans: dict[str, Span] = field(default_factory=dict)
+    lets: dict[str, LetInfo] = field(default_factory=dict)
+    conditionals: list[CondInfo] = field(default_factory=list)  # the model's, in topological order
+    guide: list[CondInfo] = field(default_factory=list)  # the guide's, in topological order
+
+    @property
+    def directed(self) -> set[str]:
+        return {c.group for c in self.conditionals}
+
+
+def shape_str(shape: tuple[Poly, ...]) -> str:
+    return "scalar" if not shape else "[" + ", ".join(str(d) for d in shape) + "]"

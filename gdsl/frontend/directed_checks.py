@@ -1,0 +1,394 @@
+"""The checks of a model's directed part: conditionals, families, guides and let bindings.
+
+A conditional `x ~ family(args)` (or `x[i] ~ ...`, or `visible x[d] ~ ...` in the
+declaration) must name a declared variable of the family's domain, give the family's
+arguments with the shapes the variable needs, and bind its free indices to the variable's
+leading axes; only an autoregressive conditional (one with free indices) may read its own
+variable. The conditionals of the model, and those of the `guide` block, must form acyclic
+graphs (their topological orders are the sampling orders); the guide must define every
+latent variable, and in a directed model a variable with no conditional must appear in an
+energy. `let` bindings are typed once (on first use, or else in declaration order) and may
+be used in conditionals and other lets only, a guide's bindings in the guide only.
+
+`DirectedChecks` is a mixin of `checker.Checker`: it uses the checker's state and its
+expression checks (`expr`, `error`, `_unknown`, `_kind`).
+"""
+from __future__ import annotations
+
+import difflib
+from contextlib import contextmanager
+from typing import Optional
+
+from ..errors import Span
+from ..ops import WRITTEN
+from . import ast
+from .checked import CondInfo, GroupInfo, LetInfo, Type, shape_str
+
+# directed conditionals: family -> (argument names in positional order, the domain it defines)
+FAMILIES = {"bernoulli": (("logits", "probs"), "binary"), "normal": (("mean", "std"), "real"),
+            "categorical": (("logits",), "categorical")}
+ARGUMENT_COUNT = {"bernoulli": 1, "normal": 2, "categorical": 1}  # bernoulli: logits or probs
+EXAMPLES = {"bernoulli": "bernoulli(logits = W @ h + b)", "normal": "normal(mean = m, std = s)",
+            "categorical": "categorical(logits = a)"}
+
+
+class DirectedChecks:
+    def _start_directed(self) -> None:
+        """The state of the directed checks (the expression checks read the first three)."""
+        self.in_directed = False  # inside a conditional or let: functions of variables are allowed
+        self.in_guide = False
+        self.free_names: set[str] = set()  # free indices of the conditional being checked
+        self.lets: dict[str, LetInfo] = {}
+        self.let_state: dict[str, str] = {}  # name -> "checking" | "done"
+        self.conditionals: list[CondInfo] = []
+        self.attempted: set[str] = set()  # groups with a conditional statement (valid or not)
+
+    @contextmanager
+    def _directed_context(self, in_guide: bool, scopes: list, free_names: set[str]):
+        """Check expressions as the arguments of a conditional or a let binding."""
+        saved = (self.in_directed, self.in_guide, self.scopes, self.free_names)
+        self.in_directed, self.in_guide, self.scopes, self.free_names = True, in_guide, scopes, free_names
+        try:
+            yield
+        finally:
+            self.in_directed, self.in_guide, self.scopes, self.free_names = saved
+
+    # let bindings ----------------------------------------------------------------
+    def _is_let(self, name: str) -> bool:
+        return name in self.let_state or any(d.name == name for d in self.model.lets)
+
+    def _let_use(self, e: ast.Name) -> Optional[Type]:
+        """A let binding used in an expression: only in conditionals and lets, and a guide's only in the guide."""
+        if not self.in_directed:
+            self.error(f"let binding '{e.id}' can be used in conditionals and other lets, not in an energy",
+                       e.span, "write the expression out in the energy", kind="directed")
+            return None
+        let = self.lets.get(e.id)
+        if let is not None and let.decl.in_guide and not self.in_guide:
+            self.error(f"'{e.id}' is defined in the guide and cannot be used outside it", e.span,
+                       "move the let binding out of the guide block", kind="directed")
+            return None
+        return self._let(e.id)
+
+    def _let(self, name: str) -> Optional[Type]:
+        """The type of a let binding, checked once, on first use or in declaration order."""
+        state = self.let_state.get(name)
+        if state == "done":
+            return self.lets[name].type if name in self.lets else None
+        decl = next(d for d in self.model.lets if d.name == name)
+        if state == "checking":
+            self.error(f"let binding '{name}' is defined in terms of itself", decl.name_span,
+                       "a let binding may use earlier bindings, not itself", kind="directed")
+            self.let_state[name] = "done"
+            return None
+        self.let_state[name] = "checking"
+        saved, self.statement = self.statement, decl
+        try:
+            with self._directed_context(decl.in_guide, [], set()):
+                t = self.expr(decl.expr)
+        finally:
+            self.statement = saved
+        self.let_state[name] = "done"
+        if self.owner.get(name) is decl:
+            self.lets[name] = LetInfo(name, t, decl)
+        return t
+
+    # conditionals ------------------------------------------------------------------
+    def _group_from_dist(self, g: ast.GroupDecl, shape) -> None:
+        """A variable declared with its conditional (`visible x[d] ~ ...`): its domain is the family's."""
+        family = FAMILIES.get(g.dist.family)
+        domain = family[1] if family else "binary"
+        categories = shape[-1] if domain == "categorical" and shape else None
+        if domain == "categorical" and not shape:
+            self.error(f"a categorical variable needs a last axis of categories; '{g.name}' is a scalar",
+                       g.name_span, f"give it a shape: {g.role} {g.name}[K] ~ categorical(logits = ...)", kind="shape")
+        if self.owner.get(g.name) is g:
+            self.groups[g.name] = GroupInfo(g.name, g.role, shape, domain, categories, g)
+
+    def _conditionals(self, m: ast.Model) -> None:
+        defined: dict[tuple[str, bool], Span] = {}
+        for g in m.groups:
+            if g.dist is not None and g.name in self.groups:
+                self._conditional(g.name, g.dist, None, g.span, False, defined, implicit=True)
+        for s in m.samples:
+            self.statement = s
+            if s.name not in self.groups:
+                self._not_a_variable(s)
+                continue
+            self._conditional(s.name, s.dist, s.indices, s.span, s.in_guide, defined, implicit=False)
+
+    def _not_a_variable(self, s: ast.SampleDecl) -> None:
+        if s.name in self.spans:
+            self.error(f"'{s.name}' is a {self._kind(s.name)}, not a variable; only variables have "
+                       f"conditionals", s.name_span, kind="directed")
+        elif s.name not in self.broken:
+            self._unknown(s.name, s.name_span, list(self.groups),
+                          f"declare the variable first, e.g. 'latent {s.name}[n]: binary'")
+
+    def _conditional(self, name, dist: ast.Dist, indices, span: Span, in_guide: bool, defined,
+                     implicit: bool) -> None:
+        group = self.groups[name]
+        if not self._may_define(name, group, span, in_guide, defined):
+            return
+        self.statement = dist
+        args = self._dist_args(dist)
+        if args is None:
+            return
+        if not implicit and not self._family_fits(name, group, dist):
+            return
+        free = self._free_indices(name, group, dist, indices, span)
+        if free is None:
+            return
+        parents = self._argument_parents(name, group, dist, args, free, span, in_guide)
+        if parents is None:
+            return
+        if name in parents and not free:
+            self.error(f"the conditional of '{name}' depends on '{name}' itself", dist.span,
+                       f"an autoregressive conditional needs a free index: {name}[i] ~ ..., reading only "
+                       f"earlier elements (sum[j < i](... {name}[j] ...))", kind="directed")
+            return
+        self.conditionals.append(CondInfo(name, dist.family, args, free, frozenset(parents), span, in_guide))
+
+    def _may_define(self, name, group: GroupInfo, span: Span, in_guide: bool, defined) -> bool:
+        """A variable has one conditional in the model and one in the guide, which defines latents only."""
+        key = (name, in_guide)
+        if key in defined:
+            where = "in the guide " if in_guide else ""
+            self.error(f"'{name}' has two conditionals {where}(the first at line {defined[key].line})", span,
+                       "a variable is defined once; remove one of them", kind="directed")
+            return False
+        defined[key] = span
+        self.attempted.add(name)
+        if in_guide and group.role != "latent":
+            self.error(f"the guide defines q(latents | visibles), but '{name}' is visible", span,
+                       "the guide may define latent variables only", kind="directed")
+            return False
+        return True
+
+    def _family_fits(self, name, group: GroupInfo, dist: ast.Dist) -> bool:
+        want = FAMILIES[dist.family][1]
+        if group.domain != want:
+            self.error(f"{dist.family}(...) gives {want} values, but '{name}' is {group.domain}", dist.span,
+                       f"declare '{name}' as {want}, or use the family of its domain", kind="domain")
+            return False
+        return True
+
+    def _argument_parents(self, name, group: GroupInfo, dist: ast.Dist, args, free, span: Span,
+                          in_guide: bool) -> Optional[set]:
+        """The groups the arguments depend on, or None if an argument has an error."""
+        scope = {n: span for n in free}
+        parents, ok = set(), True
+        with self._directed_context(in_guide, [scope], set(free)):
+            for arg_name, e in args.items():
+                t = self.expr(e)
+                if t is None:
+                    ok = False
+                    continue
+                parents |= t.groups
+                ok &= self._arg_shape(name, group, dist.family, arg_name, e, t, len(free))
+        return parents if ok else None
+
+    # family arguments ----------------------------------------------------------------
+    def _dist_args(self, dist: ast.Dist) -> Optional[dict[str, ast.Expr]]:
+        """The arguments of `family(...)` by their canonical names, or None if they do not fit."""
+        if dist.family not in FAMILIES:
+            close = difflib.get_close_matches(dist.family, list(FAMILIES), n=1)
+            self.error(f"unknown distribution '{dist.family}'", dist.span,
+                       f"did you mean '{close[0]}'?" if close else "the families are " + ", ".join(FAMILIES),
+                       kind="name")
+            return None
+        args = self._named_args(dist)
+        if args is None or not self._args_complete(dist, args):
+            return None
+        return args
+
+    def _named_args(self, dist: ast.Dist) -> Optional[dict[str, ast.Expr]]:
+        """Positional arguments named in the family's order; keywords checked against its names."""
+        names = FAMILIES[dist.family][0]
+        args: dict[str, ast.Expr] = {}
+        positional = 0
+        for a in dist.args:
+            if a.name is None:
+                if dist.family == "bernoulli":
+                    self.error("bernoulli takes a keyword argument: bernoulli(logits = ...) or "
+                               "bernoulli(probs = ...)", a.span, kind="directed")
+                    return None
+                if positional >= len(names):
+                    self.error(f"{dist.family} takes {len(names)} argument{'s' if len(names) > 1 else ''} "
+                               f"({', '.join(names)})", a.span, kind="directed")
+                    return None
+                key = names[positional]
+                positional += 1
+            else:
+                key = a.name
+                if key not in names:
+                    self.error(f"{dist.family} has no argument '{key}'", a.span,
+                               "its arguments are " + ", ".join(names), kind="directed")
+                    return None
+            if key in args:
+                self.error(f"argument '{key}' is given twice", a.span, kind="directed")
+                return None
+            args[key] = a.value
+        return args
+
+    def _args_complete(self, dist: ast.Dist, args: dict[str, ast.Expr]) -> bool:
+        names = FAMILIES[dist.family][0]
+        if dist.family == "bernoulli" and len(args) == 2:
+            self.error("bernoulli takes logits or probs, not both", dist.span,
+                       "give one of them: bernoulli(logits = a) or bernoulli(probs = sigmoid(a))", kind="directed")
+            return False
+        if len(args) != ARGUMENT_COUNT[dist.family]:
+            self.error(f"{dist.family} needs {'one of ' if dist.family == 'bernoulli' else ''}"
+                       f"{' and '.join(names) if dist.family != 'bernoulli' else 'logits or probs'}", dist.span,
+                       f"for example {EXAMPLES[dist.family]}", kind="directed")
+            return False
+        return True
+
+    def _arg_shape(self, name, group: GroupInfo, family, arg, e, t: Type, nfree: int) -> bool:
+        """An argument has the shape of the variable's axes after the free ones (or is a scalar,
+        except for categorical logits)."""
+        want = group.shape[nfree:]
+        if family == "categorical":
+            if not want:
+                self.error(f"the free indices of '{name}' cover its last (category) axis", e.span,
+                           "leave the category axis out of the free indices", kind="shape")
+                return False
+            ok = t.shape == want
+        else:
+            ok = t.is_scalar or t.shape == want
+        if not ok:
+            self.error(f"'{arg}' has shape {shape_str(t.shape)}, but the conditional of '{name}' needs "
+                       f"{shape_str(want)}" + ("" if family == "categorical" else " (or a scalar)"), e.span,
+                       kind="shape")
+        return ok
+
+    # free indices of autoregressive conditionals --------------------------------------
+    def _free_indices(self, name, group: GroupInfo, dist: ast.Dist, indices, span) -> Optional[tuple]:
+        """Explicit (x[i] ~ ...) or implicit (visible x[d] ~ ... b[i] ...): names used only as
+        subscripts and not declared anywhere are the free indices of the leading axes."""
+        if indices is not None:
+            return self._explicit_free_indices(name, group, indices, span)
+        return self._implicit_free_indices(name, group, dist, span)
+
+    def _explicit_free_indices(self, name, group: GroupInfo, indices, span) -> Optional[tuple]:
+        if len(indices) > len(group.shape):
+            self.error(f"'{name}' has {len(group.shape)} axes but {len(indices)} free indices are given", span,
+                       kind="shape")
+            return None
+        for n in indices:
+            if n in self.spans:
+                self.error(f"free index '{n}' has the name of a declared {self._kind(n)}", span,
+                           "use a fresh name for the index", kind="name")
+                return None
+        if len(set(indices)) != len(indices):
+            self.error("a free index is repeated", span, kind="name")
+            return None
+        return tuple(indices)
+
+    def _implicit_free_indices(self, name, group: GroupInfo, dist: ast.Dist, span) -> Optional[tuple]:
+        declared = set(self.spans) | set(WRITTEN) | {"sum"}
+        bound = set()
+        for a in dist.args:
+            bound |= _binder_names(a.value)
+        candidates = sorted(n for a in dist.args for n in _subscript_names(a.value)
+                            if n not in declared and n not in bound)
+        candidates = list(dict.fromkeys(candidates))
+        if not candidates:
+            return ()
+        if len(candidates) > 1 or not group.shape:
+            self.error(f"cannot tell which axis of '{name}' the free indices {', '.join(candidates)} run over",
+                       span, f"declare the variable with its domain and write the indices on it in a second "
+                             f"statement: {name}[{', '.join(candidates)}] ~ {dist.family}(...)", kind="index")
+            return None
+        return (candidates[0],)
+
+    # the graph of conditionals ----------------------------------------------------------
+    def _directed_structure(self, m: ast.Model):
+        """Group-level acyclicity, the guide's coverage, and topological orders."""
+        model = [c for c in self.conditionals if not c.in_guide]
+        guide = [c for c in self.conditionals if c.in_guide]
+        model_order = self._topological(model, "model", m)
+        guide_order = self._topological(guide, "guide", m)
+        if model:
+            self._check_every_group_defined(model, m)
+        if guide:
+            self._check_guide_covers_latents(guide, m)
+        return model_order, guide_order
+
+    def _topological(self, conds: list[CondInfo], what: str, m: ast.Model) -> list[CondInfo]:
+        """conds with parents first (ties in declaration order); a cycle is reported, and conds kept as they are."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        by_group = {c.group: c for c in conds}
+        graph.add_nodes_from(by_group)
+        for c in conds:
+            for p in c.parents:
+                if p != c.group and p in by_group:
+                    graph.add_edge(p, c.group)
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            names = [u for u, _ in cycle] + [cycle[0][0]]
+            c = by_group[cycle[0][1]]
+            self.error(f"the {'conditionals' if what == 'model' else 'guide'} form a cycle: "
+                       f"{' -> '.join(names)}", c.span,
+                       "a directed model must be acyclic; make one of these depend on the others only", kind="directed")
+            return conds
+        position = {g.name: k for k, g in enumerate(m.groups)}
+        order = list(nx.lexicographical_topological_sort(graph, key=lambda n: position.get(n, 0)))
+        return [by_group[n] for n in order]
+
+    def _check_every_group_defined(self, model: list[CondInfo], m: ast.Model) -> None:
+        """In a directed model, a variable without a conditional must appear in an energy."""
+        directed = {c.group for c in model}
+        in_energy = set()
+        for e in m.energies:
+            t = getattr(e.expr, "type", None)
+            if t is not None:
+                in_energy |= t.groups
+        for g in m.groups:
+            if g.name in self.groups and g.name not in directed | self.attempted and g.name not in in_energy:
+                self.error(f"'{g.name}' has no distribution: it has no conditional and is in no energy",
+                           g.name_span, f"define it, e.g. '{g.name} ~ bernoulli(logits = ...)'", kind="directed")
+
+    def _check_guide_covers_latents(self, guide: list[CondInfo], m: ast.Model) -> None:
+        covered = {c.group for c in guide}
+        for g in m.groups:
+            if g.role == "latent" and g.name in self.groups and g.name not in covered:
+                self.error(f"the guide does not define latent '{g.name}'", self.model.guide_span or g.span,
+                           f"add '{g.name} ~ ...' to the guide: q must cover every latent variable", kind="directed")
+
+
+def _binder_names(e) -> set[str]:
+    out = set()
+    if isinstance(e, ast.SumIndex):
+        out |= {b.name for b in e.binders}
+    if isinstance(e, ast.Node):
+        for v in vars(e).values():
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, ast.Node):
+                    out |= _binder_names(x)
+    return out
+
+
+def _subscript_names(e, inside: bool = False) -> list[str]:
+    """Names used in subscripts, slice bounds and summation bounds, in order of appearance."""
+    out = []
+    if isinstance(e, ast.Name):
+        return [e.id] if inside else []
+    if isinstance(e, ast.Index):
+        out += _subscript_names(e.base, inside)
+        for s in e.subscripts:
+            out += _subscript_names(s, True)
+        return out
+    if isinstance(e, ast.Binder):
+        return _subscript_names(e.bound, True) if e.bound is not None else []
+    if isinstance(e, ast.Node):
+        for v in vars(e).values():
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, ast.Node):
+                    out += _subscript_names(x, inside)
+    return out
