@@ -215,6 +215,47 @@ def check_numba_files(path: Path) -> None:
                 raise UntrustedFile(f"{entry.path}: {_untrusted(est) or 'not a regular file'}")
 
 
+class NumbaCacheWarning(UserWarning):
+    """numba's cache files for a module could not be read; they were discarded and the kernels recompiled."""
+
+
+def numba_files(module_file) -> list[Path]:
+    """numba's index (.nbi) and data (.nbc) files for the kernels of the module at `module_file`."""
+    path = Path(module_file)
+    cache = path.parent / "__pycache__"
+    if not cache.is_dir():
+        return []
+    return sorted(p for p in cache.iterdir()
+                  if p.name.startswith(path.stem + ".") and p.name.endswith(NUMBA_CACHE_SUFFIXES))
+
+
+def discard_numba_files(module_file) -> int:
+    """Delete numba's cache files for a module (a corrupted one fails every later load); returns how many."""
+    removed = 0
+    for p in numba_files(module_file):
+        try:
+            p.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def raised_by_numba_cache(error: BaseException) -> bool:
+    """Whether `error` (or an error it was raised from) came from numba reading its on-disk cache
+    (a truncated or garbled .nbi/.nbc); a kernel compiling another one wraps the first error."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith("numba/core/caching.py"):
+                return True
+            tb = tb.tb_next
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def import_trusted(path: Path, module_name: str | None = None) -> types.ModuleType:
     """Import the module at `path` from bytes read through a checked descriptor.
 

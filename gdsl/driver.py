@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,7 @@ def normalise(source: Source) -> Source:
     return Source("".join(out), source.filename)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ODD_BREAK_CHARS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _ODD_BREAKS = re.compile("[" + _ODD_BREAK_CHARS + "]")
 
@@ -100,6 +102,24 @@ def compile_source(source: Source, until: str = "py") -> Compiled:
     """Run the stages in order up to `until`; user errors raise ModelErrors, our own bugs CompilerBug."""
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; the stages are {', '.join(STAGES)}")
+    from .frontend.parser import MAX_SOURCE_CHARS
+
+    if len(source.text) > MAX_SOURCE_CHARS:  # refused before any stage reads the text
+        err = GdslError(f"the file is too large to compile: {len(source.text):,} characters (the limit is "
+                        f"{MAX_SOURCE_CHARS:,})", Span(1, 1, 1, 2),
+                        "write repeated terms as sums over indices, sum[i](...), rather than one term per "
+                        "element", kind="limit")
+        raise ModelErrors([err], source)
+    surrogate = _SURROGATE.search(source.text)
+    if surrogate:  # only text passed as a str can hold one (a file is decoded as strict UTF-8)
+        before = source.text[:surrogate.start()]
+        line = before.count("\n") + 1
+        column = surrogate.start() - (before.rfind("\n") + 1) + 1
+        err = GdslError(f"the text contains an unpaired surrogate U+{ord(surrogate.group()):04X}, which is not a "
+                        "character", Span(line, column, line, column + 1),
+                        "pass the model as valid Unicode (decode files as UTF-8)", kind="syntax")
+        raise ModelErrors([err], Source(source.text.encode("utf-8", "replace").decode("utf-8"),
+                                        source.filename))
     original = source
     source = normalise(source)
     try:
@@ -113,6 +133,7 @@ def compile_source(source: Source, until: str = "py") -> Compiled:
         out.dbn = _dbn_plan(ir) if directed is not None else None
         if until == "py":
             out.python = emit(plan, original.text, directed, ir, greedy=out.greedy, dbn=out.dbn)
+            _check_python(out.python, source)
         return out
     except GdslError as e:
         _attach(e, source)
@@ -125,6 +146,33 @@ def compile_source(source: Source, until: str = "py") -> Compiled:
         raise
     except Exception as e:  # anything else is our fault, not the user's
         raise CompilerBug(f"{type(e).__name__}: {e}") from e
+
+
+def _check_python(python: str, source: Source) -> None:
+    """The generated module must be valid Python. Python's parser allows 200 nested brackets,
+    fewer than an expression within gdsl's nesting limit can need once printed: that is the
+    user's nesting, reported as such; any other failure is our bug."""
+    try:
+        compile(python, "<generated module>", "exec", dont_inherit=True)
+    except (SyntaxError, MemoryError, RecursionError) as e:
+        if isinstance(e, SyntaxError) and "too many nested" not in str(e):
+            raise CompilerBug(f"the generated module is not valid Python: {e}") from e
+        line = _generated_line_origin(python, getattr(e, "lineno", None))
+        err = GdslError("an expression is nested too deeply for the generated Python module (Python "
+                        "allows 200 levels of brackets)", Span(line, 1, line, 2),
+                        "nest less deeply: bind inner parts with `let` (directed) or split the term",
+                        kind="limit")
+        raise ModelErrors([err], source) from None
+
+
+def _generated_line_origin(python: str, lineno) -> int:
+    """The .gdl line the comment above generated line `lineno` points to (1 if none)."""
+    lines = python.split("\n")
+    for text in reversed(lines[:lineno or 0]):
+        m = re.match(r"\s*# [mv]\d+, line (\d+)", text)
+        if m:
+            return int(m.group(1))
+    return 1
 
 
 def _dbn_plan(ir: ModelIR):
@@ -196,8 +244,16 @@ def load_cached(name: str, key_text: str, build):
     target = cache.module_path(name, key_text)
     try:
         if _entry_intact(target):
-            return cache.import_trusted(target)
-        if target.exists():
+            try:
+                return cache.import_trusted(target)
+            except cache.UntrustedFile:
+                raise
+            except Exception as e:  # intact but not importable (stale numba files, ...): rebuilt once
+                warnings.warn(f"gdsl: the cached module {target} failed to import ({type(e).__name__}: {e}); "
+                              "rebuilding it", cache.CacheRepairWarning, stacklevel=3)
+                cache.discard_numba_files(target)
+                sys.modules.pop(f"gdsl_compiled_{target.stem}", None)
+        elif target.exists():
             warnings.warn(f"gdsl: the cached module {target} was damaged or changed; rebuilding it",
                           cache.CacheRepairWarning, stacklevel=3)
         cache.write_atomic(target, _with_digest(build()))

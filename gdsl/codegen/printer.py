@@ -7,6 +7,7 @@ locals; identifiers are validated by the grammar, numbers are printed by repr().
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from .. import ops
@@ -128,8 +129,17 @@ def offset(name: str, k: int) -> str:
     return name if k == 0 else f"{name} + {k}" if k > 0 else f"{name} - {-k}"
 
 
+MAX_QUOTED_LINE = 160  # a longer .gdl line is cut in comments (programmatically written models)
+
+
+@functools.lru_cache(maxsize=4096)
 def comment_text(text: str) -> str:
-    """Source text made safe for a one-line Python comment (no line breaks of any kind)."""
+    """Source text made safe for a one-line Python comment (no line breaks of any kind), cut
+    after MAX_QUOTED_LINE characters. Cached: every term of a line quotes it again."""
+    if len(text) > MAX_QUOTED_LINE:
+        text = text[:MAX_QUOTED_LINE] + " ..."
+    if text.isascii() and text.isprintable():
+        return text.strip()
     out = []
     for ch in text:
         if ch == "\t":

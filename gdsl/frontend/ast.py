@@ -74,6 +74,44 @@ class SumIndex(Node):
 
 Expr = Union[Num, Name, Call, Neg, BinOp, Index, SumAll, SumIndex]
 
+# A chain of left-associative operators, a - b - c or a * b @ W, is a left-nested tree of
+# BinOps as long as the chain (a flat sum of 20,000 terms is 20,000 levels deep). Whatever
+# walks an expression goes down a chain with a loop (`left_spine`) and recurses only into
+# operands, so its recursion depth is the real nesting of the expression (at most
+# parser.MAX_NESTING levels), never the length of a chain.
+CHAIN_OPS = frozenset("+-*/@")  # '^' is right-associative: a^b^c nests
+
+
+def left_spine(e: Expr) -> tuple[Expr, list[BinOp]]:
+    """For e = ((x op1 y1) op2 y2) ... opn yn: (x, [the n BinOps, innermost first]). The
+    spine follows every left-associative operator (a * b + c is one spine of two)."""
+    spine = []
+    while isinstance(e, BinOp) and e.op in CHAIN_OPS:
+        spine.append(e)
+        e = e.left
+    spine.reverse()
+    return e, spine
+
+
+def children(node: Node) -> list[Node]:
+    """The nodes directly below `node`, in field order (lists flattened)."""
+    out = []
+    for f in fields(node):
+        value = getattr(node, f.name)
+        for x in (value if isinstance(value, list) else (value,)):
+            if isinstance(x, Node):
+                out.append(x)
+    return out
+
+
+def walk(node: Node):
+    """Every node under `node` (itself included), parents first, left to right, without recursion."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(children(n)))
+
 
 # declarations ---------------------------------------------------------------
 @dataclass(eq=False)
@@ -173,31 +211,71 @@ class Model(Node):
     guide_span: Optional[Span] = None
 
 
+_CHAIN_CLASS = {"+": "+", "-": "+", "*": "*", "/": "*", "@": "*"}
+FLAT_CHAIN_DUMP = 32  # a dump shows a chain longer than this flat, not as nested BinOps
+
+
 def dump(node, indent: int = 0) -> str:
-    """A deterministic, indented text form of an AST (for `gdsl dump --stage ast`)."""
-    pad = "  " * indent
-    if isinstance(node, list):
-        return "\n".join(dump(n, indent) for n in node)
-    if not isinstance(node, Node):
-        return pad + repr(node)
-    scalars, children = [], []
-    for f in fields(node):
-        if f.name == "span":
+    """A deterministic, indented text form of an AST (for `gdsl dump --stage ast`), written
+    without recursion; a chain of more than FLAT_CHAIN_DUMP operators of one precedence is
+    shown flat (its operands one below the other), not as as many nested BinOps."""
+    lines: list[str] = []
+    stack: list = [(node, indent)]
+    while stack:
+        item, ind = stack.pop()
+        pad = "  " * ind
+        if isinstance(item, str):  # a field label, already indented
+            lines.append(item)
             continue
-        value = getattr(node, f.name)
-        if isinstance(value, Node) or (isinstance(value, list) and value and isinstance(value[0], Node)):
-            children.append((f.name, value))
-        elif isinstance(value, list) and not value:
+        if isinstance(item, list):
+            stack.extend((x, ind) for x in reversed(item))
             continue
-        elif isinstance(value, Span) or value is None:
+        if not isinstance(item, Node):
+            lines.append(pad + repr(item))
             continue
-        else:
-            scalars.append(f"{f.name}={value!r}")
-    head = f"{pad}{type(node).__name__}@{node.span.line}:{node.span.column}"
-    if scalars:
-        head += " " + " ".join(scalars)
-    lines = [head]
-    for name, value in children:
-        lines.append(f"{pad}  .{name}")
-        lines.append(dump(value, indent + 2))
+        chain = _flat_chain(item)
+        if chain is not None:
+            first, spine = chain
+            lines.append(f"{pad}BinOp@{item.span.line}:{item.span.column} chain of {len(spine) + 1} operands "
+                         "(shown flat; a left-nested chain of BinOps)")
+            below = [(f"{pad}  .operand", None), (first, ind + 2)]
+            for b in spine:
+                below += [(f"{pad}  .operand op={b.op!r}", None), (b.right, ind + 2)]
+            stack.extend((x, i if i is not None else ind) for x, i in reversed(below))
+            continue
+        scalars, children_ = [], []
+        for f in fields(item):
+            if f.name == "span":
+                continue
+            value = getattr(item, f.name)
+            if isinstance(value, Node) or (isinstance(value, list) and value and isinstance(value[0], Node)):
+                children_.append((f.name, value))
+            elif isinstance(value, list) and not value:
+                continue
+            elif isinstance(value, Span) or value is None:
+                continue
+            else:
+                scalars.append(f"{f.name}={value!r}")
+        head = f"{pad}{type(item).__name__}@{item.span.line}:{item.span.column}"
+        if scalars:
+            head += " " + " ".join(scalars)
+        lines.append(head)
+        below = []
+        for name, value in children_:
+            below += [(f"{pad}  .{name}", ind), (value, ind + 2)]
+        stack.extend(reversed(below))
     return "\n".join(lines)
+
+
+def _flat_chain(node: Node):
+    """(first operand, spine) when `node` ends a chain longer than FLAT_CHAIN_DUMP of one precedence."""
+    if not (isinstance(node, BinOp) and node.op in _CHAIN_CLASS):
+        return None
+    kind, spine, e = _CHAIN_CLASS[node.op], [], node
+    while isinstance(e, BinOp) and _CHAIN_CLASS.get(e.op) == kind:
+        spine.append(e)
+        e = e.left
+    if len(spine) <= FLAT_CHAIN_DUMP:
+        return None
+    spine.reverse()
+    return e, spine

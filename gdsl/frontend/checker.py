@@ -88,8 +88,8 @@ class Checker(DirectedChecks):
         if not m.groups:
             self.error(f"model '{m.name}' declares no variables", m.name_span,
                        "declare at least one group, e.g. 'visible v[n]: binary'", kind="model")
-        for d in m.lets:
-            self._let(d.name)
+        for name in self._let_order(m):
+            self._let(name)
         self._conditionals(m)
         for e in m.energies:
             self.statement = e
@@ -173,7 +173,31 @@ class Checker(DirectedChecks):
         return False
 
     def _size_expr(self, e: ast.Expr, what: str) -> Optional[Poly]:
-        """An integer expression of sizes and literals (no index variables)."""
+        """An integer expression of sizes and literals (no index variables), evaluated with an
+        explicit stack (a long chain such as 1 + 1 + ... needs no recursion); every operand
+        that is not a size or a whole number is reported, left to right."""
+        values: list = []
+        stack: list = [(e, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                if isinstance(node, ast.Neg):
+                    a = values.pop()
+                    values.append(-a if a is not None else None)
+                else:
+                    b, a = values.pop(), values.pop()
+                    values.append(None if a is None or b is None else
+                                  a + b if node.op == "+" else a - b if node.op == "-" else a * b)
+            elif isinstance(node, ast.BinOp) and node.op in ("+", "-", "*"):
+                stack += [(node, True), (node.right, False), (node.left, False)]
+            elif isinstance(node, ast.Neg):
+                stack += [(node, True), (node.operand, False)]
+            else:
+                values.append(self._size_operand(node, what))
+        return values[0]
+
+    def _size_operand(self, e: ast.Expr, what: str) -> Optional[Poly]:
+        """A size expression's operand: a whole number or a size."""
         if isinstance(e, ast.Num):
             if isinstance(e.value, int):
                 return Poly.const(e.value)
@@ -190,14 +214,6 @@ class Checker(DirectedChecks):
                 self._unknown(e.id, e.span, list(self.sizes),
                               f"declare it as a size in the model header: model {self.model.name}(..., {e.id} = 10)")
             return None
-        if isinstance(e, ast.BinOp) and e.op in "+-*":
-            a, b = self._size_expr(e.left, what), self._size_expr(e.right, what)
-            if a is None or b is None:
-                return None
-            return a + b if e.op == "+" else a - b if e.op == "-" else a * b
-        if isinstance(e, ast.Neg):
-            a = self._size_expr(e.operand, what)
-            return -a if a is not None else None
         self.error(f"{what} must be an integer expression of sizes (+, - and * only)", e.span, kind="shape")
         return None
 
@@ -280,30 +296,31 @@ class Checker(DirectedChecks):
             self._constant_expr(a)
 
     def _constant_expr(self, e: ast.Expr) -> None:
-        """Initialiser arguments: numbers, sizes, constants and arithmetic on them."""
-        e.type = Type()  # scalar, no variables: what lowering needs to know
-        if isinstance(e, ast.Num):
-            return
-        if isinstance(e, ast.Name):
-            if e.id in self.sizes or e.id in self.consts:
-                return
-            if e.id in self.spans:
-                self.error(f"an initialiser can use numbers, sizes and constants, not '{e.id}'", e.span, kind="domain")
+        """Initialiser arguments: numbers, sizes, constants and arithmetic on them (walked with
+        an explicit stack, left to right)."""
+        stack = [e]
+        while stack:
+            e = stack.pop()
+            e.type = Type()  # scalar, no variables: what lowering needs to know
+            if isinstance(e, ast.Num):
+                continue
+            if isinstance(e, ast.Name):
+                if e.id in self.sizes or e.id in self.consts:
+                    continue
+                if e.id in self.spans:
+                    self.error(f"an initialiser can use numbers, sizes and constants, not '{e.id}'", e.span,
+                               kind="domain")
+                else:
+                    self._unknown(e.id, e.span, list(self.sizes) + list(self.consts),
+                                  "an initialiser can use numbers, sizes and constants of the model header")
+            elif isinstance(e, ast.BinOp) and e.op != "@":
+                stack += [e.right, e.left]
+            elif isinstance(e, ast.Neg):
+                stack.append(e.operand)
+            elif isinstance(e, ast.Call) and e.fn in FUNCTIONS and len(e.args) == 1:
+                stack.append(e.args[0])
             else:
-                self._unknown(e.id, e.span, list(self.sizes) + list(self.consts),
-                              "an initialiser can use numbers, sizes and constants of the model header")
-            return
-        if isinstance(e, ast.BinOp) and e.op != "@":
-            self._constant_expr(e.left)
-            self._constant_expr(e.right)
-            return
-        if isinstance(e, ast.Neg):
-            self._constant_expr(e.operand)
-            return
-        if isinstance(e, ast.Call) and e.fn in FUNCTIONS and len(e.args) == 1:
-            self._constant_expr(e.args[0])
-            return
-        self.error("an initialiser must be a constant expression", e.span, kind="domain")
+                self.error("an initialiser must be a constant expression", e.span, kind="domain")
 
     # energy -----------------------------------------------------------------
     def _energy(self, e: ast.EnergyDecl) -> None:
@@ -410,7 +427,19 @@ class Checker(DirectedChecks):
         return self.expr(e.operand)
 
     def _binop(self, e: ast.BinOp) -> Optional[Type]:
-        a, b = self.expr(e.left), self.expr(e.right)
+        """A binary operation; a chain (a - b - c ...) is typed along its left spine with a loop,
+        innermost operation first, each BinOp of it annotated with its type."""
+        if e.op not in ast.CHAIN_OPS:
+            return self._operation(e, self.expr(e.left), self.expr(e.right))
+        first, spine = ast.left_spine(e)
+        t = self.expr(first)
+        for node in spine:
+            t = self._operation(node, t, self.expr(node.right))
+            node.type = t
+        return t
+
+    def _operation(self, e: ast.BinOp, a: Optional[Type], b: Optional[Type]) -> Optional[Type]:
+        """The type of `e` from its operands' types (None: an error was reported)."""
         if a is None or b is None:
             return None
         groups = a.groups | b.groups
@@ -595,37 +624,37 @@ def _nonpositive_literal(init: ast.Init) -> bool:
 
 
 def _names_in(e) -> set[str]:
-    out = set()
-    if isinstance(e, ast.Name):
-        out.add(e.id)
-    elif isinstance(e, ast.Node):
-        for v in vars(e).values():
-            if isinstance(v, ast.Node):
-                out |= _names_in(v)
-            elif isinstance(v, list):
-                for x in v:
-                    out |= _names_in(x)
-    return out
+    if not isinstance(e, ast.Node):
+        return set()
+    return {n.id for n in ast.walk(e) if isinstance(n, ast.Name)}
 
 
 def index_poly_of(e: ast.Expr, sizes, index_names) -> Optional[Poly]:
-    """The integer polynomial an index/size expression denotes, or None."""
-    if isinstance(e, ast.Num):
-        return Poly.const(e.value) if isinstance(e.value, int) else None
-    if isinstance(e, ast.Name):
-        if e.id in index_names or e.id in sizes:
-            return Poly.sym(e.id)
-        return None
-    if isinstance(e, ast.Neg):
-        p = index_poly_of(e.operand, sizes, index_names)
-        return -p if p is not None else None
-    if isinstance(e, ast.BinOp) and e.op in "+-*":
-        a = index_poly_of(e.left, sizes, index_names)
-        b = index_poly_of(e.right, sizes, index_names)
-        if a is None or b is None:
-            return None
-        return a + b if e.op == "+" else a - b if e.op == "-" else a * b
-    return None
+    """The integer polynomial an index/size expression denotes, or None (evaluated with an
+    explicit stack, so a long chain needs no recursion)."""
+    values: list = []
+    stack: list = [(e, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            if isinstance(node, ast.Neg):
+                a = values.pop()
+                values.append(-a if a is not None else None)
+            else:
+                b, a = values.pop(), values.pop()
+                values.append(None if a is None or b is None else
+                              a + b if node.op == "+" else a - b if node.op == "-" else a * b)
+        elif isinstance(node, ast.BinOp) and node.op in ("+", "-", "*"):
+            stack += [(node, True), (node.right, False), (node.left, False)]
+        elif isinstance(node, ast.Neg):
+            stack += [(node, True), (node.operand, False)]
+        elif isinstance(node, ast.Num):
+            values.append(Poly.const(node.value) if isinstance(node.value, int) else None)
+        elif isinstance(node, ast.Name) and (node.id in index_names or node.id in sizes):
+            values.append(Poly.sym(node.id))
+        else:
+            values.append(None)
+    return values[0]
 
 
 def check(model: ast.Model, source: Source) -> CheckedModel:

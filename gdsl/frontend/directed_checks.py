@@ -23,6 +23,7 @@ from ..errors import Span
 from ..ops import WRITTEN
 from . import ast
 from .checked import CondInfo, GroupInfo, LetInfo, Type, shape_str
+from .parser import MAX_NESTING
 
 # directed conditionals: family -> (argument names in positional order, the domain it defines)
 FAMILIES = {"bernoulli": (("logits", "probs"), "binary"), "normal": (("mean", "std"), "real"),
@@ -40,6 +41,7 @@ class DirectedChecks:
         self.free_names: set[str] = set()  # free indices of the conditional being checked
         self.lets: dict[str, LetInfo] = {}
         self.let_state: dict[str, str] = {}  # name -> "checking" | "done"
+        self.let_depths: dict[str, int] = {}  # name -> nesting depth of the binding with the lets it uses written out
         self.conditionals: list[CondInfo] = []
         self.attempted: set[str] = set()  # groups with a conditional statement (valid or not)
 
@@ -89,9 +91,61 @@ class DirectedChecks:
         finally:
             self.statement = saved
         self.let_state[name] = "done"
+        depth = self._written_out_depth(decl.expr)
+        self.let_depths[name] = depth if depth <= MAX_NESTING else 0  # reported: not again for its users
         if self.owner.get(name) is decl:
             self.lets[name] = LetInfo(name, t, decl)
         return t
+
+    def _let_order(self, m: ast.Model) -> list[str]:
+        """The let bindings in an order that checks each after the ones it uses (a depth-first
+        search with an explicit stack), so that checking a chain of lets, each using the next,
+        needs no recursion; in declaration order if they use each other in a cycle (which
+        `_let` reports)."""
+        decls: dict[str, ast.LetDecl] = {}
+        for d in m.lets:
+            decls.setdefault(d.name, d)
+        uses = {name: [n.id for n in ast.walk(d.expr) if isinstance(n, ast.Name) and n.id in decls]
+                for name, d in decls.items()}
+        order: list[str] = []
+        state: dict[str, str] = {}
+        for root in decls:
+            if root in state:
+                continue
+            state[root] = "open"
+            stack = [(root, iter(uses[root]))]
+            while stack:
+                name, pending = stack[-1]
+                used = next(pending, None)
+                if used is None:
+                    stack.pop()
+                    state[name] = "done"
+                    order.append(name)
+                elif used not in state:
+                    state[used] = "open"
+                    stack.append((used, iter(uses[used])))
+                elif state[used] == "open":
+                    return [d.name for d in m.lets]
+        return order
+
+    def _written_out_depth(self, e: ast.Expr) -> int:
+        """The nesting depth of e with the let bindings it uses written out (as lowering inlines
+        them): the depth of each use plus that of its binding. Past parser.MAX_NESTING, the
+        deepest use, where the limit is crossed, is reported."""
+        deepest, where = 0, None
+        for n in ast.walk(e):
+            depth = getattr(n, "depth", 0)  # set by the parser on names and numbers
+            if isinstance(n, ast.Name) and n.id in self.let_depths:
+                depth += self.let_depths[n.id]
+            if depth > deepest:
+                deepest, where = depth, n
+        if deepest <= MAX_NESTING or not isinstance(where, ast.Name):
+            return deepest  # (deeper without a let: the parser has reported it)
+        self.error(f"with the let bindings it uses written out, this is nested {deepest} levels deep; the "
+                   f"limit is {MAX_NESTING}", where.span,
+                   f"a let binding is written out where it is used, so a chain of lets that use each other "
+                   f"nests like one expression: shorten the chain that ends in '{where.id}'", kind="limit")
+        return deepest
 
     # conditionals ------------------------------------------------------------------
     def _group_from_dist(self, g: ast.GroupDecl, shape) -> None:
@@ -181,7 +235,7 @@ class DirectedChecks:
         with self._directed_context(in_guide, [scope], set(free)):
             for arg_name, e in args.items():
                 t = self.expr(e)
-                if t is None:
+                if t is None or self._written_out_depth(e) > MAX_NESTING:
                     ok = False
                     continue
                 parents |= t.groups
@@ -363,32 +417,29 @@ class DirectedChecks:
 
 
 def _binder_names(e) -> set[str]:
-    out = set()
-    if isinstance(e, ast.SumIndex):
-        out |= {b.name for b in e.binders}
-    if isinstance(e, ast.Node):
-        for v in vars(e).values():
-            for x in (v if isinstance(v, list) else [v]):
-                if isinstance(x, ast.Node):
-                    out |= _binder_names(x)
-    return out
+    if not isinstance(e, ast.Node):
+        return set()
+    return {b.name for n in ast.walk(e) if isinstance(n, ast.SumIndex) for b in n.binders}
 
 
 def _subscript_names(e, inside: bool = False) -> list[str]:
-    """Names used in subscripts, slice bounds and summation bounds, in order of appearance."""
+    """Names used in subscripts, slice bounds and summation bounds, in order of appearance
+    (walked with an explicit stack)."""
     out = []
-    if isinstance(e, ast.Name):
-        return [e.id] if inside else []
-    if isinstance(e, ast.Index):
-        out += _subscript_names(e.base, inside)
-        for s in e.subscripts:
-            out += _subscript_names(s, True)
-        return out
-    if isinstance(e, ast.Binder):
-        return _subscript_names(e.bound, True) if e.bound is not None else []
-    if isinstance(e, ast.Node):
-        for v in vars(e).values():
-            for x in (v if isinstance(v, list) else [v]):
-                if isinstance(x, ast.Node):
-                    out += _subscript_names(x, inside)
+    stack = [(e, inside)]
+    while stack:
+        node, inside = stack.pop()
+        if isinstance(node, ast.Name):
+            if inside:
+                out.append(node.id)
+            continue
+        if isinstance(node, ast.Index):
+            below = [(node.base, inside)] + [(sub, True) for sub in node.subscripts]
+        elif isinstance(node, ast.Binder):
+            below = [(node.bound, True)] if node.bound is not None else []
+        elif isinstance(node, ast.Node):
+            below = [(x, inside) for x in ast.children(node)]
+        else:
+            continue
+        stack.extend(reversed(below))
     return out

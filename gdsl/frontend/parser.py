@@ -4,24 +4,36 @@ Recovery: after a syntax error the statement that holds it is blanked out
 (replaced by spaces, so positions stay put) and the file is parsed again.
 Errors at the end of the file, in the model header or after the model's closing
 brace stop the recovery: nothing after them could be parsed in a useful way.
+
+Depth: lark's LALR parser needs no recursion, but its trees are left-nested along a chain
+such as `a - b - c - ...` (as deep as the chain is long). The tree is turned into the AST
+without recursion (`_build`), which also measures each expression's nesting depth: every
+pair of parentheses, function call, subscript, sum, unary minus and operator counts one
+level, except that a chain of additions and subtractions (`a + b - c - ...`) counts one
+level however long it is. The AST keeps binary `BinOp`s (left-nested along a chain); every
+stage walks a chain's left spine with a loop (`ast.left_spine`), and lowering balances long
+sums (ir/lower.py), so only real nesting, at most MAX_NESTING levels, becomes recursion.
 """
 from __future__ import annotations
 
 import functools
 import math
 import re
+import threading
 from importlib import resources
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..errors import ErrorSink, GdslError, ModelErrors, Source, Span
 from . import ast
 
 MAX_SYNTAX_ERRORS = 25
-MAX_NESTING = 256  # levels of expression nesting (deeper input would exhaust Python's stack)
+MAX_NESTING = 256  # levels of expression nesting, counted as the module docstring says (docs/language.md)
 MAX_INT = 2**63 - 1  # integer literals must fit the int64 of the generated kernels
+MAX_INT_DIGITS = len(str(MAX_INT))  # longer integers are too large without converting them
+MAX_SOURCE_CHARS = 10_000_000  # a longer file is refused before it is parsed (driver.compile_source)
 STATEMENT_KEYWORD = re.compile(r"\b(visible|latent|param|energy|let|guide)\b")
 KEYWORDS = {"MODEL", "ROLE", "PARAM", "ENERGY", "SUM", "LET", "GUIDE"}
 STATEMENT_STARTS = {"ROLE", "PARAM", "ENERGY", "LET", "GUIDE"}
@@ -41,6 +53,9 @@ def parse(source: Source) -> ast.Model:
     """Parse a whole file; raise ModelErrors listing every syntax error found."""
     sink = ErrorSink()
     text = source.text
+    foreign = _foreign_digits(text)
+    if foreign:
+        raise ModelErrors(foreign, source)
     tree = None
     for _ in range(MAX_SYNTAX_ERRORS):
         try:
@@ -56,73 +71,187 @@ def parse(source: Source) -> ast.Model:
                 break
             text = blanked
     sink.raise_if_any(source)
-    deep = _too_deep(tree)
-    if deep is not None:
-        sink.error(f"this expression is nested more than {MAX_NESTING} levels deep", deep,
-                   "split it into several energy statements", kind="limit")
-        sink.raise_if_any(source)
     builder = _ToAst()
-    model = builder.transform(tree)
+    model, deepest = _build(tree, builder)
+    if deepest is not None:
+        depth, span = deepest
+        builder.errors.append(GdslError(
+            f"this expression is nested {depth} levels deep; the limit is {MAX_NESTING}", span,
+            "remove redundant parentheses or split the expression (a sum such as a + b - c counts "
+            "as one level, however long)", kind="limit"))
     if builder.errors:
         raise ModelErrors(builder.errors, source)
     return model
 
 
-def _too_deep(tree) -> Span | None:
-    """Where an expression is nested deeper than MAX_NESTING (found without recursion): the
-    span of the outermost expression of its statement, which is where the user can act."""
-    stack = [(tree, 1, None)]
+# tree -> AST without recursion, measuring the nesting depth --------------------
+_SUM_CHAIN = frozenset({"add", "sub"})
+_NESTING = _SUM_CHAIN | {"mul", "div", "matmul", "neg", "pow", "call", "index", "sum_all", "sum_index", "paren"}
+
+
+def _level(parent: str, position: int, child: str) -> int:
+    """The levels `child` (the tree at `position` among `parent`'s children) adds to the depth:
+    one for a nesting construct, none for the left operand that continues a chain of + and -
+    (a - b - c is sub(sub(a, b), c)), for names, numbers, slices, binders and statements."""
+    if child not in _NESTING:
+        return 0
+    if position == 0 and parent in _SUM_CHAIN and child in _SUM_CHAIN:
+        return 0
+    return 1
+
+
+def _build(tree: lark.Tree, builder: "_ToAst"):
+    """The AST of a parse tree, built bottom up with an explicit stack (lark's Transformer
+    recurses once per tree level, and a chain of n terms is n levels deep); and the deepest
+    expression nested more than MAX_NESTING levels, as (depth, span), or None."""
+    values: list = []
+    stack: list = [(tree, 0, False)]
+    deepest = None
     while stack:
-        node, depth, top = stack.pop()
+        node, depth, built = stack.pop()
         if not isinstance(node, lark.Tree):
+            values.append(node)  # a token, or None for an optional part left out
             continue
-        if depth > MAX_NESTING:
-            meta = (top or node).meta
-            if getattr(meta, "empty", True):
-                return Span(1, 1, 1, 2)
-            return Span(meta.line, meta.column, meta.end_line, meta.end_column)
-        for child in node.children:
-            below = top if top is not None else None if node.data in ("start", "model") else child
-            stack.append((child, depth + 1, below if isinstance(below, lark.Tree) else None))
-    return None
+        if built:
+            n = len(node.children)
+            children = values[len(values) - n:] if n else []
+            del values[len(values) - n:]
+            value = getattr(builder, node.data)(node.meta, children)
+            if node.data in ("name", "number"):
+                value.depth = depth  # the levels around it, for lets written out (directed_checks)
+            values.append(value)
+            continue
+        if depth > MAX_NESTING and (deepest is None or depth > deepest[0]):
+            deepest = (depth, _span(node.meta))
+        stack.append((node, depth, True))
+        for k in range(len(node.children) - 1, -1, -1):
+            child = node.children[k]
+            level = _level(node.data, k, child.data) if isinstance(child, lark.Tree) else 0
+            stack.append((child, depth + level, False))
+    return values[0], deepest
+
+
+_FOREIGN_DIGIT = re.compile(r"(?![0-9])\d")  # a decimal digit of another script (U+0663, U+FF13 ...)
+
+
+def _foreign_digits(text: str) -> list[GdslError]:
+    """Digits other than 0-9 outside comments, found before parsing: Python's int() and float()
+    read them as numbers, the language does not, and the lexer may stop earlier (at the 'e' of
+    `1e<digit>`), so they are reported here, each at its own position."""
+    out = []
+    for m in _FOREIGN_DIGIT.finditer(_code_mask(text)):
+        ch = m.group(0)
+        out.append(GdslError(f"unexpected character '{ch}' (U+{ord(ch):04X}), a digit of another script",
+                             _span_at(text, m.start()), "numbers are written with the ASCII digits 0-9",
+                             kind="syntax"))
+        if len(out) == MAX_SYNTAX_ERRORS:
+            break
+    return out
 
 
 # recovery -------------------------------------------------------------------
 def _code_mask(text: str) -> str:
-    """The text with comments blanked, so keywords inside comments are ignored."""
-    return re.sub(r"#[^\n]*", lambda m: " " * len(m.group(0)), text)
+    """What recovery reads: the text with comments blanked, so keywords inside comments are
+    ignored. For a text that `_blank` returned, the text as if only the statements with errors
+    had been blanked (see `_blank`); so the messages do not depend on the other blanking."""
+    known, code = getattr(_RECOVERY, "mask", (None, None))
+    if known is text:
+        return code
+    code = re.sub(r"#[^\n]*", lambda m: " " * len(m.group(0)), text)
+    _RECOVERY.mask = (text, code)  # `_syntax_errors` and `_blank` both ask for it
+    return code
+
+
+_RECOVERY = threading.local()  # .mask: (a text, what `_code_mask` gives for it), per thread
 
 
 def _blank(text: str, offset: int, skip_token: bool) -> str | None:
     """Blank the statement around `offset`: from its keyword to the next statement keyword
-    (after the offending token, when that token is a keyword misused inside the statement)."""
+    (after the offending token, when that token is a keyword misused inside the statement).
+
+    The text returned, which the parser reads next, also has the complete statements before
+    that one blanked (those at the model's level: a guide block the statement is in is kept
+    whole). They parsed, so the parser reaches the same state at the statement's keyword
+    through white space and fails at the same tokens after it, but lark skips white space in
+    one step: recovering from k errors costs about one parse of the file, not k. The messages
+    are computed from `_code_mask`, which still holds those statements: they are the messages
+    of blanking the statement alone. And every search here starts at `offset`, none at the
+    start of the file."""
     code = _code_mask(text)
-    starts = [m.start() for m in STATEMENT_KEYWORD.finditer(code)]
-    before = [s for s in starts if s < offset]
-    if not before:
+    first = _keyword_before(code, offset)
+    if first is None:
         return None  # the error is in the model header: nothing to skip to
-    begin = before[-1]
-    after = [s for s in starts if s > offset or (s == offset and not skip_token)]
-    if after:
-        end = after[0]
+    begin = first.start()
+    after = STATEMENT_KEYWORD.search(code, offset + 1 if skip_token else offset)
+    if after is not None:
+        end = after.start()
     else:
         close = code.rfind("}")
         end = close if close >= offset else len(text)
     if end <= begin:
         return None
-    middle = "".join(ch if ch == "\n" else " " for ch in text[begin:end])
-    return text[:begin] + middle + text[end:]
+    body = code.find("{") + 1  # just after the model's '{' (the parser got past the header)
+    if not 0 < body <= begin:
+        body = begin
+    guide = _open_guide(code, begin, body)
+    keep = guide if guide is not None else begin
+    blanked = text[:body] + _spaces(text[body:keep]) + text[keep:begin] + _spaces(text[begin:end]) + text[end:]
+    _RECOVERY.mask = (blanked, code[:begin] + _spaces(code[begin:end]) + code[end:])
+    return blanked
 
 
-def _unclosed(code: str, end: int) -> list[tuple[int, str]]:
-    """Brackets opened before `end` and not closed (offset, bracket), outermost first."""
+def _spaces(chunk: str) -> str:
+    """`chunk` with every character but '\\n' replaced by a space, so positions stay put."""
+    if not chunk.strip(" \n"):
+        return chunk  # already blank: statements blanked before
+    return "\n".join(" " * len(line) for line in chunk.split("\n"))
+
+
+def _keyword_before(code: str, offset: int, pattern: re.Pattern = STATEMENT_KEYWORD):
+    """The last match of `pattern` (keywords) that starts before `offset`, or None. Searched
+    backwards in growing windows, so the cost is the distance to it, not to the file's start
+    (a search from a window's start sees the real text before it, for `\\b`)."""
+    limit = min(len(code), offset + 8)  # a keyword that starts before `offset` ends before this
+    width = 256
+    while True:
+        lo = max(0, offset - width)
+        found = None
+        for m in pattern.finditer(code, lo, limit):
+            if m.start() >= offset:
+                break
+            found = m
+        if found is not None or lo == 0:
+            return found
+        width *= 4
+
+
+GUIDE_KEYWORD = re.compile(r"\bguide\b")
+
+
+def _open_guide(code: str, begin: int, body: int) -> int | None:
+    """Where the `guide` keyword is whose block holds `begin` (None if none does). The text
+    before `begin` parsed, so its only braces are the model's (before `body`) and those of guide
+    blocks, which hold no others: the last '{' before `begin` opens a block still open if no '}'
+    follows it."""
+    brace = code.rfind("{", body, begin)
+    if brace < 0 or code.find("}", brace, begin) >= 0:
+        return None
+    guide = _keyword_before(code, brace, GUIDE_KEYWORD)
+    return guide.start() if guide is not None and guide.start() >= body else None
+
+
+_BRACKET = re.compile(r"[()\[\]{}]")
+
+
+def _unclosed(code: str, end: int, start: int = 0) -> list[tuple[int, str]]:
+    """Brackets opened from `start` to `end` and not closed (offset, bracket), outermost first."""
     stack: list[tuple[int, str]] = []
-    for k, ch in enumerate(code[:end]):
+    for m in _BRACKET.finditer(code, start, end):
+        ch = m.group()
         if ch in OPENERS:
-            stack.append((k, ch))
-        elif ch in ")]}":
-            if stack and OPENERS[stack[-1][1]] == ch:
-                stack.pop()
+            stack.append((m.start(), ch))
+        elif stack and OPENERS[stack[-1][1]] == ch:
+            stack.pop()
     return stack
 
 
@@ -204,16 +333,6 @@ def _accepts(e: UnexpectedInput) -> set:
     return set(getattr(e, "expected", None) or ())
 
 
-def _statement_keyword(code: str, offset: int) -> str | None:
-    """The keyword of the statement that holds `offset` (None in the model header)."""
-    found = None
-    for m in STATEMENT_KEYWORD.finditer(code):
-        if m.start() >= offset:
-            break
-        found = m.group(0)
-    return found
-
-
 def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tuple[int, bool] | None]:
     """The errors for one parse failure, and where to resume: (offset, skip_token) or None."""
     code = _code_mask(text)
@@ -228,11 +347,14 @@ def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tupl
     width = max(1, len(str(token.value))) if token.end_line == token.line else 1
     span = _span_at(text, offset, width)
     found = _describe_token(token)
-    # brackets opened in this statement and still open where it ends
-    following = [m.start() for m in STATEMENT_KEYWORD.finditer(code) if m.start() > offset]
-    statement_end = following[0] if following else len(code)
-    unclosed = [(k, b) for k, b in _unclosed(code, statement_end) if b != "{" and k < offset]
-    keyword = _statement_keyword(code, offset)
+    # brackets opened in this statement and still open where it ends (the statements before it
+    # parsed, so only braces can be open before its keyword, and braces are not reported)
+    following = STATEMENT_KEYWORD.search(code, offset + 1)
+    statement_end = following.start() if following is not None else len(code)
+    statement = _keyword_before(code, offset)
+    start = statement.start() if statement is not None else 0
+    unclosed = [(k, b) for k, b in _unclosed(code, statement_end, start) if b != "{" and k < offset]
+    keyword = statement.group(0) if statement is not None else None
 
     misread = _name_misread_as_statement(e, text, code, accepts)
     if misread is not None:
@@ -270,15 +392,32 @@ def _name_misread_as_statement(e, text: str, code: str, accepts: set) -> GdslErr
     conditional (`y ~ ...`), so the parser fails one token later. Report the name itself."""
     if not accepts or not accepts <= {"LSQB", "TILDE"}:
         return None
-    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*\Z", code[:e.token.start_pos])
-    if m is None or _starts_line(code, m.start()):
+    found = _name_before(code, e.token.start_pos)
+    if found is None or _starts_line(code, found[0]):
         return None
-    before = code[:m.start()].rstrip()
+    start, stop = found
+    name = code[start:stop]
+    before = code[:start].rstrip()
     if not before or not (before[-1] in ")]" or before[-1].isalnum() or before[-1] == "_"):
         return None
-    return GdslError(f"unexpected '{m.group(1)}'; expected an operator, a new statement or '}}'",
-                     _span_at(text, m.start(), len(m.group(1))),
+    return GdslError(f"unexpected '{name}'; expected an operator, a new statement or '}}'",
+                     _span_at(text, start, len(name)),
                      "is an operator such as '*' missing before it?", kind="syntax")
+
+
+_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+_NAME_START = re.compile(r"[A-Za-z_]")
+
+
+def _name_before(code: str, offset: int) -> tuple[int, int] | None:
+    """(start, end) of the name that `code[:offset]` ends with, white space aside, or None:
+    what re.search(r"[A-Za-z_][A-Za-z0-9_]*\\s*\\Z", code[:offset]) finds, in time linear in
+    the text (that search backtracks through every long name before, quadratically)."""
+    head = code[:offset]
+    stop = len(head.rstrip())
+    start = len(head[:stop].rstrip(_NAME_CHARS))
+    m = _NAME_START.search(code, start, stop)
+    return (m.start(), stop) if m is not None else None
 
 
 def _starts_line(code: str, offset: int) -> bool:
@@ -366,19 +505,32 @@ def _span(meta_or_token) -> Span:
 
 
 def _number(token: Token, errors: list) -> ast.Num:
+    """A number literal: an int64 when it is digits only, else a float64. A literal that
+    does not fit (whatever its length) or a nonzero one that a float would round to 0 is
+    reported; the grammar admits ASCII digits only (see NUMBER in gdl.lark)."""
     text = str(token)
     span = _span(token)
-    if re.fullmatch(r"\d+", text):
-        value = int(text)
-        if value > MAX_INT:
+    if not text.isascii():  # not reachable through the grammar; int()/float() would accept them
+        errors.append(GdslError(f"the number {_short(text)} has digits other than 0-9", span,
+                                "numbers are written with the ASCII digits 0-9", kind="syntax"))
+        return ast.Num(span, 1, text)
+    if re.fullmatch(r"[0-9]+", text):
+        digits = text.lstrip("0")
+        # compare lengths first: int() refuses strings of more than 4300 digits
+        if len(digits) > MAX_INT_DIGITS or (digits and int(digits) > MAX_INT):
             errors.append(GdslError(f"the integer {_short(text)} is too large (the largest is 2^63 - 1)", span,
+                                    "integers are 64-bit; write a large real constant with an exponent, as in 1e30",
                                     kind="limit"))
-            value = 1
-        return ast.Num(span, value, text)
+            return ast.Num(span, 1, text)
+        return ast.Num(span, int(digits or "0"), text)
     value = float(text)
     if not math.isfinite(value):
         errors.append(GdslError(f"the number {_short(text)} is too large to be a float", span,
                                 "the largest float is about 1.8e308", kind="arithmetic"))
+        value = 1.0
+    elif value == 0.0 and re.search(r"[1-9]", re.split(r"[eE]", text)[0]):
+        errors.append(GdslError(f"the number {_short(text)} is too small to be a float: it would be 0", span,
+                                "the smallest positive float is about 4.9e-324; write 0 for zero", kind="arithmetic"))
         value = 1.0
     return ast.Num(span, value, text)
 
@@ -387,13 +539,14 @@ def _short(text: str) -> str:
     return text if len(text) <= 24 else text[:10] + "..." + text[-10:]
 
 
-@v_args(meta=True)
-class _ToAst(Transformer):
-    """Builds the AST; number literals that cannot be represented are collected in `errors`."""
+class _ToAst:
+    """Builds the AST, one method per rule of the grammar, called by `_build` with the tree's
+    meta and its children already built; number literals that cannot be represented are
+    collected in `errors`."""
 
     def __init__(self):
-        super().__init__()
         self.errors: list[GdslError] = []
+
     def start(self, meta, children):
         return children[0]
 
@@ -502,6 +655,9 @@ class _ToAst(Transformer):
 
     def name(self, meta, children):
         return ast.Name(_span(meta), str(children[0]))
+
+    def paren(self, meta, children):
+        return children[0]  # the expression keeps its own span, as before parentheses had a node
 
     def call(self, meta, children):
         fn, *args = children

@@ -7,9 +7,22 @@
 3. simplify by domain: x^2 = x for binary and one-hot units, x^2 = 1 for spins.
 4. ranges: an index runs over every value for which each subscript it appears in
    alone (as `i + c`) is in bounds; other subscripts get a guard.
+5. combine like monomials: equal factors, index ranges, guards and coefficient expressions
+   (in any energy statement) become one monomial whose scale is the sum of theirs; one whose
+   scale adds up to 0 is dropped. The generated module's size and its kernels' cost depend on
+   the distinct terms only.
+
+Chains (a - b - c ..., see frontend/ast.py) are elaborated along their left spine with a
+loop. A run of `+` and `-` (or of `*`) stays nested to the left, as written, while that tree is
+at most MAX_WRITTEN_HEIGHT levels high; a higher one (a long chain, or one whose first
+operands are deep) becomes a weight-balanced tree of the same operands in the same order,
+each operand of height h weighing 2^h, so the tree is at most about log2(n) + 2 levels higher
+than its highest operand: no later stage recurses once per term, and nested chains do not
+add up. `expand` itself uses an explicit stack.
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 
@@ -18,9 +31,12 @@ from ..frontend import ast
 from ..frontend.checker import CheckedModel, index_poly_of
 from ..poly import Poly
 from .model import (Binder, Factor, GroupIR, Guard, IAccess, IBin, IExpr, IndexRange, INum, ISum, ISym, IUn,
-                    ModelIR, Monomial, ParamIR, iexpr_accesses, iexpr_index_names, iexpr_rename, iexpr_walk)
+                    ModelIR, Monomial, ParamIR, iexpr_accesses, iexpr_children, iexpr_index_names, iexpr_rename,
+                    iexpr_walk)
 
-MAX_TERMS_PER_STATEMENT = 4096
+MAX_PRODUCT_TERMS = 4096  # monomials a product or power may expand into
+MAX_TERMS_PER_STATEMENT = 2**18  # monomials one energy statement may expand into (before combining)
+MAX_WRITTEN_HEIGHT = 32  # a run of + and - (or *) whose written tree is higher becomes a balanced tree
 
 
 class _Unsupported(Exception):
@@ -36,6 +52,24 @@ class Elaborator:
         self.m = checked
         self.counter = itertools.count()
         self.index_scopes: list[dict[str, str]] = []
+        self.heights: dict[int, tuple[IExpr, int]] = {}  # id -> (node, height) of the IR made so far
+
+    def height(self, e: IExpr) -> int:
+        """The number of levels of e (a leaf is 1), computed without recursion and remembered
+        for every node, so the operands of nested chains are measured once."""
+        memo = self.heights
+        stack = [(e, False)]
+        while stack:
+            node, ready = stack.pop()
+            if id(node) in memo:
+                continue
+            below = iexpr_children(node)
+            if ready or not below:
+                memo[id(node)] = (node, 1 + max((memo[id(c)][1] for c in below), default=0))
+            else:
+                stack.append((node, True))
+                stack.extend((c, False) for c in below)
+        return memo[id(e)][1]
 
     def fresh(self) -> str:
         return f"t{next(self.counter)}"
@@ -78,13 +112,9 @@ class Elaborator:
         if isinstance(e, ast.Neg):
             return IUn("neg", self.elab(e.operand, out), span)
         if isinstance(e, ast.BinOp):
-            if e.op == "@":
-                return self._matmul(e, out)
             if e.op == "^":
                 return IBin("^", self.elab(e.left, out), self.elab(e.right, ()), span)
-            left = self.elab(e.left, out if e.left.type.shape else ())
-            right = self.elab(e.right, out if e.right.type.shape else ())
-            return IBin(e.op, left, right, span)
+            return self._chain(e, out)
         if isinstance(e, ast.Index):
             return self._index(e, out)
         if isinstance(e, ast.SumAll):
@@ -102,13 +132,64 @@ class Elaborator:
         names = self._index_names()
         return tuple(d.rename(names) for d in t.shape) if names else t.shape
 
-    def _matmul(self, e: ast.BinOp, out: tuple[Poly, ...]) -> IExpr:
-        a, b = self._shape(e.left.type), self._shape(e.right.type)
-        k = self.fresh()
-        split = len(a) - 1
-        left = self.elab(e.left, out[:split] + (Poly.sym(k),))
-        right = self.elab(e.right, (Poly.sym(k),) + out[split:])
-        return ISum((Binder(k, (Poly.const(0),), (a[-1],)),), IBin("*", left, right, e.span), e.span)
+    def _chain(self, e: ast.BinOp, out: tuple[Poly, ...]) -> IExpr:
+        """A chain of + - * / @ (a single operation is a chain of one), elaborated along its left
+        spine with loops: first top down, the element at which each operation's left operand is
+        taken (and each contraction's fresh index, in the order recursion would make them),
+        then bottom up, the operations (a run of + and -, or of *, at a time: `_run`)."""
+        first, spine = ast.left_spine(e)
+        outs, ks = [()] * len(spine), [""] * len(spine)
+        node_out = out
+        for j in range(len(spine) - 1, -1, -1):
+            node = spine[j]
+            outs[j] = node_out
+            if node.op == "@":  # a @ b = sum[k](a[..., k] * b[k, ...])
+                ks[j] = self.fresh()
+                node_out = node_out[:len(self._shape(node.left.type)) - 1] + (Poly.sym(ks[j]),)
+            else:
+                node_out = node_out if node.left.type.shape else ()
+        acc = self.elab(first, node_out)
+        run: list = []  # the pending run of one balanceable kind: (operation, right operand)
+        for j, node in enumerate(spine):
+            if node.op == "@":
+                a = self._shape(node.left.type)
+                k, split = ks[j], len(a) - 1
+                right = self.elab(node.right, (Poly.sym(k),) + outs[j][split:])
+                acc = self._run(acc, run)
+                run = []
+                acc = ISum((Binder(k, (Poly.const(0),), (a[-1],)),), IBin("*", acc, right, node.span), node.span)
+                continue
+            right = self.elab(node.right, outs[j] if node.right.type.shape else ())
+            if run and _KIND.get(node.op) != _KIND[run[0][0].op]:
+                acc = self._run(acc, run)
+                run = []
+            if node.op in _KIND:
+                run.append((node, right))
+            else:
+                acc = IBin(node.op, acc, right, node.span)
+        return self._run(acc, run)
+
+    def _run(self, acc: IExpr, run: list) -> IExpr:
+        """acc op1 r1 op2 r2 ... for a run of + and - (or of *): nested to the left as written
+        while that is at most MAX_WRITTEN_HEIGHT levels high, else a weight-balanced tree of
+        the same operands in the same order (a - b - c - d can become (a - b) - (c + d)), whose
+        new nodes' spans cover their operands."""
+        if not run:
+            return acc
+        items = [(1, acc, run[0][0].left.span)] + [(-1 if node.op == "-" else 1, right, node.right.span)
+                                                   for node, right in run]
+        heights = [self.height(x) for _, x, _ in items]
+        written = heights[0]
+        for h in heights[1:]:
+            written = 1 + max(written, h)
+        if written <= MAX_WRITTEN_HEIGHT:
+            for node, right in run:
+                acc = IBin(node.op, acc, right, node.span)
+            return acc
+        weights = [0]
+        for h in heights:
+            weights.append(weights[-1] + (1 << h))  # exact: Python integers
+        return _balanced(items, weights, 0, len(items), 1, _KIND[run[0][0].op])
 
     def _index(self, e: ast.Index, out: tuple[Poly, ...]) -> IExpr:
         base_shape = self._shape(e.base.type)
@@ -150,6 +231,27 @@ class Elaborator:
         body = self.elab(e.body, ())
         self.index_scopes.pop()
         return ISum(tuple(binders), body, e.span)
+
+
+_KIND = {"+": "+", "-": "+", "*": "*"}  # the operations a run is made of: + and -, or *
+
+
+def _balanced(items: list, weights: list[int], lo: int, hi: int, sign: int, op: str) -> IExpr:
+    """The sum (or product, op "*") of items[lo:hi], each item (sign s, expression x, span) taken with
+    the sign sign * s, where sign * s of items[lo] is +1; split where the cumulative weights
+    (`weights[k]` = the weight of items[:k]) reach half, so an item of weight w is at most
+    about log2(total / w) + 2 levels down, and so is the recursion."""
+    if hi - lo == 1:
+        return items[lo][1]
+    twice = weights[lo] + weights[hi]  # twice the halfway weight (integers: weights can be 2^300)
+    k = bisect.bisect_left(weights, (twice + 1) // 2, lo + 1, hi)
+    mid = min((m for m in (k - 1, k) if lo < m < hi), key=lambda m: abs(2 * weights[m] - twice))
+    left = _balanced(items, weights, lo, mid, sign, op)
+    first = sign * items[mid][0]  # the sign the right part is taken with (always +1 in a product)
+    right = _balanced(items, weights, mid, hi, first * sign, op)
+    start, end = items[lo][2], items[hi - 1][2]
+    span = Span(start.line, start.column, end.end_line, end.end_column) if start and end else None
+    return IBin(op if first > 0 else "-", left, right, span)
 
 
 def _name_span(b: ast.Binder) -> Span:
@@ -201,7 +303,32 @@ def expand(e: IExpr) -> list[_Term]:
     Each term remembers where it was formed, for error messages: a product (`*`, `/`, the
     power of a sum) is the origin of the terms it makes; a negation, a difference or a sum
     passes its terms' origins on; a leaf is its own origin. So `-(v @ W @ h)` gives one term
-    from `v @ W @ h`, and `sum(v^2) / 2` one from `sum(v^2) / 2`."""
+    from `v @ W @ h`, and `sum(v^2) / 2` one from `sum(v^2) / 2`.
+
+    Evaluated bottom up with an explicit stack: `_operands` says which subexpressions a node
+    needs expanded (in the order they are expanded; it also raises the errors found before
+    expanding them), `_combine` makes the node's terms from theirs."""
+    results: list[list[_Term]] = []
+    stack: list = [(e, None)]
+    while stack:
+        node, count = stack.pop()
+        if count is not None:
+            args = results[len(results) - count:]
+            del results[len(results) - count:]
+            results.append(_combine(node, args))
+            continue
+        operands = _operands(node)
+        if isinstance(operands, list) and operands and isinstance(operands[0], _Term):
+            results.append(operands)  # a leaf's terms
+            continue
+        stack.append((node, len(operands)))
+        stack.extend((x, None) for x in reversed(operands))
+    return results[0]
+
+
+def _operands(e: IExpr):
+    """The subexpressions `e`'s terms are made from, in the order they are expanded (a sum's
+    right operand first), or the terms of a leaf; raises what cannot be expanded."""
     if isinstance(e, INum):
         return [_Term(scale=e.value, span=e.span)]
     if isinstance(e, ISym):
@@ -212,25 +339,22 @@ def expand(e: IExpr) -> list[_Term]:
         return [_Term(coef=(e,), span=e.span)]
     if isinstance(e, IUn):
         if e.op == "neg":
-            return [t.negated() for t in expand(e.arg)]
+            return [e.arg]
         return [_Term(coef=(_coefficient(e, f"{e.op}(...)"),), span=e.span)]
     if isinstance(e, ISum):
-        return [_Term(t.scale, t.coef, t.factors, t.binders + e.binders, t.span) for t in expand(e.body)]
+        return [e.body]
     assert isinstance(e, IBin)
     if e.op in "+-":
-        right = expand(e.right)
-        if e.op == "-":
-            right = [t.negated() for t in right]
-        return _limit(expand(e.left) + right, e)
+        return [e.right, e.left]
     if e.op == "*":
-        return _limit([a.times(b, e.span) for a in expand(e.left) for b in expand(e.right)], e)
+        return [e.left, e.right]
     if e.op == "/":
         if isinstance(e.right, INum):
             if e.right.value == 0:
                 raise _Unsupported("this divides by zero", e.span, "divide by a nonzero number", "arithmetic")
-            return [_Term(t.scale / e.right.value, t.coef, t.factors, t.binders, e.span) for t in expand(e.left)]
-        inv = IBin("/", INum(1.0), _coefficient(e.right, "a denominator"))
-        return [t.times(_Term(coef=(inv,)), e.span) for t in expand(e.left)]
+        else:
+            _coefficient(e.right, "a denominator")
+        return [e.left]
     if e.op == "^":
         if isinstance(e.left, INum) and isinstance(e.right, INum):
             return [_Term(scale=_power(e), span=e.span)]
@@ -238,14 +362,43 @@ def expand(e: IExpr) -> list[_Term]:
             return [_Term(coef=(_coefficient(e, "an exponent"),), span=e.span)]
         if not (isinstance(e.right, INum) and float(e.right.value).is_integer() and e.right.value >= 1):
             raise _Unsupported("a power of a sum needs a whole-number exponent", e.span)
-        base = expand(e.left)
-        out = [t.formed_by(e.span) for t in base]
-        for k in range(1, int(e.right.value)):
-            # each factor of the power sums over its own copy of the indices: (sum_i x_i)^2 = sum_i sum_j x_i x_j
-            copy = [_rename_binders(b, f"'{k}") for b in base]
-            out = _limit([a.times(b, e.span) for a in out for b in copy], e)
-        return out
+        return [e.left]
     raise TypeError(e.op)
+
+
+def _combine(e: IExpr, args: list[list[_Term]]) -> list[_Term]:
+    """The terms of `e` from the terms of its `_operands` (in that order)."""
+    if isinstance(e, IUn):  # a negation
+        return [t.negated() for t in args[0]]
+    if isinstance(e, ISum):
+        return [_Term(t.scale, t.coef, t.factors, t.binders + e.binders, t.span) for t in args[0]]
+    if e.op in "+-":
+        right, left = args
+        if e.op == "-":
+            right = [t.negated() for t in right]
+        left.extend(right)  # each operand's list is new: extending it keeps a long chain linear
+        if len(left) > MAX_TERMS_PER_STATEMENT:
+            raise _Unsupported(f"this energy statement expands into more than {MAX_TERMS_PER_STATEMENT} monomials",
+                               None, "split it into several energy statements", "limit")
+        return left
+    if e.op == "*":
+        left, right = args
+        _limit(len(left) * len(right), e)
+        return [a.times(b, e.span) for a in left for b in right]
+    if e.op == "/":
+        if isinstance(e.right, INum):
+            return [_Term(t.scale / e.right.value, t.coef, t.factors, t.binders, e.span) for t in args[0]]
+        inv = IBin("/", INum(1.0), e.right)
+        return [t.times(_Term(coef=(inv,)), e.span) for t in args[0]]
+    assert e.op == "^"
+    base = args[0]
+    out = [t.formed_by(e.span) for t in base]
+    for k in range(1, int(e.right.value)):
+        # each factor of the power sums over its own copy of the indices: (sum_i x_i)^2 = sum_i sum_j x_i x_j
+        _limit(len(out) * len(base), e)
+        copy = [_rename_binders(b, f"'{k}") for b in base]
+        out = [a.times(b, e.span) for a in out for b in copy]
+    return out
 
 
 def _power(e: IBin) -> float:
@@ -275,11 +428,11 @@ def _rename_binders(t: _Term, suffix: str) -> _Term:
     return _Term(t.scale, coef, factors, binders, t.span)
 
 
-def _limit(terms: list[_Term], e: IExpr) -> list[_Term]:
-    if len(terms) > MAX_TERMS_PER_STATEMENT:
-        raise _Unsupported(f"this expands into more than {MAX_TERMS_PER_STATEMENT} monomials", e.span,
+def _limit(count: int, e: IExpr) -> None:
+    """A product or power may make at most MAX_PRODUCT_TERMS monomials (checked before making them)."""
+    if count > MAX_PRODUCT_TERMS:
+        raise _Unsupported(f"this expands into more than {MAX_PRODUCT_TERMS} monomials", e.span,
                            "split it into several energy statements or simplify it", "limit")
-    return terms
 
 
 # monomials ------------------------------------------------------------------------
@@ -404,7 +557,7 @@ def lower(checked: CheckedModel) -> ModelIR:
     sink = ErrorSink()
     el = Elaborator(checked)
     lines = checked.source.text.split("\n")
-    monomials: list[Monomial] = []
+    combined: dict[tuple, Monomial] = {}  # like monomials of every statement, in order of first appearance
     for term_no, decl in enumerate(checked.energies):
         span = decl.span
         try:
@@ -436,7 +589,10 @@ def lower(checked: CheckedModel) -> ModelIR:
             sink.error("the constant factor of this product is too large: it overflows a float", huge[0].origin,
                        kind="arithmetic")
             continue
-        monomials.extend(m for m in merged.values() if m.scale != 0.0)
+        for key, m in merged.items():
+            if m.scale != 0.0:
+                _combine_like(combined, key, m, sink)
+    monomials = [m for m in combined.values() if m.scale != 0.0]
     for k, m in enumerate(monomials):
         m.id = k
     sink.raise_if_any(checked.source)
@@ -457,6 +613,22 @@ def lower(checked: CheckedModel) -> ModelIR:
 
         add_directed(ir.graph, ir.directed)
     return ir
+
+
+def _combine_like(combined: dict, key: tuple, m: Monomial, sink: ErrorSink) -> None:
+    """Add monomial m (of a later statement) to an equal one already there, or keep it: like
+    monomials of different statements become one, with the first one's line and origin."""
+    first = combined.get(key)
+    if first is None:
+        combined[key] = m
+        return
+    scale = first.scale + m.scale
+    if not math.isfinite(scale):
+        sink.error(f"this term and the equal one on line {first.span.line} add up to more than a float can hold",
+                   m.origin, kind="arithmetic")
+        return
+    first.scale = scale
+    first.repeats += (m.span.line,)
 
 
 def group_ir(g) -> GroupIR:

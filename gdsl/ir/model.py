@@ -6,12 +6,14 @@ Every energy term is expanded into monomials
 
 where the coefficients are expressions over parameters and constants (no
 variables) and the factors are accesses of variable groups with affine index
-maps. Matrix notation and index notation end up as the same monomials.
+maps. Matrix notation and index notation end up as the same monomials, and like
+monomials (equal but for the scale, in any energy statements) are one monomial.
 
 Walkers over expressions go through one traversal: `iexpr_children` / `iexpr_rebuild` (the
 one place that knows each node's subexpressions), `iexpr_walk` / `iexpr_scoped_walk`
 (pre-order, the latter with the binders in scope) and `iexpr_map` (bottom-up rebuild); each
-walker's docstring says what it does with a sum's body and binders. Only the folds that give
+walker's docstring says what it does with a sum's body and binders. None of them recurses:
+an expression may be hundreds of levels deep. Only the folds that give
 each operator its own meaning (iexpr_text, lower.expand, gradients.diff and the directed
 plan's _product_terms) dispatch on node types themselves, sums included.
 
@@ -140,18 +142,48 @@ def iexpr_scoped_walk(e: IExpr):
         stack.extend((child, inner) for child in reversed(iexpr_children(node)))
 
 
+def _fold(e: IExpr, leaf, node, skip=None):
+    """The bottom-up fold every rebuilding walker shares, with an explicit stack (an expression
+    may be hundreds of levels deep): node(e, folded children) for a node with subexpressions,
+    leaf(e) for one without, children left to right; a node for which skip(e) is not None
+    is not entered and folds to that value."""
+    results: list = []
+    stack: list = [(e, False)]
+    while stack:
+        x, ready = stack.pop()
+        children = iexpr_children(x)
+        if ready:
+            k = len(children)
+            folded = results[len(results) - k:]
+            del results[len(results) - k:]
+            results.append(node(x, folded))
+            continue
+        if skip is not None:
+            value = skip(x)
+            if value is not None:
+                results.append(value)
+                continue
+        if children:
+            stack.append((x, True))
+            stack.extend((c, False) for c in reversed(children))
+        else:
+            results.append(leaf(x))
+    return results[0]
+
+
 def iexpr_map(e: IExpr, fn) -> IExpr:
     """e rebuilt bottom up with every node replaced by fn(node) (fn returns the node to keep it):
     children first, so fn sees a node whose subexpressions are already mapped; sum bodies are
     mapped like any other subexpression, and fn may rebuild a sum's binders."""
-    children = iexpr_children(e)
-    if children:
-        e = iexpr_rebuild(e, (iexpr_map(c, fn) for c in children))
-    return fn(e)
+    return _fold(e, fn, lambda x, children: fn(iexpr_rebuild(x, children)))
 
 
 def iexpr_text(e: IExpr) -> str:
     """The IR's own notation (dumps and generated comments; never in a message to a user)."""
+    return _fold(e, _leaf_text, _node_text)
+
+
+def _leaf_text(e: IExpr) -> str:
     if isinstance(e, INum):
         return _num_text(e.value)
     if isinstance(e, ISym):
@@ -159,13 +191,17 @@ def iexpr_text(e: IExpr) -> str:
     if isinstance(e, IAccess):
         name = "eps_" + e.name if e.kind == "eps" else e.name
         return name + ("[" + ", ".join(str(i) for i in e.index) + "]" if e.index else "")
+    raise TypeError(e)
+
+
+def _node_text(e: IExpr, children: list[str]) -> str:
     if isinstance(e, IUn):
-        return f"-({iexpr_text(e.arg)})" if e.op == "neg" else f"{e.op}({iexpr_text(e.arg)})"
+        return f"-({children[0]})" if e.op == "neg" else f"{e.op}({children[0]})"
     if isinstance(e, IBin):
-        return f"({iexpr_text(e.left)} {e.op} {iexpr_text(e.right)})"
+        return f"({children[0]} {e.op} {children[1]})"
     if isinstance(e, ISum):
         names = ", ".join(b.name for b in e.binders)
-        return f"sum[{names}]({iexpr_text(e.body)})"
+        return f"sum[{names}]({children[0]})"
     raise TypeError(e)
 
 
@@ -199,10 +235,7 @@ def iexpr_replace(e: IExpr, old: IExpr, new: IExpr) -> IExpr:
     match is replaced and `new` is not searched again. Sum bodies are searched too; as binder
     names are unique in lowered IR, an expression equal to `old` inside a sum means the same
     element as `old` (nothing is shadowed), so it is replaced like any other."""
-    if e == old:
-        return new
-    children = iexpr_children(e)
-    return iexpr_rebuild(e, (iexpr_replace(c, old, new) for c in children)) if children else e
+    return _fold(e, lambda x: x, iexpr_rebuild, lambda x: new if x == old else None)
 
 
 def iexpr_accesses(e: IExpr):
@@ -279,8 +312,9 @@ class Monomial:
     ranges: tuple[IndexRange, ...]
     guards: tuple[Guard, ...]
     span: Span  # the `energy` statement (its line is the one dumps and generated comments show)
-    term: int  # which `energy` statement it came from (0-based)
+    term: int  # which `energy` statement it came from (0-based; the first, when like monomials were combined)
     origin: Optional[Span] = None  # the product it was expanded from, e.g. `v @ W @ h` or `v^3`
+    repeats: tuple[int, ...] = ()  # lines of the later statements whose like monomials were added to this one
 
     @property
     def groups(self) -> list[str]:
@@ -356,5 +390,6 @@ class ModelIR:
             cons = (" " + ",".join(p.constraints)) if p.constraints else ""
             out.append(f"  param {p.name}{shape}{cons} ~ {init}")
         for m in self.monomials:
-            out.append(f"  m{m.id} (line {m.span.line}): {m.text()}")
+            more = f" and {len(m.repeats)} more" if m.repeats else ""
+            out.append(f"  m{m.id} (line {m.span.line}{more}): {m.text()}")
         return "\n".join(out) + "\n"
