@@ -198,3 +198,65 @@ def test_non_ascii_model_loads_under_an_ascii_locale(tmp_path):
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "accent"
+
+
+SAMPLE_IN_A_FRESH_PROCESS = r"""
+import sys, warnings
+warnings.simplefilter("always")
+from gdsl.driver import load_text
+m = load_text(open(sys.argv[1]).read(), "<test>").Model(seed=0)
+s = m.sample(3, steps=2)
+print("shape", s["v"].shape)
+"""
+
+
+def _sample_in_subprocess(text_file, env):
+    return subprocess.run([sys.executable, "-c", SAMPLE_IN_A_FRESH_PROCESS, str(text_file)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("which", [".nbi", ".nbc"])
+def test_corrupted_numba_cache_files_are_discarded_and_recompiled(tmp_path, which):
+    text_file = tmp_path / "model.gdl"
+    text_file.write_text(text_for(f"numba-{which}"))
+    env = dict(os.environ, GDSL_CACHE_DIR=str(tmp_path / "cache"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    first = _sample_in_subprocess(text_file, env)
+    assert first.returncode == 0, first.stderr
+    module = next((tmp_path / "cache").glob("cachetest_*.py"))
+    files = [p for p in cache.numba_files(module) if p.suffix == which]
+    assert files, "numba wrote no cache files"
+    for p in files:
+        p.write_bytes(b"\x80\x09garbage" + p.read_bytes()[: len(p.read_bytes()) // 3])
+    second = _sample_in_subprocess(text_file, env)
+    assert second.returncode == 0, second.stderr
+    assert "shape (3, 3)" in second.stdout
+    assert "NumbaCacheWarning" in second.stderr and "recompil" in second.stderr
+    third = _sample_in_subprocess(text_file, env)  # the rewritten cache serves the next process quietly
+    assert third.returncode == 0 and "NumbaCacheWarning" not in third.stderr, third.stderr
+
+
+LOAD_CONCURRENTLY = r"""
+import sys
+from gdsl.driver import load_text
+m = load_text(open(sys.argv[1]).read(), "<test>").Model(seed=0)
+print("ok", m.NAME)
+"""
+
+
+def test_concurrent_first_loads_all_succeed_and_leave_one_intact_entry(tmp_path):
+    text_file = tmp_path / "model.gdl"
+    text_file.write_text(text_for("concurrent"))
+    env = dict(os.environ, GDSL_CACHE_DIR=str(tmp_path / "cache"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    procs = [subprocess.Popen([sys.executable, "-c", LOAD_CONCURRENTLY, str(text_file)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert out.strip() == "ok cachetest"
+        assert "CacheRepairWarning" not in err
+    entries = list((tmp_path / "cache").glob("cachetest_*.py"))
+    assert len(entries) == 1
+    assert not list((tmp_path / "cache").glob(".tmp-*"))
+    from gdsl.driver import _entry_intact
+
+    assert _entry_intact(entries[0])

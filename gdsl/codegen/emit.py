@@ -558,6 +558,7 @@ def write_class_header(w, ir, source_text: str, digest: str, base: str, groups) 
     w(f"CONSTS = {dict(ir.consts)!r}", 1)
     w(f"GROUPS = {tuple((g.name, g.role, g.domain) for g in ir.groups.values())!r}", 1)
     w(f"PARAMS = {tuple((p.name, p.constraints) for p in ir.params.values())!r}", 1)
+    _const_requirements(w, ir)
     w()
     w("@staticmethod", 1)
     w("def shapes(sizes):", 1)
@@ -586,6 +587,23 @@ def write_class_header(w, ir, source_text: str, digest: str, base: str, groups) 
         _init_line(w, p)
     w("return p", 2)
     w()
+
+
+def _const_requirements(w, ir) -> None:
+    """What the model's arithmetic needs of its sizes and constants (analysis/constants.py), checked
+    by the runtime constructor before anything is allocated."""
+    from ..analysis.constants import const_requirements
+
+    req = const_requirements(ir)
+    w(f"NONZERO_CONSTS = {req.nonzero!r}  # constants that are a factor of a denominator", 1)
+    w(f"POSITIVE_CONSTS = {req.positive!r}  # constants whose sign is that of a std, log argument or precision", 1)
+    if not req.checks:
+        w("CONST_CHECKS = ()", 1)
+        return
+    w("CONST_CHECKS = (  # (kind, postfix expression, as written, line, what it is): gdsl/analysis/constants.py", 1)
+    for check in req.checks:
+        w(f"{check.as_tuple()!r},", 2)
+    w(")", 1)
 
 
 def _shape_py(shape, env) -> str:

@@ -60,6 +60,9 @@ class AISMixin:
         groups are fitted to the data, and the kept discrete latents to the mean-field posterior
         means of (up to BASE_ROWS of) the data rows; otherwise uniform."""
         summed, kept = self._ais_split()
+        if data is not None:  # names, shapes, finite values in the domain
+            n = self._n_of(data)
+            data = {g: self._array(g, v, n) for g, v in data.items()}
         fitted = dict(data) if data is not None else {}
         fitted.update(self._posterior_means(data, kept))
         base = {}

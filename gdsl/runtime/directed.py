@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .checks import mapping, real, whole
+from .checks import mapping, numeric_array, real, whole
 from .ais import log_z_value
 from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _progress
 
@@ -46,6 +46,94 @@ class DirectedModel(ModelBase):
     def _dcall(self, kernel: str, n: int, state: dict, eps: dict, **families):
         """Call a directed kernel on `n` rows: float64 state, noise and parameters (gdsl.abi)."""
         return self.call(kernel, n_rows=n, all_state=state, eps=eps, params=self._p64, **families)
+
+    # ------------------------------------------------------------------ what it supports
+    def supported(self) -> tuple:
+        """The public methods this model supports (the energy methods only with an energy part)."""
+        out = ["log_prob", "log_joint", "sample"]
+        if self.GUIDE:
+            out += ["elbo", "log_q", "sample_guide"]
+        out += ["gradients", "fit", "save", "load_params"]
+        if self.UNDIRECTED:
+            out += ["energy", "free_energy", "gibbs", "mean_field", "conditional_mean", "log_partition"]
+        return tuple(out)
+
+    def _need_energy(self, what: str, instead: str = "") -> None:
+        """Refuse an energy-model method on a purely directed model, saying what it has instead
+        (without this, e.g. energy() ended in a raw KeyError: 'free_energy' from the kernel table)."""
+        if self.UNDIRECTED:
+            return
+        raise ValueError(f"{self.NAME} is a directed model and has no {what}: every variable is defined by "
+                         f"a conditional, so p is normalised and there is no energy, Gibbs sampler or mean "
+                         f"field. {instead + ' ' if instead else ''}{self.NAME} supports: "
+                         f"{', '.join(self.supported())}")
+
+    def _energy_groups_hint(self, name) -> str:
+        if name is None or (name in self.all_domains and name not in self.domains):
+            if not self.UNDIRECTED:
+                return (f"; {self.NAME} is a directed model without an energy part: it supports "
+                        f"{', '.join(self.supported())}")
+            return (f"; {'' if name is None else name + ' is defined by a conditional, and '}the energy methods "
+                    f"cover the energy part only ({', '.join(self.domains)})")
+        return ""
+
+    def random_state(self, n: int) -> dict:
+        self._need_energy("random_state()", "sample(n) draws from the model itself.")
+        return super().random_state(n)
+
+    def kernel_args(self, state):
+        self._need_energy("kernel_args()")
+        return super().kernel_args(state)
+
+    def energy(self, state: Mapping) -> np.ndarray:
+        self._need_energy("energy()", "log_joint(state) gives log p(state) of a full state.")
+        return super().energy(state)
+
+    def free_energy(self, evidence: Mapping) -> np.ndarray:
+        self._need_energy("free_energy()", "log_prob(data) gives log p(data), the other variables summed out.")
+        return super().free_energy(evidence)
+
+    def gibbs(self, state: Mapping, steps: int = 1, clamp: Mapping | None = None) -> dict:
+        self._need_energy("gibbs()", "sample(n, clamp=..., mask=...) draws samples (ancestral, with Gibbs "
+                                   "sweeps when clamped descendants need them).")
+        return super().gibbs(state, steps, clamp)
+
+    def mean_field(self, evidence: Mapping, *args, **kw):
+        self._need_energy("mean_field()", "sample_guide(data) and log_q(state) use the guide q(latents | "
+                                        "visibles)." if self.GUIDE else "sample(n, clamp=...) conditions by sampling.")
+        return super().mean_field(evidence, *args, **kw)
+
+    def conditional_mean(self, state: Mapping, group: str) -> np.ndarray:
+        self._need_energy("conditional_mean()", "sample(n, clamp=...) conditions by sampling.")
+        return super().conditional_mean(state, group)
+
+    def log_partition(self, method: str = "exact", *args, **kw):
+        self._need_energy("log_partition()", "p is normalised (log Z = 0): log_prob(data) needs no log Z.")
+        return super().log_partition(method, *args, **kw)
+
+    def variational_bound(self, data: Mapping, log_z: float, **options) -> np.ndarray:
+        self._need_energy("variational_bound()", "elbo(data, k=...) is the bound of a directed model"
+                                               + ("." if self.GUIDE else " (with a guide block)."))
+        return super().variational_bound(data, log_z, **options)
+
+    def base_model(self, data: Mapping | None = None) -> dict:
+        self._need_energy("base_model (the AIS base model)", "p is normalised (log Z = 0): there is nothing to anneal.")
+        return super().base_model(data)
+
+    def reconstruction_error(self, data: Mapping) -> float:
+        self._need_energy("reconstruction_error()", "elbo(data) and log_prob(data) measure the fit.")
+        return super().reconstruction_error(data)
+
+    def pseudo_log_likelihood(self, data: Mapping, seed: int = 0) -> np.ndarray:
+        self._need_energy("pseudo_log_likelihood()", "log_prob(data) is exact for small latent spaces.")
+        return super().pseudo_log_likelihood(data, seed)
+
+    def why_not_summable(self, summed) -> str | None:
+        for g in summed:
+            if g in self.all_domains and g not in self.domains:
+                return (f"{g} is defined by a conditional, not by the energy: only the energy part's groups "
+                        f"({', '.join(self.domains) or 'none'}) can be summed out")
+        return super().why_not_summable(summed)
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -352,6 +440,7 @@ class DirectedModel(ModelBase):
         return self._backward(mode, big, e, n * k, *seeds(n, k)) + (big,)
 
     def _noise(self, rows, eps, k):
+        eps = mapping(eps, "eps") or None
         unknown = [g for g in (eps or {}) if g not in self.REPARAM]
         if unknown:
             raise ValueError(f"eps given for {', '.join(unknown)}; the reparameterised latents are "
@@ -360,7 +449,16 @@ class DirectedModel(ModelBase):
         for g in self.REPARAM:
             shape = (rows,) + self._shapes[g]
             if eps is not None and g in eps:
-                arr = np.asarray(eps[g], dtype=np.float64).reshape(shape)
+                arr = numeric_array(eps[g], np.float64, f"eps of {g}")
+                stacked = (k, rows // k) + self._shapes[g]  # k draws of the n rows, as (k, n, ...)
+                if arr.shape not in (shape, stacked):
+                    raise ValueError(f"eps of {g} must have shape {shape} (k * n rows: the k draws one after "
+                                     f"the other) or {stacked}, got {arr.shape}")
+                if not np.all(np.isfinite(arr)):
+                    where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+                    raise ValueError(f"eps of {g} must be finite (standard normal noise); found "
+                                     f"{float(arr[where])!r} at {where}")
+                arr = arr.reshape(shape)
             else:
                 arr = self._rng.standard_normal(shape)
             out[g] = np.ascontiguousarray(arr)

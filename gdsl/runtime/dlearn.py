@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .checks import real, whole
-from .learn import TrainingError, _EpochBar, learning_rate
+from .learn import TrainingError, _EpochBar, diverged, divergence_scale, kept_text, learning_rate
 
 METHODS = ("ml", "elbo", "iwae", "reinforce", "wake-sleep", "greedy")
 OPTIMIZERS = ("adam", "sgd")
@@ -72,10 +72,11 @@ class Optimizer:
                 vhat = self.v[k] / (1 - self.beta2 ** self.t)
                 new[k] = p + rate * mhat / (np.sqrt(vhat) + self.eps)
         for k, v in new.items():
-            bad = ~np.isfinite(v)
+            with np.errstate(over="ignore"):  # finite in float64 but not in the model's dtype counts too
+                bad = ~np.isfinite(np.asarray(v, dtype=model.dtype))
             if bad.any():
                 raise _NonFinite(k)
-            model.params[k] = v
+        model.params.update(new)  # all or nothing (checked above)
 
     def state(self) -> dict:
         out = {f"opt_m/{k}": v for k, v in self.m.items()}
@@ -121,6 +122,10 @@ def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str
     _check_method(model, data, method)
     n = model._n_of(data)
     arrays = {g: np.ascontiguousarray(model._array(g, v, n), dtype=np.float64) for g, v in data.items()}
+    if validation is not None:  # checked now, not after the first epoch
+        nv = model._n_of(validation)
+        validation = {g: np.ascontiguousarray(model._array(g, v, nv), dtype=np.float64)
+                      for g, v in validation.items()}
     opt = Optimizer(optimizer, model.params, lr, momentum, weight_decay=weight_decay)
     config = {"method": method, "optimizer": optimizer, "lr": float(lr), "epochs": int(epochs),
               "batch_size": int(batch_size), "k": int(k)}
@@ -130,6 +135,7 @@ def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str
     bar = _EpochBar(epochs, progress, first=state["epoch"])
     probe = {g: v[:min(n, 1000)] for g, v in arrays.items()}
     undo = None
+    scale = divergence_scale(model.params, arrays)
     try:
         while state["epoch"] < epochs:
             epoch = state["epoch"]
@@ -146,11 +152,21 @@ def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str
                     total += step_fn(model, batch, opt, rate, k, state, baseline_decay) * len(rows)
             except _NonFinite as e:
                 _undo(model, opt, state, undo)
-                raise TrainingError(f"epoch {epoch + 1}: parameter {e.args[0]} became NaN or infinite; "
-                                    f"parameters restored to the end of epoch {epoch}. Lower the learning rate "
-                                    f"(lr={rate:g})") from None
+                raise TrainingError(f"epoch {epoch + 1}: parameter {e.args[0]} became NaN or infinite; the "
+                                    f"parameters and optimiser state {kept_text(epoch)} are kept. Lower the "
+                                    f"learning rate (lr={rate:g})") from None
             record = {"epoch": epoch + 1, "lr": rate, "train_objective": total / n}
-            record.update(_measure(model, method, probe, "train", k))
+            problem = diverged(model.params, scale, epoch)
+            if problem is None:
+                record.update(_measure(model, method, probe, "train", k))
+                bad = [key for key, v in record.items() if not np.isfinite(v)]
+                if bad:
+                    problem = f"epoch {epoch + 1}: {', '.join(bad)} is {record[bad[0]]!r}"
+            if problem is not None:
+                _undo(model, opt, state, undo)
+                undo = None
+                raise TrainingError(f"{problem}; the parameters and optimiser state {kept_text(epoch)} are "
+                                    f"kept. Lower the learning rate (lr={rate:g})")
             if validation is not None:
                 record.update(_measure(model, method, validation, "valid", k))
             state["history"].append(record)

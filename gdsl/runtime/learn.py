@@ -22,7 +22,47 @@ METHODS = ("cd", "pcd", "variational")
 
 
 class TrainingError(ValueError):
-    """Training produced parameters that are not finite."""
+    """Training failed: parameters, chains or a measurement became NaN or infinite, or the
+    parameters diverged (see DIVERGENCE_GROWTH). The training state of the last good epoch
+    (parameters, persistent chains, velocities or optimiser state, random generator) is put
+    back before it is raised, so the model can be trained again with a smaller learning rate."""
+
+
+# Divergence that stays finite (lr=1e30 gives weights of 1e30 and a log-likelihood of -1e32, all
+# finite): an epoch fails when the largest parameter magnitude exceeds DIVERGENCE_GROWTH times the
+# scale the fit started from, the largest of (the largest parameter magnitude at the start of the
+# fit, the largest magnitude in the training data, 1). Six orders of magnitude: ordinary training
+# (unit-scale data, weights of at most tens) is far from it. None turns the check off.
+DIVERGENCE_GROWTH = 1e6
+
+
+def largest_magnitude(arrays) -> float:
+    """max |x| over a dict of arrays (0 for none), in float64."""
+    return max((float(np.max(np.abs(np.asarray(v, np.float64)))) for v in arrays.values() if np.size(v)),
+               default=0.0)
+
+
+def divergence_scale(params, data) -> float:
+    """The scale divergence is measured against (see DIVERGENCE_GROWTH)."""
+    return max(1.0, largest_magnitude(params), largest_magnitude(data))
+
+
+def diverged(params, scale: float, epoch: int):
+    """A TrainingError message when the parameters have diverged (see DIVERGENCE_GROWTH), else None."""
+    if DIVERGENCE_GROWTH is None:
+        return None
+    top = largest_magnitude(params)
+    if top <= DIVERGENCE_GROWTH * scale:
+        return None
+    name = max(params, key=lambda k: largest_magnitude({k: params[k]}))
+    return (f"epoch {epoch + 1}: the parameters diverged: the largest |{name}| is {top:.3g}, more than "
+            f"{DIVERGENCE_GROWTH:g} times the scale the fit started from ({scale:.3g}: the largest of the "
+            f"parameters' and the data's magnitudes, and 1)")
+
+
+def kept_text(epoch: int) -> str:
+    """Which state a failed epoch goes back to, for the messages."""
+    return f"of the end of epoch {epoch}" if epoch else "from before the first epoch of this fit"
 
 
 def learning_rate(lr, schedule, epoch: int, epochs: int) -> float:
@@ -143,6 +183,9 @@ class LearningMixin:
         weight_decay = real(weight_decay, "weight_decay", 0.0)
         n = self._n_of(data)
         arrays = {g: self._array(g, v, n) for g, v in data.items()}
+        if validation is not None:  # checked now, not after the first epoch
+            nv = self._n_of(validation)
+            validation = {g: self._array(g, v, nv) for g, v in validation.items()}
         given = tuple(g for g in self.domains if g in arrays)
         hidden = [g for g in self.domains if g not in arrays]
         factorises = self.why_not_summable(hidden) is None and method != "variational"
@@ -158,6 +201,7 @@ class LearningMixin:
         rows = min(n, 1000)
         probe = {g: v[:rows] for g, v in arrays.items()}  # a fixed training subset to measure on
         undo = None  # set while an epoch is under way: how to go back to the end of the previous one
+        scale = divergence_scale(self._p, arrays)
         try:
             while state["epoch"] < epochs:
                 epoch = state["epoch"]
@@ -169,13 +213,22 @@ class LearningMixin:
                 undo = self._undo_point(state, before)
                 ok = self._run_epoch(arrays, given, factorises, persistent, state, rate, momentum, weight_decay,
                                      k, batch_size, mf_iters, mf_tol, mf_damping, n)
-                self._check_finite(before, epoch)
-                if not ok:
-                    self._restore(before)
-                    raise TrainingError(f"epoch {epoch + 1}: a real variable's precision became <= 0; "
-                                        f"lower the learning rate")
+                problem = self._epoch_problem(ok, state, epoch, scale, rate)
                 record = {"epoch": epoch + 1, "lr": rate}
-                record.update(self._measure(monitors, probe, "train"))
+                if problem is None:
+                    record.update(self._measure(monitors, probe, "train"))
+                    bad = [key for key, v in record.items() if not np.isfinite(v)]
+                    if bad:
+                        problem = (f"epoch {epoch + 1}: {', '.join(bad)} is {record[bad[0]]!r} (the parameters "
+                                   f"are finite but the model no longer is)")
+                if problem is not None:
+                    # the whole training state of the last good epoch: parameters, chains, velocities,
+                    # the random generator; without it the next fit started from NaN chains and failed too
+                    self._rewind(state, undo)
+                    undo = None
+                    raise TrainingError(f"{problem}; the parameters, persistent chains and velocities "
+                                        f"{kept_text(epoch)} are kept. Lower the learning rate (lr={rate:g}) or add "
+                                        f"weight decay")
                 if validation is not None:
                     record.update(self._measure(monitors, validation, "valid"))
                 state["history"].append(record)
@@ -293,13 +346,19 @@ class LearningMixin:
         domain = self.domains[g]
         return 0.5 if domain == "binary" else 1.0 / self._categories[g] if domain == "categorical" else 0.0
 
-    def _check_finite(self, before, epoch) -> None:
+    def _epoch_problem(self, ok, state, epoch, scale, rate):
+        """What went wrong in the epoch just run (a message), or None."""
         for name, value in self._p.items():
             if not np.all(np.isfinite(value)):
-                self._restore(before)
-                raise TrainingError(f"parameter {name} became NaN or infinite in epoch {epoch + 1}; the "
-                                    f"parameters of epoch {epoch} are kept. Lower the learning rate or add "
-                                    f"weight decay")
+                return f"parameter {name} became NaN or infinite in epoch {epoch + 1}"
+        if not ok:
+            return f"epoch {epoch + 1}: a real variable's precision became <= 0"
+        for key in ("chains", "velocity"):
+            for name, value in state[key].items():
+                if not np.all(np.isfinite(value)):
+                    what = "the persistent chains of" if key == "chains" else "the velocity of"
+                    return f"epoch {epoch + 1}: {what} {name} became NaN or infinite"
+        return diverged(self._p, scale, epoch)
 
     def _restore(self, before) -> None:
         for name, value in before.items():

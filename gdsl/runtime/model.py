@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
+import warnings
 from typing import Mapping
 
 import numpy as np
 
-from .. import abi
+from .. import abi, cache
 from . import kernels as _k
 from .checks import generator, mapping, numeric_array, real, whole
+from .consts import check_constants, check_memory
 from .enumerate import Enumeration
 from .ais import AISMixin, log_z_value
 from .learn import LearningMixin
@@ -26,19 +29,48 @@ _DOMAIN_VALUES = {"binary": (0.0, 1.0), "spin": (-1.0, 1.0)}
 
 
 class ParamDict(dict):
-    """The model's parameters; assignments are validated (shape, finiteness, constraints)."""
+    """The model's parameters; assignments are validated (shape, finiteness in the model's dtype,
+    constraints). Several at once (`update`, `|=`, `model.params = {...}`) are all-or-nothing:
+    every value is checked before any is stored. Parameters cannot be added or removed."""
 
     def __init__(self, owner: "ModelBase", values):
         super().__init__(values)
         self._owner = owner
 
     def __setitem__(self, name, value):
-        super().__setitem__(name, self._owner._validated_param(name, value))
-        self._owner._version += 1
+        self.update({name: value})
 
-    def update(self, other=(), **kw):
-        for k, v in dict(other, **kw).items():
-            self[k] = v
+    def update(self, other=None, **kw):
+        values = dict(self._owner._param_mapping(other), **kw)
+        checked = {k: self._owner._validated_param(k, v) for k, v in values.items()}
+        for k, v in checked.items():  # every value checked: now store them
+            super().__setitem__(k, v)
+        if checked:
+            self._owner._version += 1
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def setdefault(self, name, default=None):
+        if name not in self:
+            raise KeyError(f"{self._owner.NAME} has no parameter {name!r}; parameters cannot be added")
+        return self[name]
+
+    def _refuse_removal(self, *args):
+        raise TypeError(f"the parameters of {self._owner.NAME} cannot be removed; assign new values instead "
+                        f"(e.g. m.params['W'] = np.zeros(m.shape('W')))")
+
+    __delitem__ = pop = popitem = clear = _refuse_removal
+
+    def __reduce__(self):
+        # copy.deepcopy(model) rebuilds the dict with its owner, before the owner's attributes
+        # are back: the values were checked when they were stored, so they are not checked again
+        return (_param_dict, (self._owner, dict(self)))
+
+
+def _param_dict(owner, values) -> ParamDict:
+    return ParamDict(owner, values)
 
 
 class ModelBase(LearningMixin, AISMixin):
@@ -55,6 +87,9 @@ class ModelBase(LearningMixin, AISMixin):
     COUPLED: tuple = ()
     SCHEDULE = ""
     KERNELS: dict = {}
+    NONZERO_CONSTS: tuple = ()  # what the arithmetic needs of the constants (analysis/constants.py),
+    POSITIVE_CONSTS: tuple = ()  # checked by the constructor (runtime/consts.py)
+    CONST_CHECKS: tuple = ()
     GREEDY: tuple = ()  # the layer RBMs of greedy pretraining (runtime/greedy.py)
     GREEDY_REFUSED = None  # or why the model has none
 
@@ -76,6 +111,11 @@ class ModelBase(LearningMixin, AISMixin):
         for name, shape in self._shapes.items():
             if any(d < 1 for d in shape):
                 raise ValueError(f"with these sizes {name} would have shape {shape}; every axis must be >= 1")
+        # before anything is allocated or computed: what the model's arithmetic needs of the
+        # constants and sizes (a denominator not zero, a std positive), and memory for the parameters
+        check_constants(type(self), self.sizes, self.consts)
+        check_memory(self.NAME, self._shapes, [p for p, _ in self.PARAMS], self.dtype.itemsize,
+                     ", ".join(f"{k}={v}" for k, v in {**self.sizes, **self.consts}.items()))
         self._categories = {k: int(v) for k, v in self.categories(self.sizes).items()}
         self.domains = {name: domain for name, _, domain in self.GROUPS}
         self.roles = {name: role for name, role, _ in self.GROUPS}
@@ -109,11 +149,20 @@ class ModelBase(LearningMixin, AISMixin):
 
     @params.setter
     def params(self, values: Mapping):
-        for k in values:
-            if k not in self._constraints:
-                raise KeyError(f"{self.NAME} has no parameter {k!r}")
-        for k, v in values.items():
-            self._p[k] = v
+        """Set the parameters `values` names (the others keep theirs); all or nothing."""
+        self._p.update(values)
+
+    def _param_mapping(self, values) -> Mapping:
+        """`values` as a mapping of parameter names, or a TypeError that says what is expected."""
+        if values is None:
+            return {}
+        if isinstance(values, Mapping):
+            return values
+        try:
+            return dict(values)  # pairs, as dict.update takes them
+        except (TypeError, ValueError):
+            raise TypeError(f"the parameters of {self.NAME} are set from a dict from parameter names "
+                            f"({', '.join(self._constraints)}) to arrays, got {type(values).__name__}") from None
 
     def _apply_constraints(self, name, value):
         value = np.array(value, dtype=np.float64)
@@ -133,6 +182,12 @@ class ModelBase(LearningMixin, AISMixin):
             raise ValueError(f"parameter {name} must have shape {want}, got {arr.shape}")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"parameter {name} contains NaN or infinity")
+        with np.errstate(over="ignore"):
+            cast = arr.astype(self.dtype)
+        if not np.all(np.isfinite(cast)):  # finite in float64, beyond the model's dtype
+            at = tuple(int(i) for i in np.argwhere(~np.isfinite(cast))[0])
+            raise ValueError(f"parameter {name} has values too large for {self.dtype.name} (largest finite "
+                             f"{np.finfo(self.dtype).max:.4g}): {float(arr[at])!r} at {at}")
         cons = self._constraints[name]
         if "symmetric" in cons and not np.allclose(arr, arr.T, rtol=1e-5, atol=1e-6):
             raise ValueError(f"parameter {name} is declared symmetric but the array is not")
@@ -146,7 +201,7 @@ class ModelBase(LearningMixin, AISMixin):
     def _array(self, name, value, n=None, check_domain=True):
         if name not in self.all_domains:
             raise ValueError(f"{self.NAME} has no variable {name!r} (it has: {', '.join(self.group_names)})")
-        arr = numeric_array(value, self.dtype, name)
+        arr = self._in_dtype(name, value)
         shape = self._shapes[name]
         if arr.shape[1:] != shape or arr.ndim != len(shape) + 1 or (n is not None and arr.shape[0] != n):
             # the first axis only means "samples" when the rank is right (a lone sample has no such axis)
@@ -158,10 +213,58 @@ class ModelBase(LearningMixin, AISMixin):
             self._check_domain(name, arr)
         return np.ascontiguousarray(arr)
 
+    def _in_dtype(self, name, value) -> np.ndarray:
+        """`value` as an array of the model's dtype; finite numbers beyond its range are refused
+        here (the cast would make them infinite with only numpy's warning)."""
+        with np.errstate(over="ignore"):
+            arr = numeric_array(value, self.dtype, name)
+        if self.dtype != np.float64 and not np.all(np.isfinite(arr)):
+            wide = numeric_array(value, np.float64, name)
+            big = np.isfinite(wide) & ~np.isfinite(arr)
+            if big.any():
+                at = tuple(int(i) for i in np.argwhere(big)[0])
+                raise ValueError(f"{name} has values too large for {self.dtype.name} (largest finite "
+                                 f"{np.finfo(self.dtype).max:.4g}): {float(wide[at])!r} at {at}")
+        return arr
+
+    def _domain_filler(self, name, n) -> np.ndarray:
+        """A valid value of the group's domain everywhere (stands in for elements that are not the caller's)."""
+        shape = (n,) + self._shapes[name]
+        domain = self.all_domains[name]
+        if domain == "categorical":
+            out = np.zeros(shape, self.dtype)
+            out[..., 0] = 1.0
+            return out
+        return np.full(shape, -1.0 if domain == "spin" else 0.0, self.dtype)
+
+    def _check_means(self, name, arr, what="mean-field values"):
+        """Values that stand for means of the group's domain (mean-field starts, means as evidence):
+        finite, in [0, 1] (binary), [-1, 1] (spin), probability rows (categorical)."""
+        domain = self.all_domains[name]
+        if not np.all(np.isfinite(arr)):
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise ValueError(f"{what} of {name} must be finite; found {float(arr[where])!r} at {where}")
+        lo, hi = {"binary": (0.0, 1.0), "spin": (-1.0, 1.0), "categorical": (0.0, 1.0)}.get(domain, (None, None))
+        if lo is not None:
+            bad = (arr < lo) | (arr > hi)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                kind = "probabilities" if domain != "spin" else "means of spins"
+                raise ValueError(f"{what} of {name} are {kind} of a {domain} variable and must lie in "
+                                 f"[{lo:g}, {hi:g}]; found {float(arr[where])!r} at {where}")
+        if domain == "categorical":
+            sums = arr.sum(axis=-1, dtype=np.float64)
+            bad = np.abs(sums - 1.0) > 1e-3
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"{what} of {name} are category probabilities: each row along the last axis "
+                                 f"must sum to 1; the row at {where} sums to {sums[where]:g}")
+
     def _check_domain(self, name, arr):
         domain = self.all_domains[name]
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or infinity")
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise ValueError(f"{name} contains NaN or infinity (found {float(arr[where])!r} at {where})")
         if domain in _DOMAIN_VALUES:
             lo, hi = _DOMAIN_VALUES[domain]
             bad = (arr != lo) & (arr != hi)
@@ -246,9 +349,24 @@ class ModelBase(LearningMixin, AISMixin):
     def call(self, kernel: str, **families):
         """Call compiled `kernel`, its arguments assembled by family name from the module's
         KERNEL_SPEC and ORDERS (gdsl.abi); state/params/sizes/consts default to the model's."""
-        spec = self.KERNEL_SPEC[kernel]
+        spec = self.KERNEL_SPEC.get(kernel)
+        if spec is None:
+            raise ValueError(f"{self.NAME} has no compiled kernel {kernel!r} (it has: "
+                             f"{', '.join(self.KERNEL_SPEC) or 'none'})" + self._energy_groups_hint(None))
         values = dict(self._model_values(families.pop("state", None), families.pop("params", None)), **families)
-        return self.KERNELS[kernel](*abi.arguments(spec, self.ORDERS, values))
+        args = abi.arguments(spec, self.ORDERS, values)
+        try:
+            return self.KERNELS[kernel](*args)
+        except Exception as e:
+            if not cache.raised_by_numba_cache(e):
+                raise
+        # numba could not read its cache files for this module (truncated, garbled): without them it
+        # compiles afresh, and writes new ones
+        module = sys.modules.get(type(self).__module__)
+        removed = cache.discard_numba_files(getattr(module, "__file__", ""))
+        warnings.warn(f"gdsl: numba's cache files for {self.NAME} could not be read; discarded {removed} "
+                      "and recompiling", cache.NumbaCacheWarning, stacklevel=3)
+        return self.KERNELS[kernel](*args)
 
     def _model_values(self, state=None, params=None) -> dict:
         """The families every energy kernel starts with; scalar parameters as 1-element views."""
@@ -267,12 +385,24 @@ class ModelBase(LearningMixin, AISMixin):
         clamp maps a group to True (keep the whole group) or a boolean mask of its shape
         (or with the sample axis) marking elements that keep their value."""
         n = self._n_of(state)
+        self._energy_names(state)
         missing = set(self.domains) - set(state)
         if missing:
             raise ValueError(f"gibbs needs a state for every variable; missing {', '.join(sorted(missing))}")
         st = {k: self._array(k, v, n).copy() for k, v in state.items()}
         masks = self._masks(mapping(clamp, "clamp"), n)
         return self._run_gibbs(st, masks, whole(steps, "steps"))
+
+    def _energy_names(self, state: Mapping) -> None:
+        """Refuse groups the energy does not have (a directed group of a chain graph, or a typo)."""
+        for k in state:
+            if k not in self.domains:
+                raise ValueError(f"{self.NAME} has no variable {k!r} (it has: {', '.join(self.group_names)})"
+                                 + self._energy_groups_hint(k))
+
+    def _energy_groups_hint(self, name) -> str:
+        """Why `name` is not an energy group although the model has it (DirectedModel says)."""
+        return ""
 
     def _masks(self, clamp, n):
         for k in clamp:
@@ -346,10 +476,15 @@ class ModelBase(LearningMixin, AISMixin):
             if g not in evidence:
                 raise ValueError(f"a mask was given for {g!r}, which is not in the evidence; "
                                  f"masks mark the evidence elements to hold fixed")
+        for g in list(evidence) + list(init):
+            if g not in self.domains:
+                raise ValueError(f"{self.NAME} has no variable {g!r} (it has: {', '.join(self.domains)})"
+                                 + self._energy_groups_hint(g))
         st = {}
         for g, domain in self.domains.items():
             if g in init:
                 st[g] = self._array(g, init[g], n, check_domain=False).copy()
+                self._check_means(g, st[g], "the init (starting means)")
             elif domain == "binary":
                 st[g] = np.full((n,) + self._shapes[g], 0.5, self.dtype)
             elif domain == "categorical":
@@ -357,8 +492,13 @@ class ModelBase(LearningMixin, AISMixin):
             else:
                 st[g] = np.zeros((n,) + self._shapes[g], self.dtype)
         for g, v in evidence.items():
-            arr = self._array(g, v, n, check_domain=g not in mask and not _means_as_evidence)
+            arr = self._array(g, v, n, check_domain=False)
             m = self._mask(g, mask.get(g, True), n).astype(bool)
+            # the observed elements must be valid (finite, in the domain); the others are not used
+            if _means_as_evidence:
+                self._check_means(g, np.where(m, arr, st[g]), "the evidence (means)")
+            else:
+                self._check_domain(g, np.where(m, arr, self._domain_filler(g, n)))
             st[g] = np.ascontiguousarray(np.where(m, arr, st[g]).astype(self.dtype))
         masks = self._masks({g: mask.get(g, True) for g in evidence}, n)
         free = {g: bool(not masks[g].all()) for g in self.domains}
@@ -378,6 +518,7 @@ class ModelBase(LearningMixin, AISMixin):
     def energy(self, state: Mapping) -> np.ndarray:
         """E(state) for each sample (float64)."""
         n = self._n_of(state)
+        self._energy_names(state)
         missing = set(self.domains) - set(state)
         if missing:
             raise ValueError(f"energy needs every variable; missing {', '.join(sorted(missing))}")
@@ -387,6 +528,7 @@ class ModelBase(LearningMixin, AISMixin):
     def free_energy(self, evidence: Mapping) -> np.ndarray:
         """-log sum over the groups missing from `evidence` of exp(-E): they are summed out analytically."""
         n = self._n_of(evidence)
+        self._energy_names(evidence)
         st = {k: self._array(k, v, n) for k, v in evidence.items()}  # unknown names and bad shapes first
         summed = tuple(g for g in self.domains if g not in evidence)
         why = self.why_not_summable(summed)
