@@ -95,6 +95,7 @@ def _output_error(path, e: OSError) -> GdslError:
 
 
 def main(argv=None) -> int:
+    _tolerant_output()
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except GdslError as e:
@@ -109,6 +110,16 @@ def main(argv=None) -> int:
         return EXIT_OK
     except Exception as e:  # a failure outside the pipeline (graph export, dump) is still ours
         return _bug(f"{type(e).__name__}: {e}")
+
+
+def _tolerant_output() -> None:
+    """Under an ASCII locale (LC_ALL=C), characters the terminal cannot encode are printed as
+    escapes instead of ending the command in UnicodeEncodeError (a non-ASCII .gdl comment)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # a replaced stream (tests, pipes set up by a caller)
+            pass
 
 
 def _bug(what: str) -> int:

@@ -242,3 +242,18 @@ def test_unreadable_file_in_process(monkeypatch, capsys, tmp_path):
     status = cli.main(["check", str(tmp_path / "secret.gdl")])
     assert status == 2
     assert capsys.readouterr().err == f"{tmp_path / 'secret.gdl'}: error: cannot read it: Permission denied\n"
+
+
+@pytest.mark.parametrize("command", [["check"], ["dump", "--stage", "py"], ["dump", "--stage", "ast"]])
+def test_non_ascii_source_under_an_ascii_locale(tmp_path, command):
+    """Found by bench/fuzz.py --locale: `gdsl dump --stage py` exited 3 (UnicodeEncodeError on stdout)
+    under LC_ALL=C for a model whose comment is not ASCII."""
+    src = tmp_path / "accent.gdl"
+    src.write_text(RBM.read_text(encoding="utf-8").replace("model rbm", "# café – énergie\nmodel rbm"),
+                   encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "PYTHONUTF8")}
+    env.update(LC_ALL="C", LANG="C", PYTHONUTF8="0")
+    p = subprocess.run([sys.executable, "-m", "gdsl", *command, str(src)], env=env, capture_output=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr.decode("ascii", "replace")
+    assert b"Traceback" not in p.stderr
