@@ -68,8 +68,16 @@ class Source:
     def line_text(self, line: int) -> str:
         """Line `line` (1-based). Only '\\n' ends a line, as in the parser, so other line
         separators (a lone '\\r', U+2028 ...) cannot shift the line numbers."""
-        lines = self.text.split("\n")
+        lines = self._lines()
         return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
+
+    def _lines(self) -> list:
+        """The text split once (a report of thousands of errors asks for a line each)."""
+        cached = self.__dict__.get("_split")
+        if cached is None or cached[0] is not self.text:
+            cached = (self.text, self.text.split("\n"))
+            self.__dict__["_split"] = cached
+        return cached[1]
 
 
 def excerpt(lines, span: Span, limit: int = MAX_QUOTED) -> str:
@@ -126,18 +134,21 @@ class GdslError(Exception):
         head = f"{filename}:{self.span.line}:{self.span.column}: error: {self.message}"
         out = [head]
         if source is not None:
-            text = display_text(source.line_text(self.span.line))
+            raw = source.line_text(self.span.line)
             column = self.span.column
             width = 1
             if self.span.end_line == self.span.line:
                 width = max(1, self.span.end_column - self.span.column)
-            if len(text) > MAX_SHOWN:  # show a window of a long line around the error
-                start = max(0, min(column - 1 - MAX_SHOWN // 3, len(text) - MAX_SHOWN))
+            if len(raw) > MAX_SHOWN:  # show a window of a long line around the error (cut first:
+                # display_text maps one character to one, and the line may be a megabyte)
+                start = max(0, min(column - 1 - MAX_SHOWN // 3, len(raw) - MAX_SHOWN))
                 before = "..." if start > 0 else ""
-                after = "..." if start + MAX_SHOWN < len(text) else ""
-                text = before + text[start:start + MAX_SHOWN] + after
+                after = "..." if start + MAX_SHOWN < len(raw) else ""
+                text = before + display_text(raw[start:start + MAX_SHOWN]) + after
                 column = column - start + len(before)
                 width = min(width, MAX_SHOWN + len(before) - column + 1)
+            else:
+                text = display_text(raw)
             width = max(1, min(width, len(text) - column + 1))
             gutter = f"{self.span.line:4d} | "
             out.append(gutter + text)

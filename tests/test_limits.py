@@ -394,3 +394,35 @@ def test_nesting_python_cannot_compile_is_a_user_error_not_invalid_code():
     err = info.value.errors[0]
     assert err.kind == "limit" and err.span.line == 4
     assert "nested too deeply for the generated Python module" in err.message
+
+
+def test_reporting_thousands_of_errors_is_linear():
+    """Found by bench/fuzz.py: each error re-split the whole text and re-processed its whole
+    line; 5,555 unknown names on one line took minutes to report."""
+    import time
+
+    from gdsl.driver import compile_source
+    from gdsl.errors import ModelErrors, Source
+
+    text = HEADER + "    energy " + " + ".join(f"u{i}" for i in range(5555)) + "\n}\n"
+    start = time.perf_counter()
+    with pytest.raises(ModelErrors) as info:
+        compile_source(Source(text, "u.gdl"))
+    report = info.value.format()
+    assert len(info.value.errors) >= 5555 and report.count("error: unknown name") >= 5555
+    assert time.perf_counter() - start < 10
+
+
+def test_a_megabyte_comment_compiles_quickly():
+    """Found by bench/fuzz.py: splitting SOURCE_TEXT into chunks re-ran repr on the rest of the
+    line per chunk (23 s for a 1 MB comment)."""
+    import time
+
+    from gdsl.driver import compile_source
+    from gdsl.errors import Source
+
+    text = HEADER + "    energy -b @ v\n}\n# " + "é x " * 250_000 + "\n"
+    start = time.perf_counter()
+    python = compile_source(Source(text, "c.gdl")).python
+    assert time.perf_counter() - start < 10
+    compile(python, "c.py", "exec")

@@ -110,9 +110,12 @@ def _string_assignment(line: str):
     room = LINE_WIDTH - len(pad) - 2
     chunks = []
     for piece in re.findall(r"[^\n]*\n|[^\n]+$", value):
-        while len(repr(piece)) > room:
-            cut = piece.rfind(" ", 0, room - 10)
-            cut = cut + 1 if cut > 0 else room - 10
+        while len(piece) > room // 4 and len(repr(piece[:room])) > room:  # cut at a space, front first
+            head = piece[:room - 10]
+            cut = head.rfind(" ")
+            cut = cut + 1 if cut > 0 else len(head)
+            while cut > 1 and len(repr(piece[:cut])) > room:  # escapes make repr longer than the text
+                cut //= 2
             chunks.append(piece[:cut])
             piece = piece[cut:]
         chunks.append(piece)
