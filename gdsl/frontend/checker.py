@@ -176,25 +176,7 @@ class Checker(DirectedChecks):
         """An integer expression of sizes and literals (no index variables), evaluated with an
         explicit stack (a long chain such as 1 + 1 + ... needs no recursion); every operand
         that is not a size or a whole number is reported, left to right."""
-        values: list = []
-        stack: list = [(e, False)]
-        while stack:
-            node, done = stack.pop()
-            if done:
-                if isinstance(node, ast.Neg):
-                    a = values.pop()
-                    values.append(-a if a is not None else None)
-                else:
-                    b, a = values.pop(), values.pop()
-                    values.append(None if a is None or b is None else
-                                  a + b if node.op == "+" else a - b if node.op == "-" else a * b)
-            elif isinstance(node, ast.BinOp) and node.op in ("+", "-", "*"):
-                stack += [(node, True), (node.right, False), (node.left, False)]
-            elif isinstance(node, ast.Neg):
-                stack += [(node, True), (node.operand, False)]
-            else:
-                values.append(self._size_operand(node, what))
-        return values[0]
+        return integer_poly(e, lambda leaf: self._size_operand(leaf, what))
 
     def _size_operand(self, e: ast.Expr, what: str) -> Optional[Poly]:
         """A size expression's operand: a whole number or a size."""
@@ -629,9 +611,10 @@ def _names_in(e) -> set[str]:
     return {n.id for n in ast.walk(e) if isinstance(n, ast.Name)}
 
 
-def index_poly_of(e: ast.Expr, sizes, index_names) -> Optional[Poly]:
-    """The integer polynomial an index/size expression denotes, or None (evaluated with an
-    explicit stack, so a long chain needs no recursion)."""
+def integer_poly(e: ast.Expr, leaf) -> Optional[Poly]:
+    """The polynomial of +, - and * over `e`'s leaves (leaf(node) -> Poly or None; None
+    anywhere gives None), evaluated with an explicit stack so a long chain needs no recursion.
+    Every leaf is visited, left to right (leaf may report errors)."""
     values: list = []
     stack: list = [(e, False)]
     while stack:
@@ -648,13 +631,21 @@ def index_poly_of(e: ast.Expr, sizes, index_names) -> Optional[Poly]:
             stack += [(node, True), (node.right, False), (node.left, False)]
         elif isinstance(node, ast.Neg):
             stack += [(node, True), (node.operand, False)]
-        elif isinstance(node, ast.Num):
-            values.append(Poly.const(node.value) if isinstance(node.value, int) else None)
-        elif isinstance(node, ast.Name) and (node.id in index_names or node.id in sizes):
-            values.append(Poly.sym(node.id))
         else:
-            values.append(None)
+            values.append(leaf(node))
     return values[0]
+
+
+def index_poly_of(e: ast.Expr, sizes, index_names) -> Optional[Poly]:
+    """The integer polynomial an index/size expression denotes, or None."""
+    def leaf(node):
+        if isinstance(node, ast.Num):
+            return Poly.const(node.value) if isinstance(node.value, int) else None
+        if isinstance(node, ast.Name) and (node.id in index_names or node.id in sizes):
+            return Poly.sym(node.id)
+        return None
+
+    return integer_poly(e, leaf)
 
 
 def check(model: ast.Model, source: Source) -> CheckedModel:
