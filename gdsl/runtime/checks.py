@@ -75,3 +75,11 @@ def generator(seed) -> np.random.Generator:
         return np.random.default_rng(seed)
     except (TypeError, ValueError):
         raise ValueError(f"seed must be None or a whole number >= 0, got {seed!r}") from None
+
+
+def refuse_nothing_to_learn(model) -> None:
+    """`fit` on a model whose every number is a size or a constant has nothing to change."""
+    if not len(model.params):
+        raise ValueError(f"{model.NAME} has no learned parameters (every number in it is a size or a constant), "
+                         "so there is nothing to fit; declare with `param` what should be learned, or use the "
+                         "model as it is (sample, log_partition, log_prob)")

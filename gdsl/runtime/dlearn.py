@@ -23,7 +23,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .checks import real, whole
+from .checks import real, refuse_nothing_to_learn, whole
 from .learn import TrainingError, _EpochBar, diverged, divergence_scale, kept_text, learning_rate
 
 METHODS = ("ml", "elbo", "iwae", "reinforce", "wake-sleep", "greedy")
@@ -101,6 +101,7 @@ def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str
                  validation: Mapping | None = None, callback: Callable | None = None, progress: bool | None = None,
                  checkpoint=None, checkpoint_every: int = 1, resume=None, **greedy_options) -> list:
     """Train a directed model; return the history (one dict per epoch). See the module docstring."""
+    refuse_nothing_to_learn(model)
     method = method or default_method(model, data)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")

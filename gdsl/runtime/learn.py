@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .checks import generator, real, whole
+from .checks import generator, real, refuse_nothing_to_learn, whole
 
 FORMAT = 1
 METHODS = ("cd", "pcd", "variational")
@@ -166,6 +166,7 @@ class LearningMixin:
         positive phase even where the posterior factorises). Models whose latents are not
         conditionally independent given the data (a DBM) get the mean-field positive phase
         with either method. See docs/learning.md for every option."""
+        refuse_nothing_to_learn(self)
         if method == "greedy":
             from .greedy import fit_greedy
 
