@@ -87,6 +87,24 @@ def signature(kernel: str, spec: Sequence[str], orders: Mapping[str, Sequence[st
     return f"{kernel}({', '.join(parameter_names(spec, orders))})"
 
 
+# Domains whose values are one-hot rows along the last axis (K categories). A categorical_off
+# row may also be all zero: K + 1 states, the pooling units of probabilistic max pooling,
+# written `categorical(K, off)`.
+ONE_HOT = ("categorical", "categorical_off")
+
+
+def row_states(domain: str, categories: int) -> int:
+    """How many values one row of a one-hot group takes."""
+    return categories + 1 if domain == "categorical_off" else categories
+
+
+def domain_text(domain: str, categories=None) -> str:
+    """The domain as the .gdl source writes it."""
+    if domain == "categorical_off":
+        return f"categorical({categories}, off)"
+    return domain + (f"({categories})" if categories is not None else "")
+
+
 class MissingArgument(KeyError):
     pass
 

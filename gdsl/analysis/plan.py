@@ -16,6 +16,7 @@ from typing import Optional
 
 import networkx as nx
 
+from ..abi import ONE_HOT
 from ..errors import ErrorSink, Span, excerpt
 from ..ir.graph import group_graph
 from ..ir.model import IAccess, ModelIR, Monomial, iexpr_index_names
@@ -26,6 +27,7 @@ CONDITIONAL = {
     "binary": "Bernoulli(sigmoid(f))",
     "spin": "spin: P(+1) = sigmoid(2 f)",
     "categorical": "softmax(f) over the last axis",
+    "categorical_off": "softmax over the last axis and an all-zero state of logit 0",
     "real": "Gaussian(mean f / 2q, variance 1 / 2q)",
 }
 
@@ -169,7 +171,7 @@ def _classify(m: Monomial, ir: ModelIR, groups: dict[str, GroupPlan], sink: Erro
             sink.error(f"elements of the real variable {name} are multiplied together in {_quoted(ir, where)}",
                        where, "real variables may only have a squared self-term (x^2), not couplings "
                        "between their elements", kind="domain")
-        elif g.domain == "categorical":
+        elif g.domain in ONE_HOT:
             sink.error(f"elements of the categorical variable {name} are coupled to each other in "
                        f"{_quoted(ir, where)}", where, "couple categorical variables to other groups only",
                        kind="domain")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from .. import __version__, abi, ops
+from ..abi import ONE_HOT
 from ..analysis.layers import DBN_LAYER_TEXT
 from ..analysis.plan import GroupPlan, Plan, stencil_offsets
 from ..ir.model import Factor, Monomial, iexpr_text
@@ -21,11 +22,11 @@ from .tidy import docstring, tidy
 from .learning import LearningEmitter
 
 DRAW = {"binary": "two_state_draw", "spin": "two_state_draw", "real": "gaussian_draw",
-        "categorical": "categorical_draw"}
+        "categorical": "categorical_draw", "categorical_off": "categorical_off_draw"}
 MEAN = {"binary": "two_state_mean", "spin": "two_state_mean", "real": "gaussian_mean",
-        "categorical": "categorical_mean"}
+        "categorical": "categorical_mean", "categorical_off": "categorical_off_mean"}
 LOGNORM = {"binary": "two_state_lognorm", "spin": "two_state_lognorm", "real": "gaussian_lognorm",
-           "categorical": "categorical_lognorm"}
+           "categorical": "categorical_lognorm", "categorical_off": "categorical_off_lognorm"}
 LOW = {"binary": ", 0.0", "spin": ", -1.0"}  # the lower value of a two-state unit (the upper is 1)
 SITE_DRAW = {"binary": "_k.draw_binary", "spin": "_k.draw_spin"}
 SITE_MEAN = {"binary": "_k.sigmoid", "spin": "math.tanh"}
@@ -343,7 +344,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         return f"field_{g.name}({self.args}, f_{g.name}{extra})"
 
     def _rows(self, g: GroupPlan) -> str:
-        if g.domain == "categorical":
+        if g.domain in ONE_HOT:
             k = P.poly(g.categories, self.sizes)
             return f"(n, {P.group(g.name)}.size // (n * {k}), {k})"
         return f"(n, {P.group(g.name)}.size // n)"

@@ -205,6 +205,7 @@ class Checker(DirectedChecks):
             self._group_from_dist(g, shape)
             return
         d = g.domain
+        domain = d.name
         categories = None
         if d.name not in DOMAINS:
             alias = DOMAIN_ALIASES.get(d.name.lower())
@@ -214,9 +215,10 @@ class Checker(DirectedChecks):
                     "the domains are binary, spin, real and categorical(K)")
             self.error(f"unknown domain '{d.name}' for '{g.name}'", d.span, hint, kind="name")
         elif d.name == "categorical":
-            if len(d.args) != 1:
-                self.error("categorical takes one argument, the number of categories: categorical(K)", d.span,
-                           kind="domain")
+            domain = self._categorical_variant(d)
+            if domain is None:
+                self.error("categorical takes the number of categories, and `off` for rows that may also be all "
+                           "zero: categorical(K) or categorical(K, off)", d.span, kind="domain")
             else:
                 categories = self._size_expr(d.args[0], "the number of categories")
                 if categories is not None and not self._positive(categories, d.args[0].span,
@@ -235,7 +237,17 @@ class Checker(DirectedChecks):
         elif d.args:
             self.error(f"domain '{d.name}' takes no arguments", d.span, kind="domain")
         if self.owner.get(g.name) is g:  # a duplicate does not replace the first declaration
-            self.groups[g.name] = GroupInfo(g.name, g.role, shape, d.name, categories, g)
+            self.groups[g.name] = GroupInfo(g.name, g.role, shape, domain, categories, g)
+
+    @staticmethod
+    def _categorical_variant(d: ast.Domain):
+        """categorical(K) is one-hot; categorical(K, off) may also be all zero (K + 1 states, the
+        pooling units of probabilistic max pooling). None if the arguments are neither."""
+        if len(d.args) == 1:
+            return "categorical"
+        if len(d.args) == 2 and isinstance(d.args[1], ast.Name) and d.args[1].id == "off":
+            return "categorical_off"
+        return None
 
     def _param(self, p: ast.ParamDecl) -> None:
         shape = self._shape(p.shape, f"'{p.name}'", p.name)

@@ -26,6 +26,7 @@ import bisect
 import itertools
 import math
 
+from ..abi import ONE_HOT
 from ..errors import ErrorSink, Span, excerpt
 from ..frontend import ast
 from ..frontend.checker import CheckedModel, index_poly_of
@@ -448,7 +449,7 @@ def _simplify_factors(raw, groups) -> tuple[Factor, ...] | None:
     out = []
     for (name, index), (power, span) in merged.items():
         domain = groups[name].domain
-        if domain in ("binary", "categorical"):
+        if domain in ("binary",) + ONE_HOT:  # x * x = x for values 0 and 1
             power = 1
         elif domain == "spin":
             power %= 2

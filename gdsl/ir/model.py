@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from ..abi import domain_text
 from ..errors import Span
 from ..poly import Poly
 
@@ -379,7 +380,7 @@ class ModelIR:
             out.append(f"  const {k} = {v!r}")
         for g in self.groups.values():
             shape = "[" + ", ".join(str(d) for d in g.shape) + "]"
-            dom = g.domain + (f"({g.categories})" if g.categories is not None else "")
+            dom = domain_text(g.domain, g.categories)
             out.append(f"  {g.role} {g.name}{shape}: {dom}")
         for p in self.params.values():
             shape = "[" + ", ".join(str(d) for d in p.shape) + "]"

@@ -17,6 +17,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
+from ..abi import ONE_HOT, row_states
 from .checks import numeric_array, real
 
 
@@ -82,10 +83,11 @@ class AISMixin:
             elif x is not None and domain == "spin":
                 p = (((x + 1.0) / 2.0).sum(0) + 1.0) / (len(x) + 2.0)  # data (+-1) or posterior means
                 bf = 0.5 * (np.log(p) - np.log1p(-p))
-            elif x is not None and domain == "categorical":
-                k = self._categories[g]
-                counts = x.reshape(len(x), -1, k).sum(0) + 1.0
-                bf = np.log(counts / counts.sum(-1, keepdims=True)).reshape(-1)
+            elif x is not None and domain in ONE_HOT:
+                counts = _state_counts(x, domain, self._categories[g]) + 1.0  # smoothed
+                # logits relative to the last state's (the all-zero row of categorical_off, whose logit is 0)
+                ref = counts[:, -1:] if domain == "categorical_off" else counts.sum(-1, keepdims=True)
+                bf = np.log(counts[:, :self._categories[g]] / ref).reshape(-1)
             base[g] = (np.ascontiguousarray(bf, self.dtype), np.ascontiguousarray(bq, self.dtype))
         return base
 
@@ -112,9 +114,8 @@ class AISMixin:
                 total += float(np.sum(np.logaddexp(0.0, bf)))
             elif domain == "spin":
                 total += float(np.sum(np.logaddexp(-bf, bf)))
-            elif domain == "categorical":
-                k = self._categories[g]
-                total += float(np.sum(np.logaddexp.reduce(bf.reshape(-1, k), axis=1)))
+            elif domain in ONE_HOT:
+                total += float(np.sum(np.logaddexp.reduce(_row_logits(bf, domain, self._categories[g]), axis=1)))
             else:
                 total += float(np.sum(bf ** 2 / (4 * bq) + 0.5 * np.log(math.pi / bq)))
         return total
@@ -213,12 +214,13 @@ class AISMixin:
                     x = rng.random((runs, bf.size)) < 1 / (1 + np.exp(-bf))
                 elif domain == "spin":
                     x = np.where(rng.random((runs, bf.size)) < 1 / (1 + np.exp(-2 * bf)), 1.0, -1.0)
-                elif domain == "categorical":
+                elif domain in ONE_HOT:
                     k = self._categories[g]
-                    logits = bf.reshape(-1, k)
+                    logits = _row_logits(bf, domain, k)
                     p = np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))
                     u = rng.random((runs, len(p), 1))
-                    x = np.eye(k)[(u > np.cumsum(p, axis=1)[None]).sum(-1).clip(max=k - 1)]
+                    states = p.shape[1]
+                    x = np.eye(states)[(u > np.cumsum(p, axis=1)[None]).sum(-1).clip(max=states - 1)][..., :k]
                 else:
                     x = bf / (2 * bq) + rng.standard_normal((runs, bf.size)) / np.sqrt(2 * bq)
                 state[g] = np.ascontiguousarray(np.asarray(x, dtype=self.dtype).reshape(shape))
@@ -264,3 +266,21 @@ class AISMixin:
             else:
                 entropy -= np.sum(m * np.log(m), axis=1)
         return -energy + entropy - log_z
+
+
+def _row_logits(bf: np.ndarray, domain: str, k: int) -> np.ndarray:
+    """The base model's logits of every state of each one-hot row, (rows, states): the K unit
+    logits, and 0 for the all-zero row of a categorical_off group."""
+    rows = bf.reshape(-1, k)
+    if domain == "categorical_off":
+        rows = np.concatenate([rows, np.zeros((len(rows), 1))], axis=1)
+    return rows
+
+
+def _state_counts(x: np.ndarray, domain: str, k: int) -> np.ndarray:
+    """How often each row of a one-hot group takes each state in x (samples, ...): (rows, states)."""
+    units = x.reshape(len(x), -1, k)
+    counts = units.sum(0)
+    if row_states(domain, k) > k:  # the all-zero state: the mass the units leave
+        counts = np.concatenate([counts, (1.0 - units.sum(-1)).sum(0)[:, None]], axis=1)
+    return counts

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..abi import ONE_HOT, row_states
+
 
 class Enumeration:
-    """groups: list of (name, domain, shape, categories) with domain binary/spin/categorical."""
+    """groups: list of (name, domain, shape, categories) with a discrete domain. A one-hot row is
+    one digit of base K (K + 1 for categorical_off, whose digit K is the all-zero row)."""
 
     def __init__(self, groups):
         self.groups = groups
@@ -13,10 +16,10 @@ class Enumeration:
         count = 1
         for name, domain, shape, k in groups:
             size = int(np.prod(shape, dtype=np.int64))
-            if domain == "categorical":
-                rows = size // k
-                self.digits.append((name, k, rows))
-                count *= k ** rows
+            if domain in ONE_HOT:
+                rows, base = size // k, row_states(domain, k)
+                self.digits.append((name, base, rows))
+                count *= base ** rows
             else:
                 self.digits.append((name, 2, size))
                 count *= 2 ** size
@@ -35,7 +38,7 @@ class Enumeration:
             elif domain == "spin":
                 x = 2.0 * digits - 1.0
             else:
-                x = np.eye(k)[digits]
+                x = np.eye(base)[digits][..., :k]
             out[name] = np.ascontiguousarray(x.reshape((len(idx),) + tuple(shape)))
         return out
 

@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ..abi import ONE_HOT, row_states
 from .checks import generator, real, refuse_nothing_to_learn, whole
 
 FORMAT = 1
@@ -345,7 +346,9 @@ class LearningMixin:
 
     def _mean_start(self, g) -> float:
         domain = self.domains[g]
-        return 0.5 if domain == "binary" else 1.0 / self._categories[g] if domain == "categorical" else 0.0
+        if domain in ONE_HOT:
+            return 1.0 / row_states(domain, self._categories[g])
+        return 0.5 if domain == "binary" else 0.0
 
     def _epoch_problem(self, ok, state, epoch, scale, rate):
         """What went wrong in the epoch just run (a message), or None."""

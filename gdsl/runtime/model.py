@@ -244,7 +244,8 @@ class ModelBase(LearningMixin, AISMixin):
         if not np.all(np.isfinite(arr)):
             where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
             raise ValueError(f"{what} of {name} must be finite; found {float(arr[where])!r} at {where}")
-        lo, hi = {"binary": (0.0, 1.0), "spin": (-1.0, 1.0), "categorical": (0.0, 1.0)}.get(domain, (None, None))
+        lo, hi = {"binary": (0.0, 1.0), "spin": (-1.0, 1.0), "categorical": (0.0, 1.0),
+                  "categorical_off": (0.0, 1.0)}.get(domain, (None, None))
         if lo is not None:
             bad = (arr < lo) | (arr > hi)
             if bad.any():
@@ -259,6 +260,14 @@ class ModelBase(LearningMixin, AISMixin):
                 where = tuple(int(i) for i in np.argwhere(bad)[0])
                 raise ValueError(f"{what} of {name} are category probabilities: each row along the last axis "
                                  f"must sum to 1; the row at {where} sums to {sums[where]:g}")
+        if domain == "categorical_off":  # the rest of the row's mass is the all-zero state's
+            sums = arr.sum(axis=-1, dtype=np.float64)
+            bad = sums > 1.0 + 1e-3
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"{what} of {name} are probabilities of the units of a categorical(K, off) row: "
+                                 f"each row along the last axis must sum to at most 1; the row at {where} sums "
+                                 f"to {sums[where]:g}")
 
     def _check_domain(self, name, arr):
         domain = self.all_domains[name]
@@ -276,6 +285,11 @@ class ModelBase(LearningMixin, AISMixin):
             ok = np.isin(arr, (0.0, 1.0)).all() and np.all(arr.sum(axis=-1) == 1)
             if not ok:
                 raise ValueError(f"{name} is categorical: each row along the last axis must be one-hot")
+        elif domain == "categorical_off":
+            ok = np.isin(arr, (0.0, 1.0)).all() and np.all(arr.sum(axis=-1) <= 1)
+            if not ok:
+                raise ValueError(f"{name} is categorical(K, off): each row along the last axis must be one-hot "
+                                 "or all zero")
 
     def _n_of(self, data: Mapping) -> int:
         if not isinstance(data, Mapping) or not data:
@@ -316,7 +330,7 @@ class ModelBase(LearningMixin, AISMixin):
         except ValueError:
             raise ValueError(f"the clamp mask of {name} must have shape {self._shapes[name]} or "
                              f"{shape}, got {np.shape(mask)}") from None
-        if self.all_domains[name] == "categorical":  # a one-hot row is clamped or free as a whole
+        if self.all_domains[name] in abi.ONE_HOT:  # a one-hot row is clamped or free as a whole
             m = np.broadcast_to(m.max(axis=-1, keepdims=True), shape)
         return np.ascontiguousarray(m)
 
@@ -338,10 +352,10 @@ class ModelBase(LearningMixin, AISMixin):
                 x = np.where(self._rng.random(shape) < 0.5, -1.0, 1.0).astype(self.dtype)
             elif domain == "real":
                 x = self._rng.standard_normal(shape).astype(self.dtype)
-            else:
+            else:  # one-hot rows (index k of a categorical_off row: all zero)
                 k = self._categories[name]
-                idx = self._rng.integers(0, k, size=shape[:-1])
-                x = np.eye(k, dtype=self.dtype)[idx]
+                idx = self._rng.integers(0, abi.row_states(domain, k), size=shape[:-1])
+                x = np.eye(abi.row_states(domain, k), dtype=self.dtype)[idx][..., :k]
             out[name] = np.ascontiguousarray(x)
         return out
 
@@ -487,8 +501,9 @@ class ModelBase(LearningMixin, AISMixin):
                 self._check_means(g, st[g], "the init (starting means)")
             elif domain == "binary":
                 st[g] = np.full((n,) + self._shapes[g], 0.5, self.dtype)
-            elif domain == "categorical":
-                st[g] = np.full((n,) + self._shapes[g], 1.0 / self._categories[g], self.dtype)
+            elif domain in abi.ONE_HOT:
+                st[g] = np.full((n,) + self._shapes[g], 1.0 / abi.row_states(domain, self._categories[g]),
+                                self.dtype)
             else:
                 st[g] = np.zeros((n,) + self._shapes[g], self.dtype)
         for g, v in evidence.items():
@@ -582,9 +597,9 @@ class ModelBase(LearningMixin, AISMixin):
 
     def _log2_states(self, g):
         size = int(np.prod(self._shapes[g], dtype=np.int64))
-        if self.domains[g] == "categorical":
+        if self.domains[g] in abi.ONE_HOT:
             k = self._categories[g]
-            return (size // k) * math.log2(k)
+            return (size // k) * math.log2(abi.row_states(self.domains[g], k))
         return float(size)
 
     def log_partition(self, method: str = "exact", max_states: int = DEFAULT_MAX_STATES,

@@ -156,29 +156,33 @@ def gaussian_draw(f, q, x, mask, rng):
 
 
 @numba.njit(cache=True, inline="always")
-def _row_normaliser(f, c, r):
-    """(max, sum of exp(f - max)) of row r of chain c: a softmax without overflow."""
+def _row_normaliser(f, c, r, off):
+    """(max, sum of exp(f - max)) of row r of chain c: a softmax without overflow. With `off`
+    the row has a K+1-th state, all zero, whose logit is 0 (probabilistic max pooling)."""
     k = f.shape[2]
     top = f[c, r, 0]
     for j in range(1, k):
         top = max(top, f[c, r, j])
+    if off:
+        top = max(top, 0.0)
     total = 0.0
     for j in range(k):
         total += math.exp(f[c, r, j] - top)
+    if off:
+        total += math.exp(-top)
     return top, total
 
 
-@numba.njit(cache=True)
-def categorical_draw(f, x, mask, rng):
-    """f, x, mask are (chains, rows, K): each row of x becomes one-hot, softmax(f row)."""
+@numba.njit(cache=True, inline="always")
+def _categorical_draw(f, x, mask, rng, off):
     n, rows, k = f.shape
     for c in range(n):
         for r in range(rows):
             if mask[c, r, 0] != 0:
                 continue
-            top, total = _row_normaliser(f, c, r)
+            top, total = _row_normaliser(f, c, r, off)
             u = uniform(rng, c) * total
-            chosen = k - 1
+            chosen = -1 if off else k - 1  # u past every unit's share: the off state (or rounding)
             acc = 0.0
             for j in range(k):
                 acc += math.exp(f[c, r, j] - top)
@@ -187,6 +191,19 @@ def categorical_draw(f, x, mask, rng):
                     break
             for j in range(k):
                 x[c, r, j] = 1.0 if j == chosen else 0.0
+
+
+@numba.njit(cache=True)
+def categorical_draw(f, x, mask, rng):
+    """f, x, mask are (chains, rows, K): each row of x becomes one-hot, softmax(f row)."""
+    _categorical_draw(f, x, mask, rng, False)
+
+
+@numba.njit(cache=True)
+def categorical_off_draw(f, x, mask, rng):
+    """categorical(K, off): each row one-hot with probability exp(f_j) / (1 + sum exp f), all zero
+    with probability 1 / (1 + sum exp f)."""
+    _categorical_draw(f, x, mask, rng, True)
 
 
 # mean-field updates: x <- damping * x + (1 - damping) * E[x | f]; return max change -------
@@ -235,20 +252,31 @@ def gaussian_mean(f, q, x, mask, damping):
     return delta
 
 
-@numba.njit(cache=True)
-def categorical_mean(f, x, mask, damping):
+@numba.njit(cache=True, inline="always")
+def _categorical_mean(f, x, mask, damping, off):
     n, rows, k = f.shape
     delta = 0.0
     for c in range(n):
         for r in range(rows):
             if mask[c, r, 0] != 0:
                 continue
-            top, total = _row_normaliser(f, c, r)
+            top, total = _row_normaliser(f, c, r, off)
             for j in range(k):
                 new = damping * x[c, r, j] + (1.0 - damping) * math.exp(f[c, r, j] - top) / total
                 delta = max(delta, abs(new - x[c, r, j]))
                 x[c, r, j] = new
     return delta
+
+
+@numba.njit(cache=True)
+def categorical_mean(f, x, mask, damping):
+    return _categorical_mean(f, x, mask, damping, False)
+
+
+@numba.njit(cache=True)
+def categorical_off_mean(f, x, mask, damping):
+    """The means of a categorical(K, off) row: exp(f_j) / (1 + sum exp f); they sum to at most 1."""
+    return _categorical_mean(f, x, mask, damping, True)
 
 
 # log-normalisers: out[c] -= sum over elements of log sum_x exp(f x - q x^2) -------------
@@ -280,12 +308,23 @@ def gaussian_lognorm(f, q, out):
     return ok
 
 
-@numba.njit(cache=True)
-def categorical_lognorm(f, out):
+@numba.njit(cache=True, inline="always")
+def _categorical_lognorm(f, out, off):
     n, rows, k = f.shape
     for c in range(n):
         acc = 0.0
         for r in range(rows):
-            top, total = _row_normaliser(f, c, r)
+            top, total = _row_normaliser(f, c, r, off)
             acc += top + math.log(total)
         out[c] -= acc
+
+
+@numba.njit(cache=True)
+def categorical_lognorm(f, out):
+    _categorical_lognorm(f, out, False)
+
+
+@numba.njit(cache=True)
+def categorical_off_lognorm(f, out):
+    """log(1 + sum_j exp f_j) per row: the off state contributes exp(0)."""
+    _categorical_lognorm(f, out, True)
