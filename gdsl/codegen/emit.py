@@ -115,11 +115,13 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         return " * ".join(d) if d else "1"
 
     def loop_nest(self, m: Monomial, body: list[str], indent: int, pinned: dict | None = None,
-                  implied: frozenset = frozenset()) -> None:
+                  implied: frozenset = frozenset(), skip: tuple | None = None) -> None:
         """Loops over the monomial's index ranges; `pinned` indices are fixed by a site instead
-        (their range is checked unless `implied`, i.e. the site loop already guarantees it)."""
+        (their range is checked unless `implied`, i.e. the site loop already guarantees it).
+        `skip` = (depth, name, access): after the loop at `depth`, bind `name = access` and run
+        the inner loops only where it is not zero."""
         pinned = pinned or {}
-        for r in m.ranges:
+        for depth, r in enumerate(m.ranges):
             lo = P.bound(r.lo, "max", self.sizes)
             hi = P.bound(r.hi, "min", self.sizes)
             if r.name in pinned:
@@ -130,6 +132,10 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             else:
                 self.w(f"for {r.name} in range({lo}, {hi}):", indent)
             indent += 1
+            if skip is not None and skip[0] == depth:
+                self.w(f"{skip[1]} = {skip[2]}", indent)
+                self.w(f"if {skip[1]} != 0.0:", indent)
+                indent += 1
         if m.guards:
             cond = " and ".join(f"0 <= {P.poly(g.expr, self.sizes)} < {P.poly(g.dim, self.sizes)}"
                                 for g in m.guards)
@@ -264,10 +270,30 @@ class Emitter(LearningEmitter, AnnealingEmitter):
     def scatter(self, m: Monomial, fi: int, target: str, negate: bool) -> None:
         f = m.factors[fi]
         idx = ", ".join(["c"] + [P.poly(p, self.sizes) for p in f.index])
-        others = [self.access(o) for k, o in enumerate(m.factors) if k != fi]
+        skip = self.zero_skip(m, fi)
+        others = [skip[1] if skip and k == skip[3] else self.access(o) for k, o in enumerate(m.factors) if k != fi]
         value = P.product([self.coef(m, negate)] + others)
         self.w("for c in range(n):", 1)
-        self.loop_nest(m, [f"{target}[{idx}] {add(value)}"], 2)
+        self.loop_nest(m, [f"{target}[{idx}] {add(value)}"], 2, skip=skip[:3] if skip else None)
+
+    def zero_skip(self, m: Monomial, fi: int):
+        """(depth, name, access, factor) for a factor of a binary or one-hot group (mostly zeros in
+        samples) that outer loops already fix while inner loops remain: the inner loops run only
+        where it is one (a convolution's back-projection from sparse detector units). None if
+        there is none, or if the monomial has guards (the access could be out of range before them)."""
+        if m.guards or len(m.ranges) < 2:
+            return None
+        depth_of = {r.name: d for d, r in enumerate(m.ranges)}
+        for k, o in enumerate(m.factors):
+            if k == fi or o.power != 1 or self.ir.groups[o.group].domain not in ("binary",) + ONE_HOT:
+                continue
+            names = set().union(*(p.symbols() for p in o.index)) - self.sizes
+            if not names <= set(depth_of):
+                continue
+            depth = max((depth_of[v] for v in names), default=-1)
+            if 0 <= depth < len(m.ranges) - 1:
+                return depth, f"z{k}", self.access(o), k
+        return None
 
     # lateral couplings: the field at one site --------------------------------------------------
     def site_field(self, g: GroupPlan, indent: int) -> None:
@@ -518,9 +544,11 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w("acc += t[c, j] * x2[c, j]", indent + 2)
             self.w(f"out[c] {accumulate(alpha, 'acc')}", indent + 1)
             return
-        value = P.product([self.coef(m)] + [self.access(f) for f in m.factors])
+        skip = self.zero_skip(m, -1)
+        value = P.product([self.coef(m)] + [skip[1] if skip and k == skip[3] else self.access(f)
+                                            for k, f in enumerate(m.factors)])
         self.w("for c in range(n):", indent)
-        self.loop_nest(m, [f"out[c] {add(value)}"], indent + 1)
+        self.loop_nest(m, [f"out[c] {add(value)}"], indent + 1, skip=skip[:3] if skip else None)
 
     # the Model class ------------------------------------------------------------------------------
     def model_class(self, digest: str, base: str = "ModelBase", groups=None, extra=(), extra_specs=None,

@@ -55,9 +55,10 @@ class LearningEmitter:
                 self.w(f"coef = g_{name}.dtype.type({P.product(['alpha', P.number(m.scale)])})", 1)
                 derivative = P.expr(t.derivative, self.sizes)
                 parts = ["coef"] + ([] if derivative == "1.0" else [derivative])
-                parts += [self.access(f) for f in m.factors]
+                skip = self.zero_skip(m, -1)
+                parts += [skip[1] if skip and k == skip[3] else self.access(f) for k, f in enumerate(m.factors)]
                 self.w("for c in range(n):", 1)
-                self.loop_nest(m, [f"{target} += {P.product(parts)}"], 2)
+                self.loop_nest(m, [f"{target} += {P.product(parts)}"], 2, skip=skip[:3] if skip else None)
 
     def _dense_grad(self, name, p, m, t) -> None:
         """g_P += beta * L^T R with L the group on P's first axes: BLAS, or row updates for the

@@ -506,7 +506,34 @@ def _ranges(term: _Term, factors, checked: CheckedModel, span: Span, sink: Error
     if order is None:
         sink.error("the bounds of the summation indices depend on each other in a cycle", where, kind="index")
         return None
-    return tuple(ranges[n] for n in order), tuple(guards)
+    return tuple(ranges[n] for n in order), tuple(g for g in guards if not _guard_implied(g, ranges))
+
+
+def _guard_implied(g: Guard, ranges) -> bool:
+    """Whether the loop ranges already keep 0 <= g.expr < g.dim for every size (each at least 1):
+    a guard in the innermost loop stops numba from vectorising it (`v[2 * p + s + a]` under
+    `s < 2`, `a < f`, `p < np` in a convolution is always inside `v[2 * np + f - 1]`)."""
+    loops = [s for s in g.expr.symbols() if s in ranges]
+    if any(m != (s,) for m in g.expr.terms for s in m if s in ranges):
+        return False  # not linear in the loop indices
+    fixed = g.expr.without(loops)
+    low, high = fixed, fixed
+    for v in loops:
+        c = g.expr.coefficient(v)
+        lo = [b for b in ranges[v].lo if not b.symbols() & set(ranges)]
+        hi = [b for b in ranges[v].hi if not b.symbols() & set(ranges)]
+        if not lo or not hi:
+            return False
+        first, last = lo[0], hi[0] - 1  # any one bound of each side holds (the range is their intersection)
+        low, high = (low + first * c, high + last * c) if c > 0 else (low + last * c, high + first * c)
+    return _provably_nonnegative(low) and _provably_nonnegative(g.dim - 1 - high)
+
+
+def _provably_nonnegative(p: Poly) -> bool:
+    """p >= 0 for every value >= 1 of its symbols: with each symbol written 1 + t (t >= 0), every
+    coefficient is non-negative."""
+    shifted = p.substitute({s: Poly.sym(s) + 1 for s in p.symbols()})
+    return all(c >= 0 for c in shifted.terms.values())
 
 
 def _add_bound(bounds: list, p: Poly) -> None:
