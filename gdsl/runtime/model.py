@@ -22,6 +22,7 @@ from .checks import generator, mapping, numeric_array, real, whole
 from .consts import check_constants, check_memory
 from .enumerate import Enumeration
 from .ais import AISMixin, log_z_value
+from .classify import ClassifyMixin
 from .learn import LearningMixin
 
 DEFAULT_MAX_STATES = 2 ** 24
@@ -73,7 +74,7 @@ def _param_dict(owner, values) -> ParamDict:
     return ParamDict(owner, values)
 
 
-class ModelBase(LearningMixin, AISMixin):
+class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     NAME = "model"
     MODEL_SHA256 = ""
     SOURCE_TEXT = ""
