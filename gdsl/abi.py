@@ -59,6 +59,7 @@ SPECS: dict[str, tuple[str, ...]] = {
     "mean_field": MODEL + ("masks", "free", "damping", "tol", "max_iter"),
     "free_energy": MODEL + ("summed", "beta", "out"),
     "energy_grad": MODEL + ("alpha", "grads"),
+    "energy_grad_rows": MODEL + ("weights", "grads"),
     "gibbs_rb": MODEL + ("masks", "free", "rb", "rbfree", "rng"),
     "train_epoch": ("params", "sizes", "consts", "data", "has_data", "pmask", "pfree", "init", "chains", "cfree",
                     "cmask", "rbmask", "rbfree", "velocity", "grads", "order", "batch", "rng", "lr", "momentum",

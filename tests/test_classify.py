@@ -63,3 +63,87 @@ def test_predict_proba_matches_enumeration_of_the_joint(model):
 def test_clear_errors(model, data, target, message):
     with pytest.raises(ValueError, match=message):
         model.predict_proba(data, target=target)
+
+
+# --------------------------------------------------------------------------- discriminative training
+def teacher_data(m, n, seed):
+    """(v, y) drawn from the fixture model itself: labels that depend on v."""
+    s = m.sample(n, steps=30)
+    return {"v": s["v"], "y": s["y"]}
+
+
+def test_conditional_gradient_matches_finite_differences():
+    from gdsl.runtime.discriminative import _conditional_gradient
+
+    m = load_model("softmax_rbm", seed=1, dtype="float64")
+    m.params.update(random_params(m, seed=1))
+    rng = np.random.default_rng(2)
+    v = (rng.random((6, m.shape("v")[0])) < 0.5).astype(float)
+    labels = rng.integers(0, 3, 6)
+    grads = {p: np.zeros(m.shape(p) or (1,)) for p in m.params}
+    _conditional_gradient(m, {"v": v}, labels, "y", ("h",), grads)
+
+    def nll():
+        p = m.predict_proba({"v": v}, "y")
+        return -np.mean(np.log(p[np.arange(6), labels]))
+
+    worst = 0.0
+    for name in m.params:
+        base = np.array(m.params[name], dtype=np.float64)
+        for at in np.ndindex(base.shape):
+            d = np.zeros_like(base)
+            d[at] = 1e-6
+            m.params[name] = base + d
+            up = nll()
+            m.params[name] = base - d
+            down = nll()
+            m.params[name] = base
+            want = (up - down) / 2e-6
+            worst = max(worst, abs(want))
+            assert grads[name].reshape(base.shape)[at] == pytest.approx(want, rel=1e-6, abs=1e-9), (name, at)
+    assert worst > 0.05
+
+
+def exact_cll(m, data):
+    p = m.predict_proba({"v": data["v"]}, "y")
+    return float(np.mean(np.log(p[np.arange(len(p)), data["y"].argmax(1)])))
+
+
+def test_discriminative_training_raises_the_exact_conditional_log_likelihood(model):
+    data = teacher_data(model, 600, seed=0)
+    student = load_model("softmax_rbm", seed=7)
+    student.params.update(random_params(student, seed=7, weight_scale=0.1, bias_scale=0.1))
+    before = exact_cll(student, data)
+    history = student.fit(data, method="discriminative", lr=0.2, epochs=15, batch_size=30, momentum=0.5,
+                          progress=False)
+    after = exact_cll(student, data)
+    best = exact_cll(model, data)  # the teacher's own conditional
+    assert after > before + 0.5 * (best - before), (before, after, best)
+    assert history[-1]["train_cll"] == pytest.approx(after, abs=1e-6)
+    assert {"train_cll", "train_error"} <= set(history[-1])
+
+
+def test_hybrid_training_raises_both_objectives(model):
+    data = teacher_data(model, 600, seed=1)
+    student = load_model("softmax_rbm", seed=8)
+    student.params.update(random_params(student, seed=8, weight_scale=0.1, bias_scale=0.1))
+    cll0, ll0 = exact_cll(student, data), float(np.mean(student.log_prob(data)))
+    student.fit(data, method="hybrid", alpha=1.0, lr=0.1, epochs=15, batch_size=30, momentum=0.5, progress=False)
+    cll1, ll1 = exact_cll(student, data), float(np.mean(student.log_prob(data)))
+    assert cll1 > cll0 + 0.05 and ll1 > ll0 + 0.2, (cll0, cll1, ll0, ll1)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(method="discriminative", target="h"), r"needs a class label"),
+    (dict(method="discriminative", target="v"), r"needs a class label"),
+    (dict(method="hybrid", alpha=-1.0), r"alpha must be a finite number >= 0"),
+])
+def test_discriminative_options_are_checked(model, kw, message):
+    data = teacher_data(model, 20, seed=2)
+    with pytest.raises(ValueError, match=message):
+        load_model("softmax_rbm").fit(data, progress=False, **kw)
+
+
+def test_the_labels_must_be_given(model):
+    with pytest.raises(ValueError, match="say which group is the class label"):
+        load_model("softmax_rbm").fit({"v": np.zeros((4, 3))}, method="discriminative", progress=False)

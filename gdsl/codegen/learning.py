@@ -20,6 +20,7 @@ class LearningEmitter:
 
     def learning_kernels(self) -> None:
         self.grad_kernel()
+        self.grad_kernel(weighted=True)
         if self._rb_fused():
             self.rb_sweep_kernel()
         self.train_epoch_kernel()
@@ -34,9 +35,16 @@ class LearningEmitter:
     def _grads(self) -> str:
         return ", ".join(f"g_{p}" for p in self.ir.params)
 
-    def grad_kernel(self) -> None:
-        self.kernel("energy_grad", "energy_grad",
-                    "g_P += alpha * (sum over chains of dE/dP) for every parameter P.")
+    def grad_kernel(self, weighted: bool = False) -> None:
+        """energy_grad: g_P += alpha * sum over chains; energy_grad_rows: a weight per chain (the
+        discriminative gradient weighs each (data, class) row by its posterior)."""
+        if weighted:
+            self.kernel("energy_grad_rows", "energy_grad_rows",
+                        "g_P += sum over chains c of weights[c] * dE/dP(chain c) for every parameter P.")
+        else:
+            self.kernel("energy_grad", "energy_grad",
+                        "g_P += alpha * (sum over chains of dE/dP) for every parameter P.")
+        alpha = [] if weighted else ["alpha"]
         self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
         for name, terms in gradient_terms(self.plan).items():
             p = self.ir.params[name]
@@ -47,22 +55,22 @@ class LearningEmitter:
                 m = self.plan.monomials[t.monomial]
                 self.w(f"# {self.src(m)}", 1)
                 if t.dense is not None:
-                    self._dense_grad(name, p, m, t)
+                    self._dense_grad(name, p, m, t, weighted)
                     continue
                 target = f"g_{name}[" + (", ".join(P.poly(i, self.sizes) for i in t.index) if t.index else "0") + "]"
                 # the constant part in the parameter's dtype: a float64 factor would turn a float32
                 # loop into float64 (half the SIMD lanes, and conversions)
-                self.w(f"coef = g_{name}.dtype.type({P.product(['alpha', P.number(m.scale)])})", 1)
+                self.w(f"coef = g_{name}.dtype.type({P.product(alpha + [P.number(m.scale)])})", 1)
                 derivative = P.expr(t.derivative, self.sizes)
-                parts = ["coef"] + ([] if derivative == "1.0" else [derivative])
+                parts = ["coef"] + (["weights[c]"] if weighted else []) + ([] if derivative == "1.0" else [derivative])
                 skip = self.zero_skip(m, -1)
                 parts += [skip[1] if skip and k == skip[3] else self.access(f) for k, f in enumerate(m.factors)]
                 self.w("for c in range(n):", 1)
                 self.loop_nest(m, [f"{target} += {P.product(parts)}"], 2, skip=skip[:3] if skip else None)
 
-    def _dense_grad(self, name, p, m, t) -> None:
+    def _dense_grad(self, name, p, m, t, weighted: bool = False) -> None:
         """g_P += beta * L^T R with L the group on P's first axes: BLAS, or row updates for the
-        nonzeros of L when it is mostly 0 (binary data and samples)."""
+        nonzeros of L when it is mostly 0 (binary data and samples). Weighted: R's rows scaled."""
         d = t.dense
         mine = next(g for g in m.groups if g != d.other)
         na = self.flat(self.ir.groups[d.other].shape)
@@ -71,11 +79,11 @@ class LearningEmitter:
         x2 = f"{P.group(mine)}.reshape((n, {nx}))"
         rows, cols = (nx, na) if d.transpose else (na, nx)
         left, right = (x2, a2) if d.transpose else (a2, x2)
-        scalar = ["alpha", P.number(m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
+        scalar = ([] if weighted else ["alpha"]) + [P.number(m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
         self.w(f"beta = {P.unwrapped(P.product(scalar))}", 1)
         self.w(f"g2 = g_{name}.reshape(({rows}, {cols}))", 1)
         self.w(f"l2 = {left}", 1)
-        self.w(f"r2 = {right}", 1)
+        self.w(f"r2 = {right}" + (" * weights.reshape((n, 1))" if weighted else ""), 1)
         self.w(f"if _k.use_loops(l2, {cols}):", 1)
         self.w("_k.sparse_outer(l2, r2, g2, beta)", 2)
         self.w("else:", 1)

@@ -160,21 +160,33 @@ class LearningMixin:
             batch_size: int = 100, momentum: float = 0.0, weight_decay: float = 0.0, lr_schedule=None,
             chains: int | None = None, mf_iters: int = 30, mf_tol: float = 1e-5, mf_damping: float = 0.0,
             validation: Mapping | None = None, callback: Callable | None = None, monitor="auto",
-            progress: bool | None = None, checkpoint=None, checkpoint_every: int = 1, resume=None) -> list:
+            progress: bool | None = None, checkpoint=None, checkpoint_every: int = 1, resume=None,
+            target: str | None = None, alpha: float = 0.01) -> list:
         """Train by stochastic maximum likelihood; return the history (one dict per epoch).
 
         method: "cd" (CD-k), "pcd" (persistent chains, i.e. SML), "variational" (mean-field
         positive phase even where the posterior factorises). Models whose latents are not
         conditionally independent given the data (a DBM) get the mean-field positive phase
-        with either method. See docs/learning.md for every option."""
+        with either method. "discriminative" maximises the exact log p(target | rest) of a class
+        label, "hybrid" that plus alpha * log p(data) (runtime/discriminative.py).
+        See docs/learning.md for every option."""
         refuse_nothing_to_learn(self)
         if method == "greedy":
             from .greedy import fit_greedy
 
             return fit_greedy(self, data, k=k, lr=lr, epochs=epochs, batch_size=batch_size, momentum=momentum,
                               weight_decay=weight_decay, lr_schedule=lr_schedule, progress=progress)
+        if method in ("discriminative", "hybrid"):
+            from .discriminative import fit_discriminative
+
+            return fit_discriminative(self, data, target, hybrid=method == "hybrid", alpha=alpha, lr=lr,
+                                      epochs=epochs, batch_size=batch_size, momentum=momentum,
+                                      weight_decay=weight_decay, lr_schedule=lr_schedule, k=k, chains=chains,
+                                      validation=validation, callback=callback, progress=progress,
+                                      checkpoint=checkpoint)
         if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS + ('greedy',))}")
+            raise ValueError(f"unknown method {method!r}; use one of "
+                             f"{', '.join(METHODS + ('greedy', 'discriminative', 'hybrid'))}")
         k, epochs, batch_size = whole(k, "k", 1), whole(epochs, "epochs"), whole(batch_size, "batch_size", 1)
         mf_iters, checkpoint_every = whole(mf_iters, "mf_iters", 1), whole(checkpoint_every, "checkpoint_every", 1)
         chains = batch_size if chains is None else whole(chains, "chains", 1)
