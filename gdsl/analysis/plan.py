@@ -70,6 +70,9 @@ class Plan:
     blocks: list[list[str]]
     free_energy_over: list[str]  # groups kept when the default set is summed out
     default_summed: list[str]
+    # (spike, slab) pairs the Gibbs sweep draws as one block: the binary spike with the real slab
+    # summed out, then the slab given it (the blocked scheme of the spike-and-slab RBM)
+    collapsed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def monomials(self) -> list[Monomial]:
@@ -86,6 +89,8 @@ class Plan:
                 parts.append(f"{g.name} coloured by site ({g.colouring[1]} colours)")
             elif g.sweep == "sequential":
                 parts.append(f"{g.name} swept site by site")
+        for spike, slab in self.collapsed:
+            parts.append(f"{spike} drawn with {slab} summed out, then {slab}")
         if self.default_summed:
             parts.append(f"{', '.join(self.default_summed)} summable (free energy over "
                          f"{', '.join(self.free_energy_over) or 'nothing'})")
@@ -97,6 +102,8 @@ class Plan:
         out = [f"plan {self.ir.name}", "blocks: " + " | ".join("{" + ", ".join(b) + "}" for b in self.blocks)]
         out.append("free energy: sums out " + (", ".join(self.default_summed) or "nothing")
                    + " over " + (", ".join(self.free_energy_over) or "nothing"))
+        for spike, slab in self.collapsed:
+            out.append(f"collapsed block: {spike} with {slab} summed out, then {slab} given {spike}")
         for g in self.groups.values():
             out.append(f"group {g.name} ({g.role} {g.domain}): {g.conditional}")
             out.append(f"  sweep: {g.sweep}" + (f" colour = {g.colouring[0]} . k mod {g.colouring[1]}"
@@ -134,7 +141,44 @@ def analyse(ir: ModelIR) -> Plan:
     blocks = _blocks(ir, groups)
     summed = _default_summed(ir, groups)
     over = [n for n in groups if n not in summed]
-    return Plan(ir, groups, blocks, over, summed)
+    return Plan(ir, groups, blocks, over, summed, _collapsed_pairs(ir, groups, blocks))
+
+
+def _collapsed_pairs(ir: ModelIR, groups: dict[str, GroupPlan], blocks) -> list[tuple[str, str]]:
+    """(spike, slab) pairs that can be drawn as one block: a binary group and a real group of the
+    same shape, each alone in its Gibbs block, without lateral terms, where every monomial holding
+    both holds each once at the same subscripts. Given the rest, the pairs (spike[k], slab[k]) are
+    then independent, and slab[k] is a Gaussian whose field and precision depend on spike[k] only,
+    so it can be summed out of spike[k]'s conditional exactly (Courville et al. 2011)."""
+    alone = {b[0] for b in blocks if len(b) == 1}
+    pairs, used = [], set()
+    for spike in groups.values():
+        if spike.domain != "binary" or spike.lateral or spike.name not in alone:
+            continue
+        for slab in groups.values():
+            if (slab.domain != "real" or slab.lateral or slab.name not in alone or slab.name in used
+                    or slab.shape != spike.shape):
+                continue
+            if _diagonal_coupling(ir, spike.name, slab.name):
+                pairs.append((spike.name, slab.name))
+                used.add(slab.name)
+                break
+    return pairs
+
+
+def _diagonal_coupling(ir: ModelIR, a: str, b: str) -> bool:
+    """Some monomial holds both a and b, and each that does holds each once at equal subscripts."""
+    shared = [m for m in ir.monomials if a in m.groups and b in m.groups]
+    if not shared:
+        return False
+    for m in shared:
+        fa = [f for f in m.factors if f.group == a]
+        fb = [f for f in m.factors if f.group == b]
+        if len(fa) != 1 or len(fb) != 1 or fa[0].power != 1 or fb[0].power not in (1, 2):
+            return False
+        if tuple(fa[0].index) != tuple(fb[0].index):
+            return False
+    return True
 
 
 def _source(ir: ModelIR):

@@ -384,15 +384,56 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         q = [f"q_{g.name}"] if g.domain == "real" else []
         return [f"f_{g.name}"] + q + [P.group(g.name), f"m_{g.name}"]
 
-    def _each_block(self, update, indent: int = 2) -> None:
-        """For every Gibbs block in order: the field of each free group, then `update(group, indent)`."""
+    def _each_block(self, update, indent: int = 2, collapse: bool = False) -> None:
+        """For every Gibbs block in order: the field of each free group, then `update(group, indent)`.
+        With `collapse`, a (spike, slab) pair of the plan is drawn as one block where the spike's
+        block stands, unless the slab is clamped somewhere (then the two updates in turn)."""
+        pairs = dict(self.plan.collapsed) if collapse else {}
+        slabs = set(pairs.values())
         for b, block in enumerate(self.plan.blocks):
             self.w(f"# block {b + 1}: {{{', '.join(block)}}}", indent)
+            if block[0] in slabs:
+                self.w(f"# (drawn with its spike {next(k for k, v in pairs.items() if v == block[0])})", indent)
+                continue
+            if block[0] in pairs:
+                self.collapsed_update(block[0], pairs[block[0]], update, indent)
+                continue
             for name in block:
                 g = self.plan.groups[name]
                 self.w(f"if free_{name}:", indent)
                 self.w(self._field_call(g), indent + 1)
                 update(g, indent + 1)
+
+    def collapsed_update(self, spike: str, slab: str, update, indent: int) -> None:
+        """Draw the spike with the slab summed out, then the slab given the spike: the slab's field
+        and precision are computed with every spike off and on, and the spike's logit gains the
+        difference of the slab's log-normalisers (its own field is taken with the slab at 0)."""
+        h, s = self.plan.groups[spike], self.plan.groups[slab]
+        xh, xs = P.group(spike), P.group(slab)
+        self.w(f"if free_{spike} and free_{slab} and not _k.any_clamped(m_{slab}):", indent)
+        i = indent + 1
+        self.w(f"# {spike} with {slab} summed out, then {slab} given {spike} (one block)", i)
+        self.w(f"kept_{spike} = {xh}.copy()", i)
+        self.w(f"{xs}.fill(0.0)", i)
+        self.w(self._field_call(h), i)
+        for state, suffix in (("0.0", "0"), ("1.0", "1")):
+            self.w(f"{xh}.fill({state})", i)
+            self.w(f"f{suffix}_{slab} = np.empty_like({xs})", i)
+            self.w(f"q{suffix}_{slab} = np.empty_like({xs})", i)
+            self.w(f"field_{slab}({self.args}, f{suffix}_{slab}, q{suffix}_{slab})", i)
+        self.w(f"{xh}[...] = kept_{spike}", i)
+        rows = self._rows(h)
+        views = ", ".join(f"{a}.reshape({rows})" for a in
+                          (f"f_{spike}", f"f0_{slab}", f"q0_{slab}", f"f1_{slab}", f"q1_{slab}"))
+        self.w(f"ok &= _k.add_slab_integral({views})", i)
+        update(h, i)
+        self.w(self._field_call(s), i)
+        update(s, i)
+        self.w("else:", indent)
+        for g in (h, s):
+            self.w(f"if free_{g.name}:", indent + 1)
+            self.w(self._field_call(g), indent + 2)
+            update(g, indent + 2)
 
     def gibbs_kernel(self) -> None:
         self.kernel("gibbs", "gibbs",
@@ -409,7 +450,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             call = f"_k.{DRAW[g.domain]}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, indent)
 
-        self._each_block(draw)
+        self._each_block(draw, collapse=True)
         self.w("return ok", 1)
 
     def site_sweep(self, g: GroupPlan, indent: int, draw: bool, lateral_scale: str = "") -> None:

@@ -328,3 +328,30 @@ def categorical_lognorm(f, out):
 def categorical_off_lognorm(f, out):
     """log(1 + sum_j exp f_j) per row: the off state contributes exp(0)."""
     _categorical_lognorm(f, out, True)
+
+
+# the blocked spike-and-slab draw: a binary spike with its Gaussian slab summed out --------
+@numba.njit(cache=True)
+def add_slab_integral(f, f0, q0, f1, q1):
+    """f += log Z(f1, q1) - log Z(f0, q0) per element, Z(f, q) = integral of exp(f x - q x^2) dx
+    = sqrt(pi / q) exp(f^2 / 4q): the spike's logit gains the slab's log-normaliser with the
+    spike on minus with it off. False if a precision is not positive."""
+    n, m = f.shape
+    for c in range(n):
+        for j in range(m):
+            if q0[c, j] <= 0.0 or q1[c, j] <= 0.0:
+                return False
+            on = f1[c, j] * f1[c, j] / (4.0 * q1[c, j]) - 0.5 * math.log(q1[c, j])
+            off = f0[c, j] * f0[c, j] / (4.0 * q0[c, j]) - 0.5 * math.log(q0[c, j])
+            f[c, j] += on - off
+    return True
+
+
+@numba.njit(cache=True)
+def any_clamped(mask):
+    """Whether some element of a group is clamped (its mask is not zero)."""
+    flat = mask.reshape(-1)
+    for j in range(flat.shape[0]):
+        if flat[j] != 0:
+            return True
+    return False
