@@ -544,10 +544,14 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.w("if beta != 1.0:", 1)
         self.w("for c in range(n):", 2)
         self.w("out[c] *= beta", 3)
+        partner = {a: b for pair in self.plan.collapsed for a, b in (pair, pair[::-1])}
+        for spike, slab in self.plan.collapsed:
+            self.pair_lognorm(spike, slab)
         for g in self.plan.groups.values():
             if not g.summable:
                 continue
-            self.w(f"if sum_{g.name}:  # log-normaliser of {g.name}: {g.conditional}", 1)
+            alone = f" and not sum_{partner[g.name]}" if g.name in partner else ""
+            self.w(f"if sum_{g.name}{alone}:  # log-normaliser of {g.name}: {g.conditional}", 1)
             self.w(f"f_{g.name} = np.empty_like({P.group(g.name)})", 2)
             if g.domain == "real":
                 self.w(f"q_{g.name} = np.empty_like({P.group(g.name)})", 2)
@@ -560,6 +564,31 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             call = f"_k.{LOGNORM[g.domain]}({self._views(g, arrays)}, out{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, 2)
         self.w("return ok", 1)
+
+    def pair_lognorm(self, spike: str, slab: str) -> None:
+        """Both of a (spike, slab) pair summed out: per element, log sum over the spike's two values
+        of exp(beta f_spike) times the slab's Gaussian integral given that value. The fields are
+        computed on zeroed copies of the pair (the caller's state is not touched)."""
+        self.w(f"if sum_{spike} and sum_{slab}:  # {spike} and {slab} summed out together (a spike-and-slab pair)", 1)
+        local = {spike: f"pair_{spike}", slab: f"pair_{slab}"}
+        args = ", ".join(local.get(name[2:], name) if name.startswith("x_") else name
+                         for name in abi.parameter_names(abi.MODEL, self.orders))
+        for name, var in local.items():
+            self.w(f"{var} = np.zeros_like({P.group(name)})", 2)
+        self.w(f"f_{spike} = np.empty_like({P.group(spike)})", 2)
+        self.w(f"field_{spike}({args}, f_{spike})", 2)
+        for state, suffix in (("0.0", "0"), ("1.0", "1")):
+            self.w(f"pair_{spike}.fill({state})", 2)
+            self.w(f"f{suffix}_{slab} = np.empty_like({P.group(slab)})", 2)
+            self.w(f"q{suffix}_{slab} = np.empty_like({P.group(slab)})", 2)
+            self.w(f"field_{slab}({args}, f{suffix}_{slab}, q{suffix}_{slab})", 2)
+        self.w("if beta != 1.0:", 2)
+        for a in (f"f_{spike}", f"f0_{slab}", f"q0_{slab}", f"f1_{slab}", f"q1_{slab}"):
+            self.w(f"_k.scale({a}.reshape(-1), beta)", 3)
+        rows = self._rows(self.plan.groups[spike])
+        views = ", ".join(f"{a}.reshape({rows})" for a in
+                          (f"f_{spike}", f"f0_{slab}", f"q0_{slab}", f"f1_{slab}", f"q1_{slab}"))
+        self.w(f"ok &= _k.spike_slab_lognorm({views}, out)", 2)
 
     def energy_term(self, m: Monomial, indent: int) -> None:
         dense = None
@@ -603,6 +632,8 @@ class Emitter(LearningEmitter, AnnealingEmitter):
 
         edges = tuple(sorted((a, b) for a, b in group_graph(ir).edges() if a != b))
         self.w(f"COUPLED = {edges!r}", 1)
+        if plan.collapsed:  # pairs that may be summed out together although they share terms
+            self.w(f"COLLAPSED = {tuple(plan.collapsed)!r}", 1)
         self.w(f"SCHEDULE = {plan.schedule()!r}", 1)
         for line in extra:
             self.w(line, 1)

@@ -86,6 +86,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     SUMMABLE: tuple = ()
     DEFAULT_SUMMED: tuple = ()
     COUPLED: tuple = ()
+    COLLAPSED: tuple = ()  # (spike, slab) pairs that can be summed out together
     SCHEDULE = ""
     KERNELS: dict = {}
     NONZERO_CONSTS: tuple = ()  # what the arithmetic needs of the constants (analysis/constants.py),
@@ -559,6 +560,8 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
             if g not in self.SUMMABLE:
                 return f"{g} is coupled to itself (lateral connections)"
         for a, b in itertools.combinations(summed, 2):
+            if (a, b) in self.COLLAPSED or (b, a) in self.COLLAPSED:
+                continue
             if (a, b) in self.COUPLED or (b, a) in self.COUPLED:
                 return f"{a} and {b} share an energy term"
         return None

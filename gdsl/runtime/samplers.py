@@ -355,3 +355,21 @@ def any_clamped(mask):
         if flat[j] != 0:
             return True
     return False
+
+
+@numba.njit(cache=True)
+def spike_slab_lognorm(f, f0, q0, f1, q1, out):
+    """out[c] -= sum over elements of log(Z(f0, q0) + exp(f) Z(f1, q1)): a binary spike of field f
+    and its Gaussian slab (field and quadratic coefficient f0, q0 with the spike off, f1, q1 with
+    it on) summed out together. False if a precision is not positive."""
+    n, m = f.shape
+    for c in range(n):
+        acc = 0.0
+        for j in range(m):
+            if q0[c, j] <= 0.0 or q1[c, j] <= 0.0:
+                return False
+            off = f0[c, j] * f0[c, j] / (4.0 * q0[c, j]) + 0.5 * (LOG_PI - math.log(q0[c, j]))
+            on = f1[c, j] * f1[c, j] / (4.0 * q1[c, j]) + 0.5 * (LOG_PI - math.log(q1[c, j]))
+            acc += off + softplus(f[c, j] + on - off)
+        out[c] -= acc
+    return True
