@@ -55,6 +55,7 @@ DIRECTED_MODEL = ("n_rows", "all_state", "eps", "params", "sizes", "consts")  # 
 SPECS: dict[str, tuple[str, ...]] = {
     "field": MODEL + ("f",),
     "field_real": MODEL + ("f", "q"),
+    "precision": MODEL + ("pp",),
     "gibbs": MODEL + ("masks", "free", "rng", "steps"),
     "mean_field": MODEL + ("masks", "free", "damping", "tol", "max_iter"),
     "free_energy": MODEL + ("summed", "beta", "out"),

@@ -53,6 +53,9 @@ class GroupPlan:
     linear: list[tuple[int, int]] = field(default_factory=list)  # (monomial, factor)
     quadratic: list[tuple[int, int]] = field(default_factory=list)
     lateral: list[int] = field(default_factory=list)
+    # real groups only: monomials holding two elements of the group (x_i x_j): with the squared
+    # terms they make the precision matrix of a multivariate Gaussian conditional
+    coupled: list[int] = field(default_factory=list)
     sweep: str = "block"  # "block" | "stencil" | "sequential"
     colouring: Optional[tuple[tuple[int, ...], int]] = None  # (a, C): colour = a.k mod C
     summable: bool = False
@@ -60,6 +63,8 @@ class GroupPlan:
 
     @property
     def conditional(self) -> str:
+        if self.coupled:
+            return "multivariate Gaussian N(A^-1 f, A^-1), A = couplings + 2q on the diagonal"
         return CONDITIONAL[self.domain]
 
 
@@ -119,6 +124,8 @@ class Plan:
                 out.append(f"  quadratic m{mid}.{fi}")
             for mid in g.lateral:
                 out.append(f"  lateral m{mid}")
+            for mid in g.coupled:
+                out.append(f"  coupled m{mid} (precision)")
         return "\n".join(out) + "\n"
 
 
@@ -212,9 +219,14 @@ def _classify(m: Monomial, ir: ModelIR, groups: dict[str, GroupPlan], sink: Erro
                            kind="domain")
             continue
         if g.domain == "real":
-            sink.error(f"elements of the real variable {name} are multiplied together in {_quoted(ir, where)}",
-                       where, "real variables may only have a squared self-term (x^2), not couplings "
-                       "between their elements", kind="domain")
+            if len(occ) == 2 and all(m.factors[k].power == 1 for k in occ):
+                g.coupled.append(m.id)  # x_i x_j: an entry of the precision matrix
+                continue
+            degree = sum(m.factors[k].power for k in occ)
+            sink.error(f"elements of the real variable {name} are multiplied together {degree} at a time in "
+                       f"{_quoted(ir, where)}, so its conditional is not Gaussian", where,
+                       "a real variable may appear in products of at most two of its elements (x_i x_j or x_i^2)",
+                       kind="domain")
         elif g.domain in ONE_HOT:
             sink.error(f"elements of the categorical variable {name} are coupled to each other in "
                        f"{_quoted(ir, where)}", where, "couple categorical variables to other groups only",
@@ -255,7 +267,7 @@ def _unpinnable(m: Monomial, occ: list[int]) -> Optional[int]:
 
 
 def _check_real(g: GroupPlan, ir: ModelIR, sink: ErrorSink) -> None:
-    if g.domain != "real" or g.quadratic:
+    if g.domain != "real" or g.quadratic or g.coupled:
         return
     decl = ir.groups[g.name]
     span = decl.span or Span(decl.line, 1, decl.line, 1)

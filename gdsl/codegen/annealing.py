@@ -35,10 +35,12 @@ class AnnealingEmitter:
             self.w(f"_k.temper(f_{g.name}.reshape({flat}), bf_{g.name}, beta)", indent)
             if g.domain == "real":
                 self.w(f"_k.temper(q_{g.name}.reshape({flat}), bq_{g.name}, beta)", indent)
+            if g.coupled:  # the base model has no couplings: they are only scaled
+                self.w(f"_k.scale(pp_{g.name}.reshape(-1), beta)", indent)
             if g.lateral:
                 self.site_sweep(g, indent, draw=True, lateral_scale="beta * ")
                 return
-            call = f"_k.{DRAW[g.domain]}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
+            call = f"_k.{self.domain_kernel('draw', g)}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, indent)
 
         self._each_block(update, indent=1)

@@ -14,9 +14,10 @@ from .. import __version__, abi, ops
 from ..abi import ONE_HOT
 from ..analysis.layers import DBN_LAYER_TEXT
 from ..analysis.plan import GroupPlan, Plan, stencil_offsets
-from ..ir.model import Factor, Monomial, iexpr_text
+from ..ir.model import Factor, Monomial, iexpr_index_names, iexpr_text
 from . import printer as P
 from .annealing import AnnealingEmitter
+from . import contract
 from .companions import companion_source, dbn_attributes, greedy_attributes
 from .tidy import docstring, tidy
 from .learning import LearningEmitter
@@ -144,6 +145,58 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         for b in body:
             self.w(b, indent)
 
+    def indices_of(self, f: Factor) -> frozenset:
+        return frozenset(s for p in f.index for s in p.symbols()) - self.sizes
+
+    def contracted(self, m: Monomial, terms: list, target: frozenset, write, indent: int = 1) -> bool:
+        """Emit the chain loop of monomial m with indices summed out early where that saves work
+        (codegen/contract.py): `terms` are (text, index names) of the product, `write(product)`
+        gives the body lines of the main nest. False, with nothing emitted, if m's nest is not
+        rectangular or no partial sum helps: the caller writes the plain nest."""
+        names = {r.name for r in m.ranges}
+        if m.guards or any(b.symbols() & names for r in m.ranges for b in r.lo + r.hi):
+            return False
+        order = [r.name for r in m.ranges]
+        c = contract.plan([idx for _, idx in terms], order, target, prefix=f"t{self.nests + 1}_")
+        if not c.partials:
+            return False
+        self.nests += 1  # partial names are unique in a kernel: numba types each name once
+        ranges = {r.name: r for r in m.ranges}
+        lo = {n: P.bound(ranges[n].lo, "max", self.sizes) for n in names}
+        hi = {n: P.bound(ranges[n].hi, "min", self.sizes) for n in names}
+        texts = {k: t for k, (t, _) in enumerate(terms)}
+        for k, p in enumerate(c.partials):  # partial k is term len(terms) + k
+            at = ", ".join(n if lo[n] == "0" else f"{n} - ({lo[n]})" for n in p.interface)
+            texts[len(terms) + k] = f"{p.name}[{at}]" if p.interface else p.name
+            if p.interface:
+                extent = ", ".join(hi[n] if lo[n] == "0" else f"{hi[n]} - ({lo[n]})" for n in p.interface)
+                self.w(f"{p.name} = np.empty(({extent},))  # a partial sum (codegen/contract.py)", indent)
+        self.w("for c in range(n):", indent)
+        for k, p in enumerate(c.partials):
+            self.w(f"{p.name}{'.fill(0.0)' if p.interface else ' = 0.0'}", indent + 1)
+            inner = self.loops([n for n in order if n in p.interface or n in p.summed], lo, hi, indent + 1)
+            value = P.product([texts[j] for j in p.members])
+            self.w(f"{texts[len(terms) + k]} += {P.unwrapped(value)}", inner)
+        # the main nest: the result's indices outside, the rest summed into a scalar inside (one
+        # write per result element, and an inner loop numba can vectorise)
+        outer = self.loops([n for n in c.main if n in target], lo, hi, indent + 1)
+        product = P.product([texts[j] for j in c.remaining])
+        inside = [n for n in c.main if n not in target]
+        if inside:
+            self.w("acc = 0.0", outer)
+            inner = self.loops(inside, lo, hi, outer)
+            self.w(f"acc += {P.unwrapped(product)}", inner)
+            product = "acc"
+        for line in write(product):
+            self.w(line, outer)
+        return True
+
+    def loops(self, names: list, lo: dict, hi: dict, indent: int) -> int:
+        for n in names:
+            self.w(f"for {n} in range({lo[n]}, {hi[n]}):", indent)
+            indent += 1
+        return indent
+
     def kernel(self, name: str, spec: str, doc: str) -> None:
         """Open kernel `name` with the parameters of abi.SPECS[spec] (recorded for KERNEL_SPEC)."""
         self.specs[name] = abi.SPECS[spec]
@@ -153,6 +206,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.w(f"def {abi.signature(name, abi.SPECS[spec], self.orders)}:")
         self.lines += docstring(doc, 1)
         self.bound_rows = set()  # groups whose (chains, elements) shape is bound in this kernel
+        self.nests = 0  # contracted loop nests so far in this kernel
 
     # module -------------------------------------------------------------------------
     def module(self, greedy=None, finish: bool = True) -> str:
@@ -200,6 +254,8 @@ class Emitter(LearningEmitter, AnnealingEmitter):
     def energy_kernels(self) -> None:
         for g in self.plan.groups.values():
             self.field_kernel(g)
+            if g.coupled:
+                self.precision_kernel(g)
         self.gibbs_kernel()
         self.mean_field_kernel()
         self.free_energy_kernel()
@@ -229,6 +285,40 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             m = self.plan.monomials[mid]
             self.w(f"# {self.src(m)}  (quadratic)", 1)
             self.scatter(m, fi, "q", negate=False)
+
+    def precision_kernel(self, g: GroupPlan) -> None:
+        """pp[c, a, b] += d2E / dx_a dx_b from the monomials holding two elements of x (both orders,
+        so a term t x_a x_b gives pp[a, b] = pp[b, a] = t, and t x_a x_a gives pp[a, a] = 2t)."""
+        self.kernel(f"precision_{g.name}", "precision",
+                    f"pp[c] = the coupling part of the precision matrix of {g.name} given the rest, over its "
+                    f"flattened elements (the squared terms add 2q on the diagonal in the samplers).")
+        self.w("n = pp.shape[0]", 1)
+        self.w("pp.fill(0.0)", 1)
+        dims = self.dims(g.shape)
+        for mid in g.coupled:
+            m = self.plan.monomials[mid]
+            self.w(f"# {self.src(m)}", 1)
+            first, second = m.occurrences(g.name)
+            flat = [self.flat_index(m.factors[k].index, dims) for k in (first, second)]
+
+            def body(value: str) -> list[str]:
+                return [f"t = {P.unwrapped(value)}", f"pp[c, {flat[0]}, {flat[1]}] += t",
+                        f"pp[c, {flat[1]}, {flat[0]}] += t"]
+
+            target = self.indices_of(m.factors[first]) | self.indices_of(m.factors[second])
+            if self.contracted(m, self.product_terms(m, leave_out=(first, second)), target, body):
+                continue
+            others = [self.access(o) for k, o in enumerate(m.factors) if k not in (first, second)]
+            self.w("for c in range(n):", 1)
+            self.loop_nest(m, body(P.product([self.coef(m, negate=False)] + others)), 2)
+
+    def flat_index(self, index, dims: list[str]) -> str:
+        """The row-major flat position of a subscript (i, j, ...) in an array of shape dims."""
+        parts = [P.poly(p, self.sizes) for p in index]
+        out = parts[0]
+        for part, dim in zip(parts[1:], dims[1:]):
+            out = f"({out}) * {dim} + {part}"
+        return out
 
     def dense_field(self, g: GroupPlan, m: Monomial, fi: int, overwrite: bool) -> None:
         """f += alpha * A @ P: BLAS, or rows of P for the nonzeros of A when A is mostly 0
@@ -267,9 +357,19 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.w(f"for j in range({nx}):", indent + 1)
         self.w(f"f2[c, j] {accumulate(alpha, 't[c, j]')}", indent + 2)
 
+    def product_terms(self, m: Monomial, negate: bool = False, leave_out=()) -> list:
+        """(text, index names) of m's scale, coefficient expressions and factors (but `leave_out`)."""
+        scale = -m.scale if negate else m.scale
+        terms = [(P.number(scale), frozenset())]
+        terms += [(P.expr(c, self.sizes), frozenset(iexpr_index_names(c)) - self.sizes) for c in m.coef]
+        return terms + [(self.access(o), self.indices_of(o)) for k, o in enumerate(m.factors) if k not in leave_out]
+
     def scatter(self, m: Monomial, fi: int, target: str, negate: bool) -> None:
         f = m.factors[fi]
         idx = ", ".join(["c"] + [P.poly(p, self.sizes) for p in f.index])
+        if self.contracted(m, self.product_terms(m, negate, (fi,)), self.indices_of(f),
+                           lambda value: [f"{target}[{idx}] {add(value)}"]):
+            return
         skip = self.zero_skip(m, fi)
         others = [skip[1] if skip and k == skip[3] else self.access(o) for k, o in enumerate(m.factors) if k != fi]
         value = P.product([self.coef(m, negate)] + others)
@@ -364,10 +464,28 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w(f"f_{g.name} = np.empty_like({P.group(g.name)})", indent)
             if g.domain == "real":
                 self.w(f"q_{g.name} = np.empty_like({P.group(g.name)})", indent)
+            if g.coupled:
+                self.precision_buffer(g, indent)
+
+    def precision_buffer(self, g: GroupPlan, indent: int) -> None:
+        x = P.group(g.name)
+        self.w(f"pp_{g.name} = np.empty((n, {x}.size // n, {x}.size // n), {x}.dtype)", indent)
 
     def _field_call(self, g: GroupPlan) -> str:
         extra = f", q_{g.name}" if g.domain == "real" else ""
         return f"field_{g.name}({self.args}, f_{g.name}{extra})"
+
+    def fields(self, g: GroupPlan, indent: int) -> None:
+        """The field of g (and, for a coupled real group, the coupling part of its precision)."""
+        self.w(self._field_call(g), indent)
+        if g.coupled:
+            self.w(f"precision_{g.name}({self.args}, pp_{g.name})", indent)
+
+    def domain_kernel(self, kind: str, g: GroupPlan) -> str:
+        """The runtime kernel that draws ("draw"), averages ("mean") or sums out ("lognorm") g."""
+        if g.coupled:
+            return f"gaussian_block_{kind}"
+        return {"draw": DRAW, "mean": MEAN, "lognorm": LOGNORM}[kind][g.domain]
 
     def _rows(self, g: GroupPlan) -> str:
         if g.domain in ONE_HOT:
@@ -377,12 +495,14 @@ class Emitter(LearningEmitter, AnnealingEmitter):
 
     def _views(self, g: GroupPlan, names) -> str:
         shape = f"rows_{g.name}" if g.name in self.bound_rows else self._rows(g)
-        return ", ".join(f"{a}.reshape({shape})" for a in names)
+        return ", ".join(a if a.startswith("pp_") else f"{a}.reshape({shape})" for a in names)
 
     def _arrays(self, g: GroupPlan) -> list[str]:
-        """field, (quadratic coefficient,) values, mask: the arguments of the domain kernels."""
+        """field, (quadratic coefficient, coupling precision,) values, mask: the arguments of the
+        domain kernels."""
         q = [f"q_{g.name}"] if g.domain == "real" else []
-        return [f"f_{g.name}"] + q + [P.group(g.name), f"m_{g.name}"]
+        pp = [f"pp_{g.name}"] if g.coupled else []
+        return [f"f_{g.name}"] + q + pp + [P.group(g.name), f"m_{g.name}"]
 
     def _each_block(self, update, indent: int = 2, collapse: bool = False) -> None:
         """For every Gibbs block in order: the field of each free group, then `update(group, indent)`.
@@ -401,7 +521,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             for name in block:
                 g = self.plan.groups[name]
                 self.w(f"if free_{name}:", indent)
-                self.w(self._field_call(g), indent + 1)
+                self.fields(g, indent + 1)
                 update(g, indent + 1)
 
     def collapsed_update(self, spike: str, slab: str, update, indent: int) -> None:
@@ -415,7 +535,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.w(f"# {spike} with {slab} summed out, then {slab} given {spike} (one block)", i)
         self.w(f"kept_{spike} = {xh}.copy()", i)
         self.w(f"{xs}.fill(0.0)", i)
-        self.w(self._field_call(h), i)
+        self.fields(h, i)
         for state, suffix in (("0.0", "0"), ("1.0", "1")):
             self.w(f"{xh}.fill({state})", i)
             self.w(f"f{suffix}_{slab} = np.empty_like({xs})", i)
@@ -427,12 +547,12 @@ class Emitter(LearningEmitter, AnnealingEmitter):
                           (f"f_{spike}", f"f0_{slab}", f"q0_{slab}", f"f1_{slab}", f"q1_{slab}"))
         self.w(f"ok &= _k.add_slab_integral({views})", i)
         update(h, i)
-        self.w(self._field_call(s), i)
+        self.fields(s, i)
         update(s, i)
         self.w("else:", indent)
         for g in (h, s):
             self.w(f"if free_{g.name}:", indent + 1)
-            self.w(self._field_call(g), indent + 2)
+            self.fields(g, indent + 2)
             update(g, indent + 2)
 
     def gibbs_kernel(self) -> None:
@@ -447,7 +567,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             if g.lateral:
                 self.site_sweep(g, indent, draw=True)
                 return
-            call = f"_k.{DRAW[g.domain]}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
+            call = f"_k.{self.domain_kernel('draw', g)}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, indent)
 
         self._each_block(draw, collapse=True)
@@ -511,7 +631,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             if g.lateral:
                 self.site_sweep(g, indent, draw=False)
                 return
-            self.w(f"d = _k.{MEAN[g.domain]}({self._views(g, self._arrays(g))}, damping{LOW.get(g.domain, '')})",
+            self.w(f"d = _k.{self.domain_kernel('mean', g)}({self._views(g, self._arrays(g))}, damping{LOW.get(g.domain, '')})",
                    indent)
             self.w("if d < 0.0:", indent)
             self.w("return -1, delta", indent + 1)
@@ -555,13 +675,18 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w(f"f_{g.name} = np.empty_like({P.group(g.name)})", 2)
             if g.domain == "real":
                 self.w(f"q_{g.name} = np.empty_like({P.group(g.name)})", 2)
-            self.w(self._field_call(g), 2)
+            if g.coupled:
+                self.precision_buffer(g, 2)
+            self.fields(g, 2)
             self.w("if beta != 1.0:", 2)
             self.w(f"_k.scale(f_{g.name}.reshape(-1), beta)", 3)
             if g.domain == "real":
                 self.w(f"_k.scale(q_{g.name}.reshape(-1), beta)", 3)
+            if g.coupled:
+                self.w(f"_k.scale(pp_{g.name}.reshape(-1), beta)", 3)
             arrays = [f"f_{g.name}"] + ([f"q_{g.name}"] if g.domain == "real" else [])
-            call = f"_k.{LOGNORM[g.domain]}({self._views(g, arrays)}, out{LOW.get(g.domain, '')})"
+            arrays += [f"pp_{g.name}"] if g.coupled else []
+            call = f"_k.{self.domain_kernel('lognorm', g)}({self._views(g, arrays)}, out{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, 2)
         self.w("return ok", 1)
 
@@ -614,6 +739,8 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w("acc += t[c, j] * x2[c, j]", indent + 2)
             self.w(f"out[c] {accumulate(alpha, 'acc')}", indent + 1)
             return
+        if self.contracted(m, self.product_terms(m), frozenset(), lambda value: [f"out[c] {add(value)}"], indent):
+            return
         skip = self.zero_skip(m, -1)
         value = P.product([self.coef(m)] + [skip[1] if skip and k == skip[3] else self.access(f)
                                             for k, f in enumerate(m.factors)])
@@ -632,6 +759,9 @@ class Emitter(LearningEmitter, AnnealingEmitter):
 
         edges = tuple(sorted((a, b) for a, b in group_graph(ir).edges() if a != b))
         self.w(f"COUPLED = {edges!r}", 1)
+        coupled = tuple(n for n, g in plan.groups.items() if g.coupled)
+        if coupled:
+            self.w(f"COUPLED_REAL = {coupled!r}", 1)
         if plan.collapsed:  # pairs that may be summed out together although they share terms
             self.w(f"COLLAPSED = {tuple(plan.collapsed)!r}", 1)
         self.w(f"SCHEDULE = {plan.schedule()!r}", 1)

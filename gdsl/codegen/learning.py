@@ -11,7 +11,7 @@ train_epoch  runs every minibatch of an epoch: positive phase (mean-field with t
 from __future__ import annotations
 
 from ..analysis.gradients import gradient_terms
-from ..ir.model import iexpr_accesses
+from ..ir.model import IBin, iexpr_accesses, iexpr_index_names
 from . import printer as P
 
 
@@ -62,6 +62,14 @@ class LearningEmitter:
                 # loop into float64 (half the SIMD lanes, and conversions)
                 self.w(f"coef = g_{name}.dtype.type({P.product(alpha + [P.number(m.scale)])})", 1)
                 derivative = P.expr(t.derivative, self.sizes)
+                terms = [("coef", frozenset())] + ([("weights[c]", frozenset())] if weighted else [])
+                if derivative != "1.0":  # its factors one by one, so each can join a partial sum
+                    terms += [(P.expr(d, self.sizes), frozenset(iexpr_index_names(d)) - self.sizes)
+                              for d in _factors(t.derivative)]
+                terms += [(self.access(f), self.indices_of(f)) for f in m.factors]
+                at = frozenset(s for i in t.index for s in i.symbols()) - self.sizes
+                if self.contracted(m, terms, at, lambda value: [f"{target} += {value}"]):
+                    continue
                 parts = ["coef"] + (["weights[c]"] if weighted else []) + ([] if derivative == "1.0" else [derivative])
                 skip = self.zero_skip(m, -1)
                 parts += [skip[1] if skip and k == skip[3] else self.access(f) for k, f in enumerate(m.factors)]
@@ -110,7 +118,7 @@ class LearningEmitter:
                 self.w(f"rb_{g.name}[...] = {P.group(g.name)}", indent + 1)
                 arrays = self._arrays(g)
                 arrays[-2] = f"rb_{g.name}"
-                self.w(f"_k.{MEAN[g.domain]}({self._views(g, arrays)}, 0.0{LOW.get(g.domain, '')})", indent + 1)
+                self.w(f"_k.{self.domain_kernel('mean', g)}({self._views(g, arrays)}, 0.0{LOW.get(g.domain, '')})", indent + 1)
                 if g.domain in LOW:  # draw from the mean just computed: one exp per unit, not two
                     views = self._views(g, [f"rb_{g.name}", P.group(g.name), f"m_{g.name}"])
                     self.w(f"_k.two_state_draw_from_mean({views}, rng{LOW[g.domain]})", indent + 1)
@@ -119,7 +127,7 @@ class LearningEmitter:
             if g.lateral:
                 self.site_sweep(g, indent, draw=True)
                 return
-            call = f"_k.{DRAW[g.domain]}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
+            call = f"_k.{self.domain_kernel('draw', g)}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, indent)
 
         self._each_block(update, indent=1)
@@ -321,3 +329,10 @@ class LearningEmitter:
             self.w(f"pf = {arr}.reshape(-1)", 2)
             self.w("for j in range(pf.shape[0]):", 2)
             self.w("pf[j] = max(pf[j], 1e-6)", 3)
+
+
+def _factors(e):
+    """The factors of a product expression (a * b * c -> [a, b, c]); anything else is one factor."""
+    if isinstance(e, IBin) and e.op == "*":
+        return _factors(e.left) + _factors(e.right)
+    return [e]

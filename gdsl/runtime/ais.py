@@ -169,7 +169,7 @@ class AISMixin:
                     continue
                 oks = list(pool.map(run, range(parts), [seg] * parts))
                 if not all(oks):
-                    raise ValueError("a real variable's precision became <= 0 during annealing")
+                    raise ValueError(self._precision_problem() + " during annealing")
                 done += len(seg) - 1
                 bar(done)
         logw = np.concatenate(logws)

@@ -15,7 +15,8 @@ from __future__ import annotations
 from .products import (SMALL_OUTER, SMALL_PRODUCT, SPARSE_BELOW, density, dot_t, sparse_dot, sparse_outer,
                        use_loops)
 from .rng import next_uniform, next_uniform_pair32, normal, seed_streams, uniform
-from .samplers import (LOG_PI, add_slab_integral, any_clamped, spike_slab_lognorm, categorical_draw, categorical_lognorm, categorical_mean, categorical_off_draw,
+from .samplers import (LOG_PI, add_slab_integral, any_clamped, gaussian_block_draw, gaussian_block_lognorm,
+                       gaussian_block_mean, spike_slab_lognorm, categorical_draw, categorical_lognorm, categorical_mean, categorical_off_draw,
                        categorical_off_lognorm, categorical_off_mean, draw_binary, draw_spin,
                        gaussian_draw, gaussian_lognorm, gaussian_mean, two_state_draw, two_state_draw_from_mean,
                        two_state_draw_from_means, two_state_lognorm, two_state_mean, two_state_means_into)
@@ -31,7 +32,7 @@ __all__ = [
     "two_state_means_into", "two_state_mean", "two_state_lognorm", "gaussian_draw", "gaussian_mean",
     "gaussian_lognorm", "categorical_draw", "categorical_mean", "categorical_lognorm",
     "categorical_off_draw", "categorical_off_mean", "categorical_off_lognorm", "add_slab_integral", "any_clamped",
-    "spike_slab_lognorm",
+    "spike_slab_lognorm", "gaussian_block_draw", "gaussian_block_mean", "gaussian_block_lognorm",
     # products
     "SPARSE_BELOW", "SMALL_PRODUCT", "SMALL_OUTER", "use_loops", "density", "dot_t", "sparse_dot", "sparse_outer",
     # vecmath

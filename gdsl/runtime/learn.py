@@ -368,7 +368,7 @@ class LearningMixin:
             if not np.all(np.isfinite(value)):
                 return f"parameter {name} became NaN or infinite in epoch {epoch + 1}"
         if not ok:
-            return f"epoch {epoch + 1}: a real variable's precision became <= 0"
+            return f"epoch {epoch + 1}: {self._precision_problem()}"
         for key in ("chains", "velocity"):
             for name, value in state[key].items():
                 if not np.all(np.isfinite(value)):

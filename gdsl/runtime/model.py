@@ -87,6 +87,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     DEFAULT_SUMMED: tuple = ()
     COUPLED: tuple = ()
     COLLAPSED: tuple = ()  # (spike, slab) pairs that can be summed out together
+    COUPLED_REAL: tuple = ()  # real groups whose conditional is a multivariate Gaussian
     SCHEDULE = ""
     KERNELS: dict = {}
     NONZERO_CONSTS: tuple = ()  # what the arithmetic needs of the constants (analysis/constants.py),
@@ -432,8 +433,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
         free = {g: bool(not masks[g].all()) for g in self.domains}
         ok = self.call("gibbs", state=st, masks=masks, free=free, rng=self._streams(n), steps=steps)
         if not ok:
-            raise ValueError("a real variable's conditional precision became <= 0: the energy is not "
-                             "bounded below for these parameters")
+            raise ValueError(self._precision_problem() + ": the energy is not bounded below for these parameters")
         return st
 
     def sample(self, n: int, steps: int = 100, burn_in: int = 0, chains: int | None = None,
@@ -522,7 +522,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
         it, delta = self.call("mean_field", state=st, masks=masks, free=free, damping=damping, tol=tol,
                               max_iter=max_iter)
         if it < 0:
-            raise ValueError("a real variable's precision is <= 0: the energy is not bounded below")
+            raise ValueError(self._precision_problem() + ": the energy is not bounded below")
         return (st, {"iterations": int(it), "max_change": float(delta)}) if return_info else st
 
     def conditional_mean(self, state: Mapping, group: str) -> np.ndarray:
@@ -576,8 +576,15 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
         ok = self.call("free_energy", state=full, params=params, summed={g: g in summed for g in self.domains},
                        beta=1.0, out=out)
         if not ok:
-            raise ValueError("a real variable's precision is <= 0: the energy is not bounded below")
+            raise ValueError(self._precision_problem() + ": the energy is not bounded below")
         return out
+
+    def _precision_problem(self) -> str:
+        """Which real groups a non-positive precision can come from, for the messages."""
+        real = [g for g, d in self.domains.items() if d == "real"]
+        coupled = [g for g in real if g in self.COUPLED_REAL]
+        what = " or ".join(f"{g} (not positive definite)" if g in coupled else g for g in real) or "a real variable"
+        return f"the conditional precision of {what} is not positive"
 
     # ------------------------------------------------------------------ exact sums
     def _params64(self):

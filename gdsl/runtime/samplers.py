@@ -373,3 +373,139 @@ def spike_slab_lognorm(f, f0, q0, f1, q1, out):
             acc += off + softplus(f[c, j] + on - off)
         out[c] -= acc
     return True
+
+
+# real groups coupled to themselves: a multivariate Gaussian per chain ------------------------
+# E = -f.x + sum q x^2 + x.P.x / 2 over the free elements gives the precision A = P + 2 diag(q)
+# and the mean A^-1 (f - P_fc x_c) given the clamped ones; one Cholesky factor per chain.
+@numba.njit(cache=True)
+def _block_system(f, q, pp, x, mask, c, a, b, free):
+    """A and b of chain c over its free elements (their indices in free[:k]); returns k."""
+    m = f.shape[1]
+    k = 0
+    for j in range(m):
+        if mask[c, j] == 0:
+            free[k] = j
+            k += 1
+    for r in range(k):
+        jr = free[r]
+        for s in range(k):
+            a[r, s] = pp[c, jr, free[s]]
+        a[r, r] += 2.0 * q[c, jr]
+        acc = f[c, jr]
+        for j in range(m):
+            if mask[c, j] != 0:
+                acc -= pp[c, jr, j] * x[c, j]
+        b[r] = acc
+    return k
+
+
+@numba.njit(cache=True)
+def _cholesky(a, k):
+    """In place: the lower Cholesky factor of a[:k, :k]; False if it is not positive definite."""
+    for j in range(k):
+        s = a[j, j]
+        for p in range(j):
+            s -= a[j, p] * a[j, p]
+        if not s > 0.0:  # also catches NaN
+            return False
+        d = math.sqrt(s)
+        a[j, j] = d
+        for i in range(j + 1, k):
+            t = a[i, j]
+            for p in range(j):
+                t -= a[i, p] * a[j, p]
+            a[i, j] = t / d
+    return True
+
+
+@numba.njit(cache=True)
+def _solve_lower(a, y, k):
+    """y <- L^-1 y, L the lower factor in a."""
+    for i in range(k):
+        t = y[i]
+        for p in range(i):
+            t -= a[i, p] * y[p]
+        y[i] = t / a[i, i]
+
+
+@numba.njit(cache=True)
+def _solve_upper(a, y, k):
+    """y <- L^-T y."""
+    for i in range(k - 1, -1, -1):
+        t = y[i]
+        for p in range(i + 1, k):
+            t -= a[p, i] * y[p]
+        y[i] = t / a[i, i]
+
+
+@numba.njit(cache=True)
+def gaussian_block_draw(f, q, pp, x, mask, rng):
+    """Each chain's free elements from N(A^-1 b, A^-1); False if some A is not positive definite."""
+    n, m = f.shape
+    a = np.empty((m, m))
+    b = np.empty(m)
+    z = np.empty(m)
+    free = np.empty(m, dtype=np.int64)
+    for c in range(n):
+        k = _block_system(f, q, pp, x, mask, c, a, b, free)
+        if k == 0:
+            continue
+        if not _cholesky(a, k):
+            return False
+        _solve_lower(a, b, k)
+        _solve_upper(a, b, k)  # the mean
+        for r in range(k):
+            z[r] = normal(rng, c)
+        _solve_upper(a, z, k)  # L^-T z has covariance A^-1
+        for r in range(k):
+            x[c, free[r]] = b[r] + z[r]
+    return True
+
+
+@numba.njit(cache=True)
+def gaussian_block_mean(f, q, pp, x, mask, damping):
+    """x <- damping x + (1 - damping) A^-1 b per chain; the largest change, or -1.0 if some A is
+    not positive definite."""
+    n, m = f.shape
+    a = np.empty((m, m))
+    b = np.empty(m)
+    free = np.empty(m, dtype=np.int64)
+    delta = 0.0
+    for c in range(n):
+        k = _block_system(f, q, pp, x, mask, c, a, b, free)
+        if k == 0:
+            continue
+        if not _cholesky(a, k):
+            return -1.0
+        _solve_lower(a, b, k)
+        _solve_upper(a, b, k)
+        for r in range(k):
+            old = x[c, free[r]]
+            new = damping * old + (1.0 - damping) * b[r]
+            delta = max(delta, abs(new - old))
+            x[c, free[r]] = new
+    return delta
+
+
+@numba.njit(cache=True)
+def gaussian_block_lognorm(f, q, pp, out):
+    """out[c] -= log of the integral of exp(f.x - x.A.x / 2) dx = f.A^-1.f / 2 + (m/2) log 2 pi
+    - log det A / 2; False if some A is not positive definite."""
+    n, m = f.shape
+    a = np.empty((m, m))
+    y = np.empty(m)
+    for c in range(n):
+        for r in range(m):
+            for s in range(m):
+                a[r, s] = pp[c, r, s]
+            a[r, r] += 2.0 * q[c, r]
+            y[r] = f[c, r]
+        if not _cholesky(a, m):
+            return False
+        _solve_lower(a, y, m)
+        acc = 0.5 * m * (LOG_PI + math.log(2.0))
+        for r in range(m):
+            acc += 0.5 * y[r] * y[r] - math.log(a[r, r])
+        out[c] -= acc
+    return True
