@@ -14,7 +14,7 @@ from .codegen.emit import emit
 from .errors import CompilerBug, GdslError, ModelErrors, Source, Span
 from .frontend import ast as ast_mod
 from .frontend.checker import CheckedModel, check
-from .frontend.parser import parse
+from .frontend.parser import _collector_paused, parse
 from .ir.lower import lower
 from .ir.model import ModelIR
 
@@ -122,6 +122,11 @@ def compile_source(source: Source, until: str = "py") -> Compiled:
                                         source.filename))
     original = source
     source = normalise(source)
+    with _collector_paused():  # every stage builds acyclic structures; see frontend/parser.py
+        return _run_stages(source, original, until)
+
+
+def _run_stages(source: Source, original: Source, until: str) -> Compiled:
     try:
         tree = parse(source)
         checked = check(tree, source)

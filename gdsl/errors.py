@@ -100,6 +100,8 @@ def excerpt(lines, span: Span, limit: int = MAX_QUOTED) -> str:
 def display_text(line: str) -> str:
     """A source line as shown under an error: one visible character per character, so the
     caret stays aligned, and nothing a terminal would act on (control or format characters)."""
+    if line.isprintable():  # the usual line, checked in C (a report may show 100,000 of them)
+        return line
     out = []
     for ch in line:
         if ch == "\t":

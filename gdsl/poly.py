@@ -12,34 +12,54 @@ Monom = tuple[str, ...]  # sorted symbol names, with repetition for powers
 
 
 class Poly:
-    __slots__ = ("terms",)
+    """Immutable once made (`terms` is never changed), so its hash is computed once."""
+
+    __slots__ = ("terms", "_hash")
 
     def __init__(self, terms: Mapping[Monom, int] | None = None):
         self.terms: dict[Monom, int] = {m: c for m, c in (terms or {}).items() if c != 0}
+        self._hash = None
+
+    @staticmethod
+    def _of(terms: dict[Monom, int]) -> "Poly":
+        """A Poly of `terms` as they are: no coefficient is 0 (lowering makes a Poly per
+        subscript and bound of every term, so the checks of __init__ add up)."""
+        p = _new(Poly)
+        p.terms = terms
+        p._hash = None
+        return p
 
     @staticmethod
     def const(value: int) -> "Poly":
-        return Poly({(): int(value)})
+        value = int(value)
+        return Poly._of({(): value} if value else {})
 
     @staticmethod
     def sym(name: str) -> "Poly":
-        return Poly({(name,): 1})
+        return Poly._of({(name,): 1})
 
     # arithmetic ---------------------------------------------------------
     def __add__(self, other: "Poly | int") -> "Poly":
-        other = _as_poly(other)
-        terms = dict(self.terms)
-        for m, c in other.terms.items():
-            terms[m] = terms.get(m, 0) + c
-        return Poly(terms)
+        return self._plus(_as_poly(other), 1)
 
     __radd__ = __add__
 
+    def _plus(self, other: "Poly", sign: int) -> "Poly":
+        """self + sign * other, its monomials in the order of self's, then of other's new ones."""
+        terms = dict(self.terms)
+        for m, c in other.terms.items():
+            total = terms.get(m, 0) + sign * c
+            if total:
+                terms[m] = total
+            else:
+                terms.pop(m, None)
+        return Poly._of(terms)
+
     def __neg__(self) -> "Poly":
-        return Poly({m: -c for m, c in self.terms.items()})
+        return Poly._of({m: -c for m, c in self.terms.items()})
 
     def __sub__(self, other: "Poly | int") -> "Poly":
-        return self + (-_as_poly(other))
+        return self._plus(_as_poly(other), -1)
 
     def __rsub__(self, other: "Poly | int") -> "Poly":
         return _as_poly(other) - self
@@ -62,7 +82,9 @@ class Poly:
         return isinstance(other, Poly) and self.terms == other.terms
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(self.terms.items())))
+        if self._hash is None:
+            self._hash = hash(tuple(sorted(self.terms.items())))
+        return self._hash
 
     @property
     def constant(self) -> int:
@@ -130,6 +152,9 @@ class Poly:
 
     def __repr__(self) -> str:
         return f"Poly({self.to_str()})"
+
+
+_new = object.__new__
 
 
 def _as_poly(x) -> Poly:

@@ -290,6 +290,21 @@ def test_the_depth_is_measured_as_documented():
     assert depth("sum[i](b[i] * v[i])") == 3 and depth("sum(v)^2") == 2
 
 
+def test_the_parse_tree_drops_the_tokens_lark_would():
+    """The parser has lark keep every token (spans include brackets and keywords) and drops the
+    anonymous ones itself (parser._DROPPED, read off the grammar): exactly those lark leaves
+    out of its own trees, rule by rule, so the AST builder sees lark's usual children."""
+    import lark
+
+    parser._parser()
+    reference = lark.Lark(parser._grammar_text(), parser="lalr", lexer="basic", maybe_placeholders=True)
+    for rule in reference.rules:
+        for symbol in rule.expansion:
+            if symbol.is_term:
+                assert symbol.filter_out == (symbol.name in parser._DROPPED), (str(rule), symbol.name)
+    assert {"LPAR", "COMMA", "PLUS"} <= parser._DROPPED and not {"NAME", "MINUS", "ROLE"} & parser._DROPPED
+
+
 def let_chain(n: int, reverse: bool = False) -> str:
     """Let bindings a0 = b, a1 = -a0, ..., a{n-1} (nested n - 1 levels once written out), used by a
     conditional; with `reverse`, declared last first (each using the next one down)."""

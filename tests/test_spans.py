@@ -71,7 +71,7 @@ IR_TEXT = re.compile(r"term m\d|\bi\d\b|\bt\d+\b| for \w+ in \[")  # monomial te
 @pytest.mark.parametrize("name, quoted", [
     ("binary_quartic", "'(v @ L @ v)^2'"),
     ("real_cubed", "'v^3'"),
-    ("real_coupled", "'v @ L @ v'"),
+    ("real_coupled", "'T[i, j, k] * v[i] * v[j] * v[k]'"),
     ("categorical_lateral", "'y[i, a] * T[a, b] * y[i + 1, b]'"),
     ("lateral_unsolvable", "'v[2 * i]'"),
     ("directed_not_earlier", "'x[j]'"),

@@ -110,16 +110,24 @@ def _string_assignment(line: str):
     room = LINE_WIDTH - len(pad) - 2
     chunks = []
     for piece in re.findall(r"[^\n]*\n|[^\n]+$", value):
-        while len(piece) > room // 4 and len(repr(piece[:room])) > room:  # cut at a space, front first
-            head = piece[:room - 10]
-            cut = head.rfind(" ")
-            cut = cut + 1 if cut > 0 else len(head)
-            while cut > 1 and len(repr(piece[:cut])) > room:  # escapes make repr longer than the text
-                cut //= 2
-            chunks.append(piece[:cut])
-            piece = piece[cut:]
-        chunks.append(piece)
+        chunks.extend(_cut(piece, room))
     return [f"{m.group(1)}{m.group(2)} = ("] + [pad + repr(c) for c in chunks] + [m.group(1) + ")"]
+
+
+def _cut(piece: str, room: int) -> list[str]:
+    """`piece` in chunks whose repr fits in `room` columns, cut after a space where there is one,
+    front first; the rest is never copied (a megabyte line makes ten thousand chunks)."""
+    chunks, start = [], 0
+    while len(piece) - start > room // 4 and len(repr(piece[start:start + room])) > room:
+        head = piece[start:start + room - 10]
+        cut = head.rfind(" ")
+        cut = cut + 1 if cut > 0 else len(head)
+        while cut > 1 and len(repr(piece[start:start + cut])) > room:  # escapes make repr longer than the text
+            cut //= 2
+        chunks.append(piece[start:start + cut])
+        start += cut
+    chunks.append(piece[start:])
+    return chunks
 
 
 def _first_bracket_with_breaks(line: str):

@@ -13,10 +13,20 @@ level, except that a chain of additions and subtractions (`a + b - c - ...`) cou
 level however long it is. The AST keeps binary `BinOp`s (left-nested along a chain); every
 stage walks a chain's left spine with a loop (`ast.left_spine`), and lowering balances long
 sums (ir/lower.py), so only real nesting, at most MAX_NESTING levels, becomes recursion.
+
+Speed: lark parses in pure Python, and how the tree is made costs as much as the parse. So
+lark makes `_Node`s (its `tree_class`), each computing its span from its first and last
+child, as `propagate_positions` would but for a fraction of its cost; lark keeps every token
+in the tree (`keep_all_tokens`) so that spans include brackets, and `_Node` drops the ones
+the AST builder does not read. The cyclic garbage collector is paused while the tree and
+the AST are made (`_collector_paused`): they are acyclic, freed by reference counting, and
+the collector, run every few hundred allocations, scanned the growing tree again and again.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import math
 import re
 import threading
@@ -43,14 +53,85 @@ OPENERS = {"(": ")", "[": "]", "{": "}"}
 EXAMPLE_HEADER = "model NAME(n = 10, sigma = 1.0) { ... }"
 
 
+def _grammar_text() -> str:
+    return resources.files("gdsl.grammars").joinpath("gdl.lark").read_text()
+
+
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
-    text = resources.files("gdsl.grammars").joinpath("gdl.lark").read_text()
-    return lark.Lark(text, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True)
+    global _DROPPED
+    text = _grammar_text()
+    parser = lark.Lark(text, parser="lalr", lexer="basic", propagate_positions=False, maybe_placeholders=True,
+                       keep_all_tokens=True, tree_class=_Node)
+    defined = set(_DEFINED_TERMINAL.findall(text))
+    _DROPPED = frozenset(t.name for t in parser.terminals if t.name not in defined)
+    for rule in parser.rules:
+        # After each reduction lark looks the rule's name up in a table keyed by plain strings;
+        # the name is a lark Token, whose __eq__ is Python code: an equal plain string is
+        # compared in C (a tenth of the parse of `((((...))))`).
+        rule.origin.name = str(rule.origin.name)
+    return parser
+
+
+_DEFINED_TERMINAL = re.compile(r"^([A-Z][A-Z0-9_]*)(?:\.-?\d+)?\s*:", re.M)
+# The terminals lark names after a literal string of a rule ("(" is LPAR), which it leaves out
+# of a tree unless told to keep every token; the grammar never writes a terminal it defines
+# (MINUS, NAME ...) as a literal (tests/test_limits.py checks this against lark's own choice).
+_DROPPED: frozenset = frozenset()
+
+
+class _Node:
+    """A parse tree node (lark's `tree_class`): the rule (or alias) name, the children the AST
+    builder reads, and the span from the first to the last child, brackets and keywords
+    included (what lark's `propagate_positions` gives). Rules lark inlines (`__x_star_0`) keep
+    every token: their children are spliced into the parent, which computes its span and drops
+    the tokens."""
+
+    __slots__ = ("data", "children", "line", "column", "end_line", "end_column")
+
+    def __init__(self, data: str, children: list):
+        self.data = data
+        first = children[0] if children else None
+        last = children[-1] if children else None
+        if first is None or last is None or first.line is None or last.line is None:
+            first, last = _ends(children)
+        if first is None:
+            self.line = self.column = self.end_line = self.end_column = None
+        else:
+            self.line, self.column = first.line, first.column
+            self.end_line, self.end_column = last.end_line, last.end_column
+        if data[0] != "_":
+            dropped = _DROPPED
+            children = [c for c in children if c.__class__ is not Token or c.type not in dropped]
+        self.children = children
+
+
+def _ends(children: list):
+    """The first and last children that have a position (not None, not an empty node)."""
+    placed = [c for c in children if c is not None and c.line is not None]
+    return (placed[0], placed[-1]) if placed else (None, None)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """The cyclic garbage collector off, and back as it was: making a tree allocates an object
+    per token, and the collector's passes over the growing heap cost a third of the parse."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def parse(source: Source) -> ast.Model:
     """Parse a whole file; raise ModelErrors listing every syntax error found."""
+    with _collector_paused():
+        return _parse(source)
+
+
+def _parse(source: Source) -> ast.Model:
     sink = ErrorSink()
     text = source.text
     foreign = _foreign_digits(text)
@@ -87,6 +168,7 @@ def parse(source: Source) -> ast.Model:
 # tree -> AST without recursion, measuring the nesting depth --------------------
 _SUM_CHAIN = frozenset({"add", "sub"})
 _NESTING = _SUM_CHAIN | {"mul", "div", "matmul", "neg", "pow", "call", "index", "sum_all", "sum_index", "paren"}
+_LEAVES = frozenset({"name", "number"})
 
 
 def _level(parent: str, position: int, child: str) -> int:
@@ -100,34 +182,43 @@ def _level(parent: str, position: int, child: str) -> int:
     return 1
 
 
-def _build(tree: lark.Tree, builder: "_ToAst"):
+def _build(tree: _Node, builder: "_ToAst"):
     """The AST of a parse tree, built bottom up with an explicit stack (lark's Transformer
     recurses once per tree level, and a chain of n terms is n levels deep); and the deepest
-    expression nested more than MAX_NESTING levels, as (depth, span), or None."""
+    expression nested more than MAX_NESTING levels, as (depth, span), or None. Names and
+    numbers are built as soon as their parent is entered: they are half the nodes of an
+    expression, nest nothing, and lie as deep as their parent (which is measured first)."""
+    build = builder.methods()
     values: list = []
     stack: list = [(tree, 0, False)]
     deepest = None
     while stack:
         node, depth, built = stack.pop()
-        if not isinstance(node, lark.Tree):
-            values.append(node)  # a token, or None for an optional part left out
+        if node.__class__ is not _Node:
+            values.append(node)  # a token, a name or number already built, or None for an optional part left out
             continue
         if built:
             n = len(node.children)
             children = values[len(values) - n:] if n else []
             del values[len(values) - n:]
-            value = getattr(builder, node.data)(node.meta, children)
-            if node.data in ("name", "number"):
-                value.depth = depth  # the levels around it, for lets written out (directed_checks)
-            values.append(value)
+            values.append(build[node.data](node, children))
             continue
         if depth > MAX_NESTING and (deepest is None or depth > deepest[0]):
-            deepest = (depth, _span(node.meta))
+            deepest = (depth, _span(node))
         stack.append((node, depth, True))
-        for k in range(len(node.children) - 1, -1, -1):
-            child = node.children[k]
-            level = _level(node.data, k, child.data) if isinstance(child, lark.Tree) else 0
-            stack.append((child, depth + level, False))
+        children = node.children
+        for k in range(len(children) - 1, -1, -1):
+            child = children[k]
+            if child.__class__ is not _Node:
+                stack.append((child, depth, False))
+                continue
+            data = child.data
+            if data in _LEAVES:
+                value = build[data](child, child.children)
+                value.depth = depth  # the levels around it, for lets written out (directed_checks)
+                stack.append((value, depth, False))
+                continue
+            stack.append((child, depth + _level(node.data, k, data), False))
     return values[0], deepest
 
 
@@ -547,6 +638,10 @@ class _ToAst:
     def __init__(self):
         self.errors: list[GdslError] = []
 
+    def methods(self) -> dict:
+        """rule name -> the bound method that builds it (one dict look-up per node)."""
+        return {name: getattr(self, name) for name in dir(self) if not name.startswith("_")}
+
     def start(self, meta, children):
         return children[0]
 
@@ -679,6 +774,9 @@ class _ToAst:
 
     def neg(self, meta, children):
         return ast.Neg(_span(meta), children[-1])
+
+    def unary(self, meta, children):
+        return children[-1]  # `+ x` is x (its span, like a parenthesis's, counts in its parent's)
 
     def index(self, meta, children):
         base, *subs = children

@@ -10,7 +10,10 @@
 5. combine like monomials: equal factors, index ranges, guards and coefficient expressions
    (in any energy statement) become one monomial whose scale is the sum of theirs; one whose
    scale adds up to 0 is dropped. The generated module's size and its kernels' cost depend on
-   the distinct terms only.
+   the distinct terms only. A statement is lowered one summand at a time, and a summand
+   written like an earlier one of the statement adds the scales of that one's monomials
+   without being elaborated again (`_StatementLowering`): a flat sum of n `b @ v` costs one
+   elaboration and n look-ups.
 
 Chains (a - b - c ..., see frontend/ast.py) are elaborated along their left spine with a
 loop. A run of `+` and `-` (or of `*`) stays nested to the left, as written, while that tree is
@@ -23,7 +26,6 @@ add up. `expand` itself uses an explicit stack.
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 
 from ..abi import ONE_HOT
@@ -51,7 +53,7 @@ class _Unsupported(Exception):
 class Elaborator:
     def __init__(self, checked: CheckedModel):
         self.m = checked
-        self.counter = itertools.count()
+        self.made = 0  # fresh names made so far (t0, t1, ... and the binders' suffixes)
         self.index_scopes: list[dict[str, str]] = []
         self.heights: dict[int, tuple[IExpr, int]] = {}  # id -> (node, height) of the IR made so far
 
@@ -72,8 +74,14 @@ class Elaborator:
                 stack.extend((c, False) for c in below)
         return memo[id(e)][1]
 
+    def serial(self) -> int:
+        """The number of the next fresh name (`_StatementLowering` skips the ones a summand it
+        does not elaborate again would take)."""
+        self.made += 1
+        return self.made - 1
+
     def fresh(self) -> str:
-        return f"t{next(self.counter)}"
+        return f"t{self.serial()}"
 
     def _index_names(self) -> dict[str, str]:
         out = {}
@@ -219,7 +227,7 @@ class Elaborator:
         scope: dict[str, str] = {}
         binders = []
         for b in e.binders:
-            unique = f"{b.name}{next(self.counter)}"
+            unique = f"{b.name}{self.serial()}"
             hi = ()
             if b.bound is not None:
                 self.index_scopes.append(scope)
@@ -531,7 +539,11 @@ def _guard_implied(g: Guard, ranges) -> bool:
 
 def _provably_nonnegative(p: Poly) -> bool:
     """p >= 0 for every value >= 1 of its symbols: with each symbol written 1 + t (t >= 0), every
-    coefficient is non-negative."""
+    coefficient is non-negative. For an affine p (every subscript and most bounds) that is: its
+    linear coefficients and the sum of all its coefficients (its constant once shifted)."""
+    terms = p.terms
+    if all(len(m) <= 1 for m in terms):
+        return all(c >= 0 for m, c in terms.items() if m) and sum(terms.values()) >= 0
     shifted = p.substitute({s: Poly.sym(s) + 1 for s in p.symbols()})
     return all(c >= 0 for c in shifted.terms.values())
 
@@ -572,9 +584,14 @@ def _loop_order(names, ranges):
 
 def _canonical(term: _Term, factors, ranges, guards):
     """Rename index variables to i0, i1, ... in loop order so equal monomials compare equal."""
+    if not ranges:  # nothing to rename (x[0] * W[0, 1] * y[1]): the parts as they are
+        coef = tuple(term.coef)
+        return factors, tuple(sorted(coef, key=repr)) if len(coef) > 1 else coef, ranges, guards
     mapping = {r.name: f"i{k}" for k, r in enumerate(ranges)}
     factors = tuple(Factor(f.group, tuple(p.rename(mapping) for p in f.index), f.power, f.span) for f in factors)
-    coef = tuple(sorted((iexpr_rename(c, mapping) for c in term.coef), key=repr))
+    coef = tuple(iexpr_rename(c, mapping) for c in term.coef)
+    if len(coef) > 1:  # (repr prints every subscript: most terms have one coefficient or none)
+        coef = tuple(sorted(coef, key=repr))
     ranges = tuple(IndexRange(mapping[r.name], tuple(p.rename(mapping) for p in r.lo),
                               tuple(p.rename(mapping) for p in r.hi)) for r in ranges)
     guards = tuple(Guard(g.expr.rename(mapping), g.dim) for g in guards)
@@ -587,31 +604,9 @@ def lower(checked: CheckedModel) -> ModelIR:
     lines = checked.source.text.split("\n")
     combined: dict[tuple, Monomial] = {}  # like monomials of every statement, in order of first appearance
     for term_no, decl in enumerate(checked.energies):
-        span = decl.span
-        try:
-            terms = expand(el.elab(decl.expr, ()))
-        except _Unsupported as e:
-            sink.error(str(e), e.span or decl.expr.span, e.hint, kind=e.kind)
+        merged = _StatementLowering(el, decl, term_no, sink, lines).monomials()
+        if merged is None:
             continue
-        except ZeroDivisionError:  # not expected: expand reports divisions by zero where they are
-            sink.error("this term divides by zero", decl.expr.span, "divide by a nonzero number", kind="arithmetic")
-            continue
-        except OverflowError:
-            sink.error("a constant in this term is too large: it overflows a float", decl.expr.span,
-                       kind="arithmetic")
-            continue
-        merged: dict[tuple, Monomial] = {}
-        for t in terms:
-            factors = _simplify_factors(t.factors, checked.groups)
-            r = _ranges(t, factors, checked, decl.expr.span, sink, lines)
-            if r is None:
-                continue
-            factors, coef, ranges, guards = _canonical(t, factors, *r)
-            key = (factors, coef, ranges, guards)
-            if key in merged:
-                merged[key].scale += t.scale
-            else:  # equal monomials of one statement merge; the first one's origin is kept
-                merged[key] = Monomial(0, t.scale, coef, factors, ranges, guards, span, term_no, t.span or span)
         huge = [m for m in merged.values() if not math.isfinite(m.scale)]
         if huge:
             sink.error("the constant factor of this product is too large: it overflows a float", huge[0].origin,
@@ -641,6 +636,149 @@ def lower(checked: CheckedModel) -> ModelIR:
 
         add_directed(ir.graph, ir.directed)
     return ir
+
+
+class _StatementLowering:
+    """The monomials of one energy statement, equal ones merged (monomial key -> Monomial, in
+    order of first appearance), or None after reporting why the statement cannot be expanded.
+
+    A statement is a run of summands, a - b + c ... (often one). It is lowered summand by
+    summand, left to right, which gives the terms, in the order, that expanding it whole gives
+    (a sum's terms are its operands' in turn, negated after a '-'). A summand written like an
+    earlier one of the statement (the same AST, spans aside: `_written`) expands to the same
+    monomials with the same scales, so those scales are added again without elaborating it: a
+    flat sum of 100,000 `b @ v` costs one elaboration. Every error a summand meets aborts this
+    and the statement is lowered whole, as one expression, to report what that reports."""
+
+    def __init__(self, el: Elaborator, decl, term_no: int, sink: ErrorSink, lines: list[str]):
+        self.el, self.decl, self.term_no, self.sink, self.lines = el, decl, term_no, sink, lines
+        self.groups = el.m.groups
+
+    def monomials(self) -> dict | None:
+        start = self.el.made
+        try:
+            return self._by_summand()
+        except (_Unsupported, ZeroDivisionError, OverflowError):
+            self.el.made = start  # the same fresh names as if this had not been tried
+        return self._whole()
+
+    def _by_summand(self) -> dict:
+        merged: dict[tuple, Monomial] = {}
+        errors = ErrorSink()  # the ranges that cannot be told, reported if no summand fails
+        seen: dict[tuple, tuple] = {}  # written summand -> (fresh names made, [(monomial key, scale)])
+        count = 0
+        for sign, summand in _summands(self.decl.expr):
+            written = _written(summand)
+            known = seen.get(written) if written is not None else None
+            if known is None:
+                before, reported = self.el.made, len(errors.errors)
+                terms = expand(self.el.elab(summand, ()))
+                count += len(terms)
+                if count > MAX_TERMS_PER_STATEMENT:
+                    raise _Unsupported("too many monomials", None)  # reported by `_whole`
+                keys = [(self._merge(merged, t.negated() if sign < 0 else t, errors), t.scale) for t in terms]
+                if written is not None and len(errors.errors) == reported:
+                    seen[written] = (self.el.made - before, keys)
+                continue
+            made, keys = known
+            self.el.made += made
+            count += len(keys)
+            if count > MAX_TERMS_PER_STATEMENT:
+                raise _Unsupported("too many monomials", None)
+            for key, scale in keys:
+                merged[key].scale += -scale if sign < 0 else scale
+        self.sink.errors.extend(errors.errors)
+        return merged
+
+    def _whole(self) -> dict | None:
+        decl, sink = self.decl, self.sink
+        try:
+            terms = expand(self.el.elab(decl.expr, ()))
+        except _Unsupported as e:
+            sink.error(str(e), e.span or decl.expr.span, e.hint, kind=e.kind)
+            return None
+        except ZeroDivisionError:  # not expected: expand reports divisions by zero where they are
+            sink.error("this term divides by zero", decl.expr.span, "divide by a nonzero number", kind="arithmetic")
+            return None
+        except OverflowError:
+            sink.error("a constant in this term is too large: it overflows a float", decl.expr.span,
+                       kind="arithmetic")
+            return None
+        merged: dict[tuple, Monomial] = {}
+        for t in terms:
+            self._merge(merged, t, sink)
+        return merged
+
+    def _merge(self, merged: dict, t: _Term, sink: ErrorSink) -> tuple | None:
+        """Add term t to `merged`: its monomial key, or None when its ranges cannot be told
+        (reported to `sink`). Equal monomials merge; the first one's origin is kept."""
+        decl = self.decl
+        factors = _simplify_factors(t.factors, self.groups)
+        r = _ranges(t, factors, self.el.m, decl.expr.span, sink, self.lines)
+        if r is None:
+            return None
+        factors, coef, ranges, guards = _canonical(t, factors, *r)
+        key = (factors, coef, ranges, guards)
+        first = merged.get(key)
+        if first is not None:
+            first.scale += t.scale
+        else:
+            merged[key] = Monomial(0, t.scale, coef, factors, ranges, guards, decl.span, self.term_no,
+                                   t.span or decl.span)
+        return key
+
+
+def _summands(e: ast.Expr) -> list[tuple[int, ast.Expr]]:
+    """(sign, operand) of the run of + and - at the top of e, left to right ([(1, e)] if none)."""
+    out = []
+    while isinstance(e, ast.BinOp) and e.op in ("+", "-"):
+        out.append((-1 if e.op == "-" else 1, e.right))
+        e = e.left
+    out.append((1, e))
+    out.reverse()
+    return out
+
+
+def _written(e: ast.Expr) -> tuple | None:
+    """What elaborating e depends on, as a flat tuple (node kinds, operators, names, literals and
+    the number of each node's operands, parents first), spans left out; None for a node it does
+    not know. Equal tuples elaborate to the same expression up to the fresh index names."""
+    out: list = []
+    stack: list = [e]
+    while stack:
+        n = stack.pop()
+        kind = type(n)
+        out.append(kind)
+        if kind is ast.Name:
+            out.append(n.id)
+        elif kind is ast.Num:
+            out += (type(n.value), n.text)
+        elif kind is ast.BinOp:
+            out.append(n.op)
+            stack += (n.right, n.left)
+        elif kind is ast.Neg:
+            stack.append(n.operand)
+        elif kind is ast.Call:
+            out += (n.fn, len(n.args))
+            stack.extend(reversed(n.args))
+        elif kind is ast.Index:
+            out.append(len(n.subscripts))
+            stack.extend(reversed(n.subscripts))
+            stack.append(n.base)
+        elif kind is ast.Slice:
+            stack += (n.hi, n.lo)
+        elif kind is ast.SumAll:
+            stack.append(n.body)
+        elif kind is ast.SumIndex:
+            out.append(len(n.binders))
+            stack.append(n.body)
+            stack.extend(reversed(n.binders))
+        elif kind is ast.Binder:
+            out += (n.name, n.op)
+            stack.append(n.bound)
+        elif n is not None:
+            return None
+    return tuple(out)
 
 
 def _combine_like(combined: dict, key: tuple, m: Monomial, sink: ErrorSink) -> None:
