@@ -41,7 +41,7 @@ FAMILIES = {f.name: f for f in (
     _per("consts", "consts", "k_"),
     _per("masks", "groups", "m_"), _per("free", "groups", "free_"), _per("summed", "groups", "sum_"),
     _per("bases", "groups", "bf_", "bq_"), _per("rb", "groups", "rb_"), _per("rbfree", "groups", "rbfree_"),
-    _per("grads", "params", "g_"), _per("velocity", "params", "v_"),
+    _per("grads", "params", "g_"), _per("velocity", "params", "v_"), _per("offsets", "groups", "mu_"),
     _per("data", "groups", "data_"), _per("has_data", "groups", "has_"), _per("pmask", "groups", "pmask_"),
     _per("pfree", "groups", "pfree_"), _per("init", "groups", "init_"), _per("chains", "groups", "chain_"),
     _per("cfree", "groups", "cfree_"), _per("cmask", "groups", "cmask_"), _per("rbmask", "groups", "rbmask_"),
@@ -64,7 +64,8 @@ SPECS: dict[str, tuple[str, ...]] = {
     "gibbs_rb": MODEL + ("masks", "free", "rb", "rbfree", "rng"),
     "train_epoch": ("params", "sizes", "consts", "data", "has_data", "pmask", "pfree", "init", "chains", "cfree",
                     "cmask", "rbmask", "rbfree", "velocity", "grads", "order", "batch", "rng", "lr", "momentum",
-                    "decay", "k", "persistent", "mf_iters", "mf_tol", "mf_damping"),
+                    "decay", "k", "persistent", "mf_iters", "mf_tol", "mf_damping", "offsets", "centered",
+                    "offset_rate"),
     "gibbs_tempered": MODEL + ("masks", "free", "bases", "beta", "rng"),
     "ais_steps": MODEL + ("masks", "free", "bases", "summed", "betas", "rng", "logw"),
     # directed kernels: one set per program mode ("joint", "reparam"): `<mode>_values` ...

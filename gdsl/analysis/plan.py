@@ -78,6 +78,9 @@ class Plan:
     # (spike, slab) pairs the Gibbs sweep draws as one block: the binary spike with the real slab
     # summed out, then the slab given it (the blocked scheme of the spike-and-slab RBM)
     collapsed: list[tuple[str, str]] = field(default_factory=list)
+    # centred training (analysis/centring.py): the weights and biases it transforms, or why not
+    couplings: list = field(default_factory=list)
+    centring_refused: Optional[str] = None
 
     @property
     def monomials(self) -> list[Monomial]:
@@ -148,7 +151,11 @@ def analyse(ir: ModelIR) -> Plan:
     blocks = _blocks(ir, groups)
     summed = _default_summed(ir, groups)
     over = [n for n in groups if n not in summed]
-    return Plan(ir, groups, blocks, over, summed, _collapsed_pairs(ir, groups, blocks))
+    plan = Plan(ir, groups, blocks, over, summed, _collapsed_pairs(ir, groups, blocks))
+    from .centring import centring  # it reads the plan's dense products
+
+    plan.couplings, plan.centring_refused = centring(plan)
+    return plan
 
 
 def _collapsed_pairs(ir: ModelIR, groups: dict[str, GroupPlan], blocks) -> list[tuple[str, str]]:

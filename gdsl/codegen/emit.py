@@ -759,6 +759,8 @@ class Emitter(LearningEmitter, AnnealingEmitter):
 
         edges = tuple(sorted((a, b) for a, b in group_graph(ir).edges() if a != b))
         self.w(f"COUPLED = {edges!r}", 1)
+        self.w(f"CENTRING = {tuple((c.weight, c.lower, c.upper) for c in plan.couplings)!r}", 1)
+        self.w(f"CENTRING_REFUSED = {plan.centring_refused!r}", 1)
         coupled = tuple(n for n, g in plan.groups.items() if g.coupled)
         if coupled:
             self.w(f"COUPLED_REAL = {coupled!r}", 1)

@@ -234,7 +234,7 @@ class LearningEmitter:
                    "0.0, 0.0, 1)", 2)
         params = ", ".join(P.param(p) for p in self.ir.params)
         if self._direct_ok():
-            self.w("if momentum == 0.0 and decay == 0.0:", 2)
+            self.w("if momentum == 0.0 and decay == 0.0 and not centered:", 2)
             self.w("# plain SGD: the statistics go straight into the parameters (no derivative reads them)", 3)
             self.w(f"energy_grad({self._call_args('pos_')}, -lr / nb, {params})", 3)
             self.w(f"energy_grad({self._call_args('st_')}, lr / m_rb, {params})", 3)
@@ -245,12 +245,50 @@ class LearningEmitter:
         self.w("# statistics of both phases, then a step with momentum and weight decay", indent)
         self.w(f"energy_grad({self._call_args('pos_')}, 1.0 / nb, {self._grads()})", indent)
         self.w(f"energy_grad({self._call_args('st_')}, -1.0 / m_rb, {self._grads()})", indent)
+        self._centring(indent)
         for name, p in self.ir.params.items():
             self._update(name, p, indent)
         self.w("# constraints", 2)
         for name, p in self.ir.params.items():
             self._constrain(name, p)
         self.w("return ok", 1)
+
+    def _centring(self, indent: int) -> None:
+        """The statistics of the model written in x - mu (analysis/centring.py), then the offsets
+        moved towards the minibatch's positive-phase means."""
+        couplings = self.plan.couplings
+        if not couplings:
+            return
+        self.w("if centered:", indent)
+        i = indent + 1
+        self.w("# centring (Montavon & Mueller 2012): the step of the model written in x - mu_x", i)
+        size = {g: self.flat(self.ir.groups[g].shape) for g in self.ir.groups}
+        for c in couplings:
+            nl, nu = size[c.lower], size[c.upper]
+            self.w(f"gw = g_{c.weight}.reshape(({nl}, {nu}))", i)
+            self.w(f"gl = g_{c.lower_bias}.reshape(-1)", i)
+            self.w(f"gu = g_{c.upper_bias}.reshape(-1)", i)
+            self.w(f"for a in range({nl}):", i)
+            self.w(f"for b in range({nu}):", i + 1)
+            self.w(f"gw[a, b] -= mu_{c.lower}[a] * gu[b] + gl[a] * mu_{c.upper}[b]", i + 2)
+        self.w("# the biases take the part of the new weight steps the offsets carry", i)
+        for c in couplings:
+            nl, nu = size[c.lower], size[c.upper]
+            self.w(f"gw = g_{c.weight}.reshape(({nl}, {nu}))", i)
+            self.w(f"gl = g_{c.lower_bias}.reshape(-1)", i)
+            self.w(f"gu = g_{c.upper_bias}.reshape(-1)", i)
+            self.w(f"for a in range({nl}):", i)
+            self.w(f"for b in range({nu}):", i + 1)
+            self.w(f"gl[a] -= gw[a, b] * mu_{c.upper}[b]", i + 2)
+            self.w(f"gu[b] -= gw[a, b] * mu_{c.lower}[a]", i + 2)
+        self.w("# offsets: running means of the positive phase (the data, the posterior means)", i)
+        for g in dict.fromkeys(x for c in couplings for x in (c.lower, c.upper)):
+            self.w(f"p2 = pos_{g}.reshape((nb, {size[g]}))", i)
+            self.w(f"for j in range({size[g]}):", i)
+            self.w("acc = 0.0", i + 1)
+            self.w("for r in range(nb):", i + 1)
+            self.w("acc += p2[r, j]", i + 2)
+            self.w(f"mu_{g}[j] += offset_rate * (acc / nb - mu_{g}[j])", i + 1)
 
     def _direct_ok(self) -> bool:
         """No dE/dP reads a parameter, so P can be updated while the statistics are added up."""

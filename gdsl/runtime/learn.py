@@ -161,7 +161,8 @@ class LearningMixin:
             chains: int | None = None, mf_iters: int = 30, mf_tol: float = 1e-5, mf_damping: float = 0.0,
             validation: Mapping | None = None, callback: Callable | None = None, monitor="auto",
             progress: bool | None = None, checkpoint=None, checkpoint_every: int = 1, resume=None,
-            target: str | None = None, alpha: float = 0.01) -> list:
+            target: str | None = None, alpha: float = 0.01, centered: bool = False,
+            offset_rate: float = 0.01) -> list:
         """Train by stochastic maximum likelihood; return the history (one dict per epoch).
 
         method: "cd" (CD-k), "pcd" (persistent chains, i.e. SML), "variational" (mean-field
@@ -169,6 +170,8 @@ class LearningMixin:
         conditionally independent given the data (a DBM) get the mean-field positive phase
         with either method. "discriminative" maximises the exact log p(target | rest) of a class
         label, "hybrid" that plus alpha * log p(data) (runtime/discriminative.py).
+        centered=True takes the steps of the model written in x - mu_x (Montavon & Mueller 2012),
+        the offsets mu_x moving towards the positive phase's means at `offset_rate`.
         See docs/learning.md for every option."""
         refuse_nothing_to_learn(self)
         if method == "greedy":
@@ -184,6 +187,8 @@ class LearningMixin:
                                       weight_decay=weight_decay, lr_schedule=lr_schedule, k=k, chains=chains,
                                       validation=validation, callback=callback, progress=progress,
                                       checkpoint=checkpoint)
+        if centered and not self.CENTRING:
+            raise ValueError(f"centred training is not available for {self.NAME}: {self.CENTRING_REFUSED}")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; use one of "
                              f"{', '.join(METHODS + ('greedy', 'discriminative', 'hybrid'))}")
@@ -195,6 +200,7 @@ class LearningMixin:
         mf_tol = real(mf_tol, "mf_tol", 0.0)
         lr = lr if callable(lr_schedule) else real(lr, "lr", 0.0, low_open=True)
         weight_decay = real(weight_decay, "weight_decay", 0.0)
+        offset_rate = real(offset_rate, "offset_rate", 0.0, 1.0)
         n = self._n_of(data)
         arrays = {g: self._array(g, v, n) for g, v in data.items()}
         if validation is not None:  # checked now, not after the first epoch
@@ -207,9 +213,12 @@ class LearningMixin:
         # plain Python numbers: the config goes into checkpoints as JSON (numpy scalars would not)
         config = {"method": method, "k": int(k), "lr": float(lr), "epochs": int(epochs),
                   "batch_size": int(batch_size), "momentum": float(momentum),
-                  "weight_decay": float(weight_decay), "chains": chains,
+                  "weight_decay": float(weight_decay), "chains": chains, "centered": bool(centered),
+                  "offset_rate": float(offset_rate),
                   "lr_schedule": lr_schedule if isinstance(lr_schedule, (str, type(None))) else "callable"}
         state = self._training_state(chains, config, resume)
+        if "offsets" not in state:
+            state["offsets"] = self._initial_offsets(arrays)
         monitors = self._monitors(monitor, given)
         bar = _EpochBar(epochs, progress, first=state["epoch"])
         rows = min(n, 1000)
@@ -278,6 +287,10 @@ class LearningMixin:
                                   if k.startswith("velocity/")},
                      "chains": {k[len("chain/"):]: np.ascontiguousarray(v, dtype=self.dtype) for k, v in data.items()
                                 if k.startswith("chain/")}}
+            offsets = {k[len("offset/"):]: np.ascontiguousarray(v, dtype=self.dtype) for k, v in data.items()
+                       if k.startswith("offset/")}
+            if offsets:
+                state["offsets"] = offsets
             self._state = state
             return state
         previous = getattr(self, "_state", None)
@@ -288,18 +301,34 @@ class LearningMixin:
             chain_state = self.random_state(chains)
             velocity = {p: np.zeros(self._shapes[p], self.dtype) for p in self._p}
         state = {"epoch": 0, "history": [], "config": config, "velocity": velocity, "chains": chain_state}
+        if previous is not None and "offsets" in previous:
+            state["offsets"] = previous["offsets"]
         self._state = state
         return state
 
     def _undo_point(self, state, params) -> dict:
         return {"params": params, "epoch": state["epoch"], "rng": self._rng.bit_generator.state,
                 "velocity": {k: v.copy() for k, v in state["velocity"].items()},
-                "chains": {k: v.copy() for k, v in state["chains"].items()}}
+                "chains": {k: v.copy() for k, v in state["chains"].items()},
+                "offsets": {k: v.copy() for k, v in state["offsets"].items()}}
+
+    def _initial_offsets(self, arrays) -> dict:
+        """Centring offsets to start from, flat per group: the data's means, the starting means of
+        the rest (0.5 for bits)."""
+        out = {}
+        for g in self.domains:
+            size = int(np.prod(self._shapes[g], dtype=np.int64))
+            if g in arrays:
+                out[g] = np.ascontiguousarray(np.asarray(arrays[g], np.float64).reshape(len(arrays[g]), -1)
+                                              .mean(0).astype(self.dtype))
+            else:
+                out[g] = np.full(size, self._mean_start(g), self.dtype)
+        return out
 
     def _rewind(self, state, undo) -> None:
         self._restore(undo["params"])
         self._rng.bit_generator.state = undo["rng"]
-        for key in ("velocity", "chains"):
+        for key in ("velocity", "chains", "offsets"):
             for name, value in undo[key].items():
                 state[key][name][...] = value
         state["epoch"] = undo["epoch"]
@@ -308,6 +337,7 @@ class LearningMixin:
     def _save_checkpoint(self, path, state) -> None:
         extra = {f"velocity/{k}": v for k, v in state["velocity"].items()}
         extra.update({f"chain/{k}": v for k, v in state["chains"].items()})
+        extra.update({f"offset/{k}": v for k, v in state["offsets"].items()})
         extra["training"] = {"epoch": state["epoch"], "history": state["history"], "config": state["config"],
                              "rng": self._rng.bit_generator.state}
         self.save(path, _extra=extra)
@@ -320,7 +350,9 @@ class LearningMixin:
         return self.call("train_epoch", velocity=velocity, order=order, batch=int(batch), rng=self._streams(rows),
                          lr=float(rate), momentum=float(momentum), decay=float(decay), k=int(k),
                          persistent=bool(persistent), mf_iters=1 if factorises else int(mf_iters),
-                         mf_tol=float(mf_tol), mf_damping=float(mf_damping), **fixed)
+                         mf_tol=float(mf_tol), mf_damping=float(mf_damping), offsets=state["offsets"],
+                         centered=bool(state["config"].get("centered", False)),
+                         offset_rate=float(state["config"].get("offset_rate", 0.0)), **fixed)
 
     def _epoch_arrays(self, arrays, given, state, batch):
         """The kernel arguments that stay the same from epoch to epoch of one fit (data, masks,

@@ -88,6 +88,8 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     COUPLED: tuple = ()
     COLLAPSED: tuple = ()  # (spike, slab) pairs that can be summed out together
     COUPLED_REAL: tuple = ()  # real groups whose conditional is a multivariate Gaussian
+    CENTRING: tuple = ()  # (weight, lower group, upper group) that centred training transforms
+    CENTRING_REFUSED: str | None = None
     SCHEDULE = ""
     KERNELS: dict = {}
     NONZERO_CONSTS: tuple = ()  # what the arithmetic needs of the constants (analysis/constants.py),

@@ -1,0 +1,127 @@
+"""Centred training (issue 21, item 6): fit(..., centered=True).
+
+The centred model writes each layer as x - mu: -(x - mu)' W (y - lam) - b'(x - mu) - c'(y - lam),
+the same family as the plain model with b = b' - W lam, c = c' - W' mu. A gradient step in the
+centred parameters, mapped back to the plain ones, is the plain gradient g transformed by
+    g_W' = g_W - mu g_c^T - g_b lam^T,  g_b' = g_b - g_W' lam,  g_c' = g_c - g_W'^T mu.
+The first test derives that from the centred parametrisation by finite differences of the
+exact log-likelihood of a tiny RBM (numpy only); the others check that the compiled epoch
+applies it, moves the offsets, trains, and keeps its state through checkpoints.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from conftest import load_model, random_params
+from small_data import digits_4x4
+
+
+def rbm_loglik(W, b, c, V):
+    H = np.array(list(itertools.product((0.0, 1.0), repeat=len(c))))
+    Vall = np.array(list(itertools.product((0.0, 1.0), repeat=len(b))))
+    free = lambda v: v @ b + np.logaddexp(0.0, c + v @ W).sum(-1)  # noqa: E731  (-F(v))
+    return float(np.mean(free(V)) - logsumexp(free(Vall)))
+
+
+def transform(g, mu, lam):
+    gW = g["W"] - np.outer(mu, g["c"]) - np.outer(g["b"], lam)
+    return {"W": gW, "b": g["b"] - gW @ lam, "c": g["c"] - gW.T @ mu}
+
+
+def test_the_centred_step_is_the_gradient_of_the_centred_parametrisation():
+    """d/d(theta') of L(plain(theta')) mapped back to plain parameters, by finite differences."""
+    rng = np.random.default_rng(0)
+    W, b, c = rng.normal(0, 1, (3, 2)), rng.normal(0, 1, 3), rng.normal(0, 1, 2)
+    V = (rng.random((10, 3)) < 0.4).astype(float)
+    mu, lam = rng.uniform(0.2, 0.8, 3), rng.uniform(0.2, 0.8, 2)
+    eps = 1e-6
+
+    def grad(f, x):
+        out = np.zeros_like(x)
+        for at in np.ndindex(x.shape):
+            d = np.zeros_like(x)
+            d[at] = eps
+            out[at] = (f(x + d) - f(x - d)) / (2 * eps)
+        return out
+
+    plain = {"W": grad(lambda w: rbm_loglik(w, b, c, V), W), "b": grad(lambda x: rbm_loglik(W, x, c, V), b),
+             "c": grad(lambda x: rbm_loglik(W, b, x, V), c)}
+    # centred parameters of the same model, and L as their function
+    bc, cc = b + W @ lam, c + W.T @ mu
+
+    def centred(Wc, bc, cc):
+        return rbm_loglik(Wc, bc - Wc @ lam, cc - Wc.T @ mu, V)
+
+    gc = {"W": grad(lambda w: centred(w, bc, cc), W), "b": grad(lambda x: centred(W, x, cc), bc),
+          "c": grad(lambda x: centred(W, bc, x), cc)}
+    # a step d theta' = gc maps to plain parameters as dW = gc_W, db = gc_b - gc_W lam, dc = gc_c - gc_W' mu
+    step = {"W": gc["W"], "b": gc["b"] - gc["W"] @ lam, "c": gc["c"] - gc["W"].T @ mu}
+    want = transform(plain, mu, lam)
+    for k in step:
+        np.testing.assert_allclose(step[k], want[k], rtol=1e-6, atol=1e-8, err_msg=k)
+
+
+def one_epoch(centered, offset_rate=0.0, seed=3):
+    m = load_model("rbm", seed=seed, dtype="float64")
+    m.params.update(random_params(m, seed=seed))
+    data = {"v": (np.random.default_rng(seed).random((20, 4)) < 0.4).astype(float)}
+    before = {k: np.array(v) for k, v in m.params.items()}
+    m.fit(data, method="cd", k=1, lr=0.1, epochs=1, batch_size=20, centered=centered, offset_rate=offset_rate,
+          progress=False, monitor=())
+    return m, data, before, {k: np.asarray(v) - before[k] for k, v in m.params.items()}
+
+
+def test_the_compiled_epoch_applies_the_centred_step():
+    _, data, _, plain = one_epoch(False)
+    m, _, _, step = one_epoch(True)  # the same seed: the same samples, only the step differs
+    mu, lam = data["v"].mean(0), np.full(3, 0.5)  # the starting offsets, kept (offset_rate 0)
+    want = transform(plain, mu, lam)
+    for k in want:
+        np.testing.assert_allclose(step[k], want[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    assert np.abs(step["b"] - plain["b"]).max() > 1e-4  # centring changed the step
+
+
+def test_offsets_move_to_the_positive_phase_means():
+    m, data, before, _ = one_epoch(True, offset_rate=1.0)  # one minibatch of all the data
+    offsets = m._state["offsets"]
+    np.testing.assert_allclose(offsets["v"], data["v"].mean(0), rtol=1e-12)
+    p = before
+    posterior = 1 / (1 + np.exp(-(p["c"] + data["v"] @ p["W"])))
+    np.testing.assert_allclose(offsets["h"], posterior.mean(0), rtol=1e-9)
+
+
+def test_centred_training_of_a_dbm_raises_the_exact_log_likelihood():
+    binary, _, _, train, test = digits_4x4()
+    m = load_model("dbm", seed=2, nv=16, n1=8, n2=4)  # 2^12 hidden states: log p exact
+    before = np.mean(m.log_prob({"v": binary[test]}))
+    m.fit({"v": binary[train]}, method="pcd", lr=0.05, epochs=15, batch_size=50, centered=True, progress=False,
+          monitor=())
+    after = np.mean(m.log_prob({"v": binary[test]}))
+    assert after > before + 1.0, (before, after)
+
+
+def test_models_it_does_not_apply_to_say_why():
+    m = load_model("grbm")
+    with pytest.raises(ValueError, match=r"centred training is not available for grbm: the term m0 \(line \d+\) "
+                                         r"is neither a weight"):
+        m.fit({"v": np.zeros((4, 2))}, centered=True, progress=False)
+
+
+def test_offsets_are_checkpointed(tmp_path):
+    data = {"v": (np.random.default_rng(0).random((40, 4)) < 0.4).astype(float)}
+    straight = load_model("rbm", seed=1)
+    straight.fit(data, method="pcd", lr=0.1, epochs=3, batch_size=10, centered=True, offset_rate=0.1,
+                 progress=False, monitor=())
+    first = load_model("rbm", seed=1)
+    path = tmp_path / "ckpt.npz"
+    first.fit(data, method="pcd", lr=0.1, epochs=2, batch_size=10, centered=True, offset_rate=0.1,
+              progress=False, monitor=(), checkpoint=str(path))
+    resumed = load_model("rbm", seed=99)
+    resumed.fit(data, method="pcd", lr=0.1, epochs=3, batch_size=10, centered=True, offset_rate=0.1,
+                progress=False, monitor=(), resume=str(path))
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k], err_msg=k)
