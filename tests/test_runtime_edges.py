@@ -230,6 +230,8 @@ UNSUPPORTED = {
     "kernel_args": lambda m: m.kernel_args({}),
     "reconstruction_error": lambda m: m.reconstruction_error({"v": V}),
     "pseudo_log_likelihood": lambda m: m.pseudo_log_likelihood({"v": V}),
+    "predict_proba": lambda m: m.predict_proba({"v": V}, "h1"),
+    "predict": lambda m: m.predict({"v": V}, "h1"),
 }
 
 

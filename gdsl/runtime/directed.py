@@ -128,6 +128,15 @@ class DirectedModel(ModelBase):
         self._need_energy("pseudo_log_likelihood()", "log_prob(data) is exact for small latent spaces.")
         return super().pseudo_log_likelihood(data, seed)
 
+    def predict_proba(self, data: Mapping, target: str) -> np.ndarray:
+        self._need_energy("predict_proba()", "log_joint(state) of each class, normalised, gives p(class | data) "
+                          "when the rest is observed.")
+        return super().predict_proba(data, target)
+
+    def predict(self, data: Mapping, target: str) -> np.ndarray:
+        self._need_energy("predict()")
+        return super().predict(data, target)
+
     def why_not_summable(self, summed) -> str | None:
         for g in summed:
             if g in self.all_domains and g not in self.domains:
