@@ -16,23 +16,28 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
+import gdsl
 from conftest import load_model, random_params
 from small_data import digits_4x4
 
 
-def rbm_loglik(W, b, c, V):
-    H = np.array(list(itertools.product((0.0, 1.0), repeat=len(c))))
+def rbm_loglik(W, b, c, V, s=(-1.0, -1.0, -1.0)):
+    """Mean exact log p(v) of E = sW v'Wh + sb b'v + sc c'h."""
+    sw, sb, sc = s
     Vall = np.array(list(itertools.product((0.0, 1.0), repeat=len(b))))
-    free = lambda v: v @ b + np.logaddexp(0.0, c + v @ W).sum(-1)  # noqa: E731  (-F(v))
+    free = lambda v: -sb * (v @ b) + np.logaddexp(0.0, -sc * c - sw * (v @ W)).sum(-1)  # noqa: E731  (-F(v))
     return float(np.mean(free(V)) - logsumexp(free(Vall)))
 
 
-def transform(g, mu, lam):
-    gW = g["W"] - np.outer(mu, g["c"]) - np.outer(g["b"], lam)
-    return {"W": gW, "b": g["b"] - gW @ lam, "c": g["c"] - gW.T @ mu}
+def transform(g, mu, lam, s=(-1.0, -1.0, -1.0)):
+    """The centred step in plain parameters, for the energy sW v'Wh + sb b'v + sc c'h."""
+    kl, ku = s[0] / s[1], s[0] / s[2]
+    gW = g["W"] - ku * np.outer(mu, g["c"]) - kl * np.outer(g["b"], lam)
+    return {"W": gW, "b": g["b"] - kl * gW @ lam, "c": g["c"] - ku * gW.T @ mu}
 
 
-def test_the_centred_step_is_the_gradient_of_the_centred_parametrisation():
+@pytest.mark.parametrize("s", [(-1.0, -1.0, -1.0), (-2.0, -0.5, 1.5)], ids=["canonical", "other scales"])
+def test_the_centred_step_is_the_gradient_of_the_centred_parametrisation(s):
     """d/d(theta') of L(plain(theta')) mapped back to plain parameters, by finite differences."""
     rng = np.random.default_rng(0)
     W, b, c = rng.normal(0, 1, (3, 2)), rng.normal(0, 1, 3), rng.normal(0, 1, 2)
@@ -48,25 +53,38 @@ def test_the_centred_step_is_the_gradient_of_the_centred_parametrisation():
             out[at] = (f(x + d) - f(x - d)) / (2 * eps)
         return out
 
-    plain = {"W": grad(lambda w: rbm_loglik(w, b, c, V), W), "b": grad(lambda x: rbm_loglik(W, x, c, V), b),
-             "c": grad(lambda x: rbm_loglik(W, b, x, V), c)}
-    # centred parameters of the same model, and L as their function
-    bc, cc = b + W @ lam, c + W.T @ mu
+    kl, ku = s[0] / s[1], s[0] / s[2]
+    plain = {"W": grad(lambda w: rbm_loglik(w, b, c, V, s), W), "b": grad(lambda x: rbm_loglik(W, x, c, V, s), b),
+             "c": grad(lambda x: rbm_loglik(W, b, x, V, s), c)}
+    # centred parameters of the same model (sW (v-mu)'W(h-lam) + sb b'(v-mu) + sc c'(h-lam)), L as their function
+    bc, cc = b + kl * W @ lam, c + ku * W.T @ mu
 
     def centred(Wc, bc, cc):
-        return rbm_loglik(Wc, bc - Wc @ lam, cc - Wc.T @ mu, V)
+        return rbm_loglik(Wc, bc - kl * Wc @ lam, cc - ku * Wc.T @ mu, V, s)
 
     gc = {"W": grad(lambda w: centred(w, bc, cc), W), "b": grad(lambda x: centred(W, x, cc), bc),
           "c": grad(lambda x: centred(W, bc, x), cc)}
-    # a step d theta' = gc maps to plain parameters as dW = gc_W, db = gc_b - gc_W lam, dc = gc_c - gc_W' mu
-    step = {"W": gc["W"], "b": gc["b"] - gc["W"] @ lam, "c": gc["c"] - gc["W"].T @ mu}
-    want = transform(plain, mu, lam)
+    # a step d theta' = gc maps to plain parameters through b = b' - kl W lam, c = c' - ku W' mu
+    step = {"W": gc["W"], "b": gc["b"] - kl * gc["W"] @ lam, "c": gc["c"] - ku * gc["W"].T @ mu}
+    want = transform(plain, mu, lam, s)
     for k in step:
         np.testing.assert_allclose(step[k], want[k], rtol=1e-6, atol=1e-8, err_msg=k)
 
 
-def one_epoch(centered, offset_rate=0.0, seed=3):
-    m = load_model("rbm", seed=seed, dtype="float64")
+SCALED_RBM = """
+model scaled(nv = 4, nh = 3) {
+    visible v[nv]: binary
+    latent  h[nh]: binary
+    param W[nv, nh] ~ normal(0, 0.1)
+    param b[nv]
+    param c[nh]
+    energy -2 * (v @ W @ h) - 0.5 * (b @ v) + 1.5 * (c @ h)
+}
+"""
+
+
+def one_epoch(centered, offset_rate=0.0, seed=3, path=None):
+    m = load_model("rbm", seed=seed, dtype="float64") if path is None else gdsl.load(path, seed=seed, dtype="float64")
     m.params.update(random_params(m, seed=seed))
     data = {"v": (np.random.default_rng(seed).random((20, 4)) < 0.4).astype(float)}
     before = {k: np.array(v) for k, v in m.params.items()}
@@ -75,11 +93,17 @@ def one_epoch(centered, offset_rate=0.0, seed=3):
     return m, data, before, {k: np.asarray(v) - before[k] for k, v in m.params.items()}
 
 
-def test_the_compiled_epoch_applies_the_centred_step():
-    _, data, _, plain = one_epoch(False)
-    m, _, _, step = one_epoch(True)  # the same seed: the same samples, only the step differs
+@pytest.mark.parametrize("scaled", [False, True], ids=["rbm.gdl", "other scales"])
+def test_the_compiled_epoch_applies_the_centred_step(scaled, tmp_path):
+    path = None
+    if scaled:
+        path = tmp_path / "scaled.gdl"
+        path.write_text(SCALED_RBM)
+        path = str(path)
+    _, data, _, plain = one_epoch(False, path=path)
+    m, _, _, step = one_epoch(True, path=path)  # the same seed: the same samples, only the step differs
     mu, lam = data["v"].mean(0), np.full(3, 0.5)  # the starting offsets, kept (offset_rate 0)
-    want = transform(plain, mu, lam)
+    want = transform(plain, mu, lam, (-2.0, -0.5, 1.5) if scaled else (-1.0, -1.0, -1.0))
     for k in want:
         np.testing.assert_allclose(step[k], want[k], rtol=1e-9, atol=1e-12, err_msg=k)
     assert np.abs(step["b"] - plain["b"]).max() > 1e-4  # centring changed the step

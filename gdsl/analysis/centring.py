@@ -9,11 +9,13 @@ that the kernels use, the step's statistics g (data minus model, per parameter) 
     g_W <- g_W - mu g_c' - g_b lam'        (for each weight W between x and y)
     g_b <- g_b - g_W lam,  g_c <- g_c - g_W' mu   (with the new g_W, every weight of the layer)
 
+(each g_b and g_c term times s_W / s_b, the ratio of the terms' scales, when the energy is
+written with other scales than -x @ W @ y - b @ x)
 which needs, for every weight, the layers it joins and their biases. This module finds them:
 every term of the energy must be a weight between two groups, -sum W[x..., y...] x[x...]
 y[y...] over full ranges, or a bias, -sum b[x...] x[x...], with every joined group having one
-bias. Anything else (a squared real term, a lateral coupling, a scale other than -1) leaves
-centring unavailable, with the reason.
+bias. Anything else (a squared real term, a lateral coupling) leaves centring unavailable,
+with the reason.
 """
 from __future__ import annotations
 
@@ -31,12 +33,14 @@ class Coupling:
     upper: str
     lower_bias: str
     upper_bias: str
+    lower_ratio: float = 1.0  # the weight term's scale over the lower bias term's (1 for -x @ W @ y - b @ x)
+    upper_ratio: float = 1.0
 
 
 def centring(plan: Plan) -> tuple[list[Coupling], Optional[str]]:
     """The weights and biases centring transforms, or ([], why it is not available)."""
     ir = plan.ir
-    weights, biases = [], {}
+    weights, biases, scales = [], {}, {}
     for m in ir.monomials:
         line = f"the term m{m.id} (line {m.span.line})"
         weight = _weight(m, ir)
@@ -50,33 +54,34 @@ def centring(plan: Plan) -> tuple[list[Coupling], Optional[str]]:
         group, param = bias
         if group in biases:
             return [], f"{group} has two bias terms ({biases[group]} and {param})"
-        biases[group] = param
+        biases[group], scales[group] = param, m.scale
     out = []
-    for w, lower, upper in weights:
+    for w, lower, upper, scale in weights:
         missing = [g for g in (lower, upper) if g not in biases]
         if missing:
             return [], f"{missing[0]} has no bias term (-b @ {missing[0]}): centring moves the offsets into the biases"
-        out.append(Coupling(w, lower, upper, biases[lower], biases[upper]))
+        out.append(Coupling(w, lower, upper, biases[lower], biases[upper], scale / scales[lower],
+                            scale / scales[upper]))
     if not out:
         return [], "the energy has no weight between two groups"
     return out, None
 
 
-def _weight(m: Monomial, ir) -> Optional[tuple[str, str, str]]:
-    """(W, lower group, upper group) for -sum W[x..., y...] x[x...] y[y...] over full ranges."""
-    if m.scale != -1.0 or len(m.factors) != 2:
+def _weight(m: Monomial, ir) -> Optional[tuple[str, str, str, float]]:
+    """(W, lower group, upper group, scale) for scale * sum W[x..., y...] x[x...] y[y...] over full ranges."""
+    if len(m.factors) != 2:
         return None
     d = _dense(m, 1, ir)
     if d is None or d.scalar_coef or ir.groups[m.factors[0].group].domain == "real" \
             or ir.groups[m.factors[1].group].domain == "real":
         return None
     mine = m.factors[1].group
-    return (d.param, mine, d.other) if d.transpose else (d.param, d.other, mine)
+    return (d.param, mine, d.other, m.scale) if d.transpose else (d.param, d.other, mine, m.scale)
 
 
 def _bias(m: Monomial, ir) -> Optional[tuple[str, str]]:
-    """(group, b) for -sum b[x...] x[x...] over full ranges."""
-    if m.scale != -1.0 or len(m.factors) != 1 or m.guards or len(m.coef) != 1:
+    """(group, b) for scale * sum b[x...] x[x...] over full ranges."""
+    if len(m.factors) != 1 or m.guards or len(m.coef) != 1:
         return None
     f, c = m.factors[0], m.coef[0]
     if f.power != 1 or not isinstance(c, IAccess) or ir.groups[f.group].domain == "real":

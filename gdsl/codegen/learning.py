@@ -263,24 +263,28 @@ class LearningEmitter:
         i = indent + 1
         self.w("# centring (Montavon & Mueller 2012): the step of the model written in x - mu_x", i)
         size = {g: self.flat(self.ir.groups[g].shape) for g in self.ir.groups}
-        for c in couplings:
-            nl, nu = size[c.lower], size[c.upper]
-            self.w(f"gw = g_{c.weight}.reshape(({nl}, {nu}))", i)
+
+        def each_pair(c, body: list[str]) -> None:
+            """for a, b over the weight's (lower, upper) elements, with gw, gl, gu bound."""
+            self.w(f"gw = g_{c.weight}.reshape(({size[c.lower]}, {size[c.upper]}))", i)
             self.w(f"gl = g_{c.lower_bias}.reshape(-1)", i)
             self.w(f"gu = g_{c.upper_bias}.reshape(-1)", i)
-            self.w(f"for a in range({nl}):", i)
-            self.w(f"for b in range({nu}):", i + 1)
-            self.w(f"gw[a, b] -= mu_{c.lower}[a] * gu[b] + gl[a] * mu_{c.upper}[b]", i + 2)
+            self.w(f"for a in range({size[c.lower]}):", i)
+            self.w(f"for b in range({size[c.upper]}):", i + 1)
+            for line in body:
+                self.w(line, i + 2)
+
+        def times(ratio: float) -> list[str]:
+            return [] if ratio == 1.0 else [P.number(ratio)]
+
+        for c in couplings:
+            lower = P.product(times(c.upper_ratio) + [f"mu_{c.lower}[a]", "gu[b]"])
+            upper = P.product(times(c.lower_ratio) + ["gl[a]", f"mu_{c.upper}[b]"])
+            each_pair(c, [f"gw[a, b] -= {lower} + {upper}"])
         self.w("# the biases take the part of the new weight steps the offsets carry", i)
         for c in couplings:
-            nl, nu = size[c.lower], size[c.upper]
-            self.w(f"gw = g_{c.weight}.reshape(({nl}, {nu}))", i)
-            self.w(f"gl = g_{c.lower_bias}.reshape(-1)", i)
-            self.w(f"gu = g_{c.upper_bias}.reshape(-1)", i)
-            self.w(f"for a in range({nl}):", i)
-            self.w(f"for b in range({nu}):", i + 1)
-            self.w(f"gl[a] -= gw[a, b] * mu_{c.upper}[b]", i + 2)
-            self.w(f"gu[b] -= gw[a, b] * mu_{c.lower}[a]", i + 2)
+            each_pair(c, [f"gl[a] -= {P.product(times(c.lower_ratio) + ['gw[a, b]', f'mu_{c.upper}[b]'])}",
+                          f"gu[b] -= {P.product(times(c.upper_ratio) + ['gw[a, b]', f'mu_{c.lower}[a]'])}"])
         self.w("# offsets: running means of the positive phase (the data, the posterior means)", i)
         for g in dict.fromkeys(x for c in couplings for x in (c.lower, c.upper)):
             self.w(f"p2 = pos_{g}.reshape((nb, {size[g]}))", i)
