@@ -142,3 +142,24 @@ def spin_rbm(tmp_path_factory):
 def digits4x4():
     """small_data.digits_4x4(): 4x4 digits as binary, real and label arrays, and a split."""
     return digits_4x4()
+
+
+def differences(model, objective, eps: float = 1e-5) -> dict:
+    """Central differences of objective() (a number computed from the model) with respect to every
+    element of every parameter: {name: array of the parameter's shape}. The parameters are put
+    back as they were."""
+    out = {}
+    for name in model.params:
+        base = np.array(model.params[name], dtype=np.float64)
+        grad = np.zeros_like(base)
+        for at in np.ndindex(base.shape):
+            step = np.zeros_like(base)
+            step[at] = eps
+            model.params[name] = base + step
+            up = objective()
+            model.params[name] = base - step
+            down = objective()
+            grad[at] = (up - down) / (2 * eps)
+        model.params[name] = base
+        out[name] = grad
+    return out
