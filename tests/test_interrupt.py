@@ -20,7 +20,10 @@ RBM = str(ROOT / "models" / "rbm.gdl")
 FIT = dict(method="pcd", lr=0.1, momentum=0.5, weight_decay=0.01, batch_size=10, chains=15, progress=False)
 
 CHILD = r"""
-import json, sys, time
+import json, signal, sys, time
+# Ctrl-C as in a terminal even when the test runner was started in the background, where the
+# shell leaves SIGINT ignored for its children
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 import gdsl
 
