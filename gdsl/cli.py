@@ -28,9 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="do not print the schedule")
     k = sub.add_parser("check", help="parse and check FILE.gdl, reporting every error")
     k.add_argument("file")
-    g = sub.add_parser("graph", help="export the factor graph (.dot, or .graphml)")
+    g = sub.add_parser("graph", help="export the factor graph (.dot, .graphml, or a .png/.svg/.pdf picture)")
     g.add_argument("file")
-    g.add_argument("-o", "--output", required=True, help="output path: .dot or .graphml")
+    g.add_argument("-o", "--output", required=True,
+                   help="output path: .dot or .gv (DOT), .graphml, or .png/.svg/.pdf (needs matplotlib)")
     d = sub.add_parser("dump", help="print one stage of the pipeline")
     d.add_argument("--stage", choices=STAGES, required=True)
     d.add_argument("file")
@@ -53,10 +54,14 @@ def run(argv) -> int:
     elif args.command == "graph":
         from .ir.graph import write_graph
 
+        from .plots import MissingMatplotlib
+
         try:
             write_graph(compiled.ir.graph, args.output)
         except OSError as e:
             raise _output_error(args.output, e) from None
+        except (ValueError, MissingMatplotlib) as e:  # the file's ending, or matplotlib to install
+            raise _usage_error(args.output, str(e)) from None
         print(f"wrote {args.output}")
     elif args.command == "dump":
         sys.stdout.write(dump(compiled, args.stage))
@@ -86,6 +91,12 @@ def _write(path: Path, text: str) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def _usage_error(path, message: str) -> GdslError:
+    err = GdslError(message, kind="file")
+    err.source = Source("", str(path))
+    return err
 
 
 def _output_error(path, e: OSError) -> GdslError:

@@ -4,6 +4,8 @@ Exported as Graphviz DOT (written here, no pydot needed) or GraphML (networkx).
 """
 from __future__ import annotations
 
+import os
+
 import networkx as nx
 
 from .model import ModelIR
@@ -90,9 +92,22 @@ def _esc(s: str) -> str:
     return str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+GRAPH_FORMATS = (".dot", ".gv", ".graphml", ".xml", ".png", ".svg", ".pdf")
+
+
 def write_graph(graph: nx.Graph, path: str) -> None:
-    if str(path).endswith((".graphml", ".xml")):
+    """By the file's ending: DOT text (.dot, .gv), GraphML (.graphml, .xml), or a picture
+    (.png, .svg, .pdf, drawn by gdsl/plots.py). Any other ending is a ValueError."""
+    suffix = os.path.splitext(str(path))[1].lower()
+    if suffix in (".graphml", ".xml"):
         nx.write_graphml(graph, path)
-    else:
+    elif suffix in (".dot", ".gv"):
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(to_dot(graph))
+    elif suffix in (".png", ".svg", ".pdf"):
+        from ..plots import draw_graph
+
+        draw_graph(graph, path)
+    else:
+        raise ValueError(f"cannot tell the format of {path!r} from its ending; use one of "
+                         f"{', '.join(GRAPH_FORMATS)}")
