@@ -22,7 +22,7 @@ MODEL = str(Path(__file__).resolve().parents[1] / "models" / "conv_rbm.gdl")
 N = 40_000
 
 
-def load(seed=0, dtype="float32", **sizes):
+def load(seed=0, dtype="float64", **sizes):  # one dtype in this file: one compilation of each kernel
     m = gdsl.load(MODEL, seed=seed, dtype=dtype, **sizes)
     rng = np.random.default_rng(seed + 100)
     m.params.update({"W": rng.normal(0, 1, m.shape("W")), "b": rng.normal(0, 0.5, m.shape("b")),

@@ -129,15 +129,15 @@ def log_likelihood(m, v):
 
 def test_training_raises_the_exact_log_likelihood():
     """PCD on data from a teacher ssRBM raises the exact log p(v) (numpy, above)."""
-    teacher = gdsl.load(str(MODEL), nv=3, nh=2, seed=1)
+    teacher = gdsl.load(str(MODEL), nv=3, nh=2, seed=1, dtype="float64")
     teacher.params["W"] = np.array([[0.6, -0.3], [0.2, 0.5], [-0.3, 0.2]])
     teacher.params["b"] = np.array([1.0, -0.5, 0.3])
     w = np.asarray(teacher.params["W"], np.float64)  # a proper joint: I - W^T W positive definite
     assert np.linalg.eigvalsh(np.eye(2) - w.T @ w).min() > 0.1
     data = {"v": teacher.sample(2000, steps=30)["v"]}
-    student = gdsl.load(str(MODEL), nv=3, nh=2, seed=4)
+    student = gdsl.load(str(MODEL), nv=3, nh=2, seed=4, dtype="float64")
     before = log_likelihood(student, data["v"])
-    student.fit(data, method="pcd", lr=0.01, epochs=20, batch_size=50, progress=False)
+    student.fit(data, method="pcd", lr=0.01, epochs=20, batch_size=50, progress=False, monitor=None)
     after = log_likelihood(student, data["v"])
     best = log_likelihood(teacher, data["v"])
     assert after > before + 0.5 * (best - before), (before, after, best)
