@@ -97,6 +97,9 @@ class Plan:
                 parts.append(f"{g.name} coloured by site ({g.colouring[1]} colours)")
             elif g.sweep == "sequential":
                 parts.append(f"{g.name} swept site by site")
+        for g in self.groups.values():
+            if g.coupled:
+                parts.append(f"{g.name} drawn as one multivariate Gaussian (a Cholesky factor per chain)")
         for spike, slab in self.collapsed:
             parts.append(f"{spike} drawn with {slab} summed out, then {slab}")
         if self.default_summed:
