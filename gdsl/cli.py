@@ -52,7 +52,7 @@ def run(argv) -> int:
             print(compiled.schedule())
             print(f"wrote {out}")
     elif args.command == "graph":
-        from .ir.graph import write_graph
+        from .ir.graph import UnknownGraphFormat, write_graph
 
         from .plots import MissingMatplotlib
 
@@ -60,7 +60,7 @@ def run(argv) -> int:
             write_graph(compiled.ir.graph, args.output)
         except OSError as e:
             raise _output_error(args.output, e) from None
-        except (ValueError, MissingMatplotlib) as e:  # the file's ending, or matplotlib to install
+        except (UnknownGraphFormat, MissingMatplotlib) as e:  # the file's ending, or matplotlib to install
             raise _usage_error(args.output, str(e)) from None
         print(f"wrote {args.output}")
     elif args.command == "dump":

@@ -28,7 +28,7 @@ sys.modules[_spec.name] = fuzz
 _spec.loader.exec_module(fuzz)
 
 SEED = 20261206
-COUNT = 4000  # about 15 s on this 2-core machine; the test allows 60
+COUNT = 2500  # about 10 s on this 2-core machine; the test allows 60 (issue 25 asks for at least 2,000)
 CI_STRATEGIES = {name: weight for name, weight in fuzz.STRATEGIES.items() if name != "large"}  # below, at 1 MB
 
 # Bugs the fuzzer found in other parts of gdsl, reported to their owners and not fixed yet:
@@ -150,9 +150,9 @@ def test_a_correct_flat_sum_is_linear():
         assert fuzz.outcome_of(result) == "accepted", result["detail"][:2000]
         return result["seconds"]
 
-    half = min(seconds(MB // 2) for _ in range(2))
-    full = seconds(MB)
-    assert full < 3 * half + 0.3, f"flat_sum: {half:.2f} s for 512 KB, {full:.2f} s for 1 MB"
+    half = min(seconds(MB // 4) for _ in range(2))  # the 1 MB sum is timed above, against its budget
+    full = seconds(MB // 2)
+    assert full < 3 * half + 0.3, f"flat_sum: {half:.2f} s for 256 KB, {full:.2f} s for 512 KB"
 
 
 # --- the command line under an ASCII locale ----------------------------------------------------

@@ -95,6 +95,10 @@ def _esc(s: str) -> str:
 GRAPH_FORMATS = (".dot", ".gv", ".graphml", ".xml", ".png", ".svg", ".pdf")
 
 
+class UnknownGraphFormat(ValueError):
+    """The output's ending names none of GRAPH_FORMATS (a user error, not a bug)."""
+
+
 def write_graph(graph: nx.Graph, path: str) -> None:
     """By the file's ending: DOT text (.dot, .gv), GraphML (.graphml, .xml), or a picture
     (.png, .svg, .pdf, drawn by gdsl/plots.py). Any other ending is a ValueError."""
@@ -109,5 +113,5 @@ def write_graph(graph: nx.Graph, path: str) -> None:
 
         draw_graph(graph, path)
     else:
-        raise ValueError(f"cannot tell the format of {path!r} from its ending; use one of "
+        raise UnknownGraphFormat(f"cannot tell the format of {path!r} from its ending; use one of "
                          f"{', '.join(GRAPH_FORMATS)}")
