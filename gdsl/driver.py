@@ -43,15 +43,39 @@ class Compiled:
         return f"{self.plan.schedule()}; then {directed}"
 
 
+def shipped_models() -> list[str]:
+    """The names of the models installed with gdsl (models/*.gdl)."""
+    from importlib import resources
+
+    return sorted(p.name[:-4] for p in resources.files("gdsl.models").iterdir() if p.name.endswith(".gdl"))
+
+
+def shipped_model_path(name: str):
+    """The installed file of shipped model `name` ("rbm" or "rbm.gdl"), or None."""
+    from importlib import resources
+
+    stem = name[:-4] if name.endswith(".gdl") else name
+    if not stem or not stem.replace("_", "").isalnum() or stem not in shipped_models():
+        return None
+    return resources.files("gdsl.models").joinpath(f"{stem}.gdl")
+
+
 def read_source(path) -> Source:
-    """Read a .gdl file as UTF-8 (a byte-order mark is allowed); errors name the file."""
+    """Read a .gdl file as UTF-8 (a byte-order mark is allowed); errors name the file. A name
+    that is not a file but a shipped model's ("rbm") reads the installed model."""
     path = Path(path)
+    if not path.exists() and len(path.parts) == 1:
+        shipped = shipped_model_path(str(path))
+        if shipped is not None:
+            path = Path(str(shipped))
     try:
         data = path.read_bytes()
     except IsADirectoryError:
         raise _file_error(path, "is a directory, not a .gdl file") from None
     except FileNotFoundError:
-        raise _file_error(path, "no such file") from None
+        hint = f"; the shipped models, usable by name, are: {', '.join(shipped_models())}" \
+            if len(path.parts) == 1 else ""
+        raise _file_error(path, "no such file" + hint) from None
     except OSError as e:
         raise _file_error(path, f"cannot read it: {e.strerror or e}") from None
     try:

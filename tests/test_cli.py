@@ -15,6 +15,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+import gdsl as gdsl_pkg
 from gdsl import cli
 
 ROOT = Path(__file__).parent.parent
@@ -163,11 +164,11 @@ def test_every_command_reports_model_errors(command, tmp_path):
 
 
 def test_missing_file(tmp_path):
-    p = gdsl("check", "nothere.gdl", cwd=tmp_path)
+    p = gdsl("check", "sub/nothere.gdl", cwd=tmp_path)
     assert p.returncode == 2
-    assert p.stderr == "nothere.gdl: error: no such file\n"
-    p = gdsl("compile", "nothere.gdl", cwd=tmp_path)
-    assert p.returncode == 2 and p.stderr == "nothere.gdl: error: no such file\n"
+    assert p.stderr == "sub/nothere.gdl: error: no such file\n"
+    p = gdsl("compile", "nothere.gdl", cwd=tmp_path)  # a bare name could have been a shipped model's
+    assert p.returncode == 2 and p.stderr.startswith("nothere.gdl: error: no such file; the shipped models")
 
 
 def test_directory_instead_of_file(tmp_path):
@@ -274,3 +275,38 @@ def test_non_ascii_source_under_an_ascii_locale(tmp_path, command):
                        timeout=120)
     assert p.returncode == 0, p.stderr.decode("ascii", "replace")
     assert b"Traceback" not in p.stderr
+
+
+# shipped models by name ----------------------------------------------------------------------
+def test_shipped_models_by_name_from_anywhere(tmp_path):
+    """`gdsl check rbm` from a directory without the file: the installed model is read."""
+    p = gdsl("check", "rbm", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("rbm: ok (rbm: 2 variable groups")
+    p = gdsl("compile", "dbm.gdl", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "dbm_model.py").exists()
+
+
+def test_an_unknown_name_lists_the_shipped_models(tmp_path):
+    p = gdsl("check", "rbmm", cwd=tmp_path)
+    assert p.returncode == 2
+    no_traceback(p)
+    assert "no such file; the shipped models, usable by name, are: " in p.stderr and ", rbm, " in p.stderr
+
+
+def test_a_local_file_comes_before_a_shipped_model(tmp_path):
+    (tmp_path / "rbm").write_text("model mine(n = 2) {\n    visible x[n]: binary\n    param b[n]\n"
+                                  "    energy -b @ x\n}\n")
+    p = gdsl("check", "rbm", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "(mine: 1 variable group" in p.stdout
+
+
+def test_load_by_name():
+    from gdsl.driver import shipped_models
+
+    m = gdsl_pkg.load("rbm", nh=3, nv=4, seed=0)
+    assert m.NAME == "rbm" and m.shape("W") == (4, 3)
+    assert {"rbm", "dbm", "mcrbm", "conv_rbm"} <= set(shipped_models())
+    assert set(shipped_models()) == {p.stem for p in MODELS.glob("*.gdl")}
