@@ -533,13 +533,11 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.w(f"if free_{spike} and free_{slab} and not _k.any_clamped(m_{slab}):", indent)
         i = indent + 1
         self.w(f"# {spike} with {slab} summed out, then {slab} given {spike} (one block)", i)
-        self.w(f"kept_{spike} = {xh}.copy()", i)
+        self.w(f"kept_{spike}[...] = {xh}", i)
         self.w(f"{xs}.fill(0.0)", i)
         self.fields(h, i)
         for state, suffix in (("0.0", "0"), ("1.0", "1")):
             self.w(f"{xh}.fill({state})", i)
-            self.w(f"f{suffix}_{slab} = np.empty_like({xs})", i)
-            self.w(f"q{suffix}_{slab} = np.empty_like({xs})", i)
             self.w(f"field_{slab}({self.args}, f{suffix}_{slab}, q{suffix}_{slab})", i)
         self.w(f"{xh}[...] = kept_{spike}", i)
         rows = self._rows(h)
@@ -560,6 +558,10 @@ class Emitter(LearningEmitter, AnnealingEmitter):
                     "Run `steps` block-Gibbs sweeps over all chains in place; mask != 0 keeps an element. "
                     "Returns False if a Gaussian conditional had a non-positive precision.")
         self._sweep_start()
+        for spike, slab in self.plan.collapsed:  # the collapsed block's buffers, once per call
+            self.w(f"kept_{spike} = np.empty_like({P.group(spike)})", 1)
+            for a in (f"f0_{slab}", f"q0_{slab}", f"f1_{slab}", f"q1_{slab}"):
+                self.w(f"{a} = np.empty_like({P.group(slab)})", 1)
         self.w("ok = True", 1)
         self.w("for step in range(steps):", 1)
 
