@@ -17,7 +17,6 @@ whole minibatch.
 """
 from __future__ import annotations
 
-import copy
 from typing import Callable, Mapping
 
 import numpy as np
@@ -56,7 +55,9 @@ def fit_discriminative(model, data: Mapping, target: str | None = None, hybrid: 
     history = []
     rng = model._rng
     for epoch in range(1, epochs + 1):
-        kept = (copy.deepcopy(dict(model.params)), copy.deepcopy(velocity), copy.deepcopy(state))
+        # the parameters to go back to: velocities and chains live in this call only, so a failed
+        # epoch leaves nothing else behind
+        kept = {name: np.array(value) for name, value in model.params.items()}
         rate = learning_rate(lr, lr_schedule, epoch - 1, epochs)
         order = rng.permutation(n)
         try:
@@ -71,11 +72,11 @@ def fit_discriminative(model, data: Mapping, target: str | None = None, hybrid: 
                                                  alpha, grads)
                 _step(model, names, grads, velocity, rate, momentum, weight_decay)
         except KeyboardInterrupt:
-            _restore(model, kept)
+            model.params.update(kept)
             raise
         problem = _problem(model, epoch, scale)
         if problem:
-            _restore(model, kept)
+            model.params.update(kept)
             raise TrainingError(problem + f"; the parameters {kept_text(epoch - 1)} are kept")
         record = {"epoch": epoch, "lr": rate, **_scores(model, inputs, labels, target, "train")}
         if validation is not None:
@@ -167,11 +168,6 @@ def _problem(model, epoch: int, scale: float) -> str | None:
         if not np.all(np.isfinite(value)):
             return f"parameter {name} became NaN or infinite in epoch {epoch}"
     return diverged(model.params, scale, epoch)
-
-
-def _restore(model, kept) -> None:
-    params, _, _ = kept
-    model.params.update(params)
 
 
 def _scores(model, inputs, labels, target, prefix: str) -> dict:
