@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..abi import ONE_HOT, row_states
-from .checks import generator, real, refuse_nothing_to_learn, whole
+from .checks import generator, mapping, real, refuse_nothing_to_learn, whole
 
 FORMAT = 1
 METHODS = ("cd", "pcd", "variational")
@@ -162,14 +162,16 @@ class LearningMixin:
             validation: Mapping | None = None, callback: Callable | None = None, monitor="auto",
             progress: bool | None = None, checkpoint=None, checkpoint_every: int = 1, resume=None,
             target: str | None = None, alpha: float = 0.01, centered: bool = False,
-            offset_rate: float = 0.01) -> list:
+            offset_rate: float = 0.01, input_fraction: float = 0.5) -> list:
         """Train by stochastic maximum likelihood; return the history (one dict per epoch).
 
         method: "cd" (CD-k), "pcd" (persistent chains, i.e. SML), "variational" (mean-field
         positive phase even where the posterior factorises). Models whose latents are not
         conditionally independent given the data (a DBM) get the mean-field positive phase
         with either method. "discriminative" maximises the exact log p(target | rest) of a class
-        label, "hybrid" that plus alpha * log p(data) (runtime/discriminative.py).
+        label, "hybrid" that plus alpha * log p(data) (runtime/discriminative.py). "mpt" is
+        multi-prediction training: mean field (mf_iters sweeps) predicts the data elements left out
+        of a random `input_fraction` given, and the loss is back-propagated through it (runtime/mpt.py).
         centered=True takes the steps of the model written in x - mu_x (Montavon & Mueller 2012),
         the offsets mu_x moving towards the positive phase's means at `offset_rate`.
         See docs/learning.md for every option."""
@@ -187,11 +189,18 @@ class LearningMixin:
                                       weight_decay=weight_decay, lr_schedule=lr_schedule, k=k, chains=chains,
                                       validation=validation, callback=callback, progress=progress,
                                       checkpoint=checkpoint)
+        if method == "mpt":
+            from .mpt import fit_multi_prediction
+
+            return fit_multi_prediction(self, data, lr=lr, epochs=epochs, batch_size=batch_size, momentum=momentum,
+                                        weight_decay=weight_decay, lr_schedule=lr_schedule, mf_iters=mf_iters,
+                                        mf_damping=mf_damping, input_fraction=input_fraction, validation=validation, callback=callback,
+                                        progress=progress, checkpoint=checkpoint)
         if centered and not self.CENTRING:
             raise ValueError(f"centred training is not available for {self.NAME}: {self.CENTRING_REFUSED}")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; use one of "
-                             f"{', '.join(METHODS + ('greedy', 'discriminative', 'hybrid'))}")
+                             f"{', '.join(METHODS + ('greedy', 'discriminative', 'hybrid', 'mpt'))}")
         k, epochs, batch_size = whole(k, "k", 1), whole(epochs, "epochs"), whole(batch_size, "batch_size", 1)
         mf_iters, checkpoint_every = whole(mf_iters, "mf_iters", 1), whole(checkpoint_every, "checkpoint_every", 1)
         chains = batch_size if chains is None else whole(chains, "chains", 1)
@@ -277,6 +286,24 @@ class LearningMixin:
             self._epoch_cache = None  # it holds the training data: not past the fit
         bar.close()
         return state["history"]
+
+    def multi_prediction_loss(self, data: Mapping, inputs: Mapping, mf_iters: int = 10,
+                              mf_damping: float = 0.0) -> np.ndarray:
+        """Per row, the cross-entropy of the data elements not marked in `inputs` (a boolean mask per
+        data group, True = given) under their means after `mf_iters` mean-field sweeps with the given
+        elements clamped: the loss `fit(method="mpt")` minimises, and an inpainting score."""
+        from .mpt import _data, loss_and_gradient, refusal
+
+        why = refusal(self)
+        if why:
+            raise ValueError(why)
+        arrays = _data(self, data)
+        inputs = mapping(inputs, "inputs")
+        for g in inputs:
+            if g not in arrays:
+                raise ValueError(f"an inputs mask was given for {g!r}, which is not in the data")
+        return loss_and_gradient(self, arrays, inputs, whole(mf_iters, "mf_iters", 1),
+                                 damping=real(mf_damping, "mf_damping", 0.0, 1.0, high_open=True))
 
     def _training_state(self, chains, config, resume):
         if resume is not None:
