@@ -162,7 +162,7 @@ class LearningMixin:
             validation: Mapping | None = None, callback: Callable | None = None, monitor="auto",
             progress: bool | None = None, checkpoint=None, checkpoint_every: int = 1, resume=None,
             target: str | None = None, alpha: float = 0.01, centered: bool = False,
-            offset_rate: float = 0.01, input_fraction: float = 0.5) -> list:
+            offset_rate: float = 0.01, input_fraction: float = 0.5, data_as_means: bool = False) -> list:
         """Train by stochastic maximum likelihood; return the history (one dict per epoch).
 
         method: "cd" (CD-k), "pcd" (persistent chains, i.e. SML), "variational" (mean-field
@@ -174,8 +174,13 @@ class LearningMixin:
         of a random `input_fraction` given, and the loss is back-propagated through it (runtime/mpt.py).
         centered=True takes the steps of the model written in x - mu_x (Montavon & Mueller 2012),
         the offsets mu_x moving towards the positive phase's means at `offset_rate`.
-        See docs/learning.md for every option."""
+        data_as_means=True takes binary, spin or categorical data given as means (probabilities in
+        [0, 1], as scikit-learn's BernoulliRBM takes grey levels): the positive phase uses them as
+        they are. See docs/learning.md for every option."""
         refuse_nothing_to_learn(self)
+        if data_as_means and method not in METHODS:
+            raise ValueError(f"data_as_means is for the methods {', '.join(METHODS)}; {method!r} needs data in the "
+                             f"variables' domains")
         if method == "greedy":
             from .greedy import fit_greedy
 
@@ -211,10 +216,10 @@ class LearningMixin:
         weight_decay = real(weight_decay, "weight_decay", 0.0)
         offset_rate = real(offset_rate, "offset_rate", 0.0, 1.0)
         n = self._n_of(data)
-        arrays = {g: self._array(g, v, n) for g, v in data.items()}
+        arrays = {g: self._data_array(g, v, n, data_as_means) for g, v in data.items()}
         if validation is not None:  # checked now, not after the first epoch
             nv = self._n_of(validation)
-            validation = {g: self._array(g, v, nv) for g, v in validation.items()}
+            validation = {g: self._data_array(g, v, nv, data_as_means) for g, v in validation.items()}
         given = tuple(g for g in self.domains if g in arrays)
         hidden = [g for g in self.domains if g not in arrays]
         factorises = self.why_not_summable(hidden) is None and method != "variational"
@@ -286,6 +291,14 @@ class LearningMixin:
             self._epoch_cache = None  # it holds the training data: not past the fit
         bar.close()
         return state["history"]
+
+    def _data_array(self, g, value, n, as_means: bool) -> np.ndarray:
+        """A data group's array: values of its domain, or with `as_means` means of it."""
+        if not as_means:
+            return self._array(g, value, n)
+        arr = self._array(g, value, n, check_domain=False)
+        self._check_means(g, arr, "the data (as means)")
+        return arr
 
     def multi_prediction_loss(self, data: Mapping, inputs: Mapping, mf_iters: int = 10,
                               mf_damping: float = 0.0) -> np.ndarray:
@@ -511,11 +524,12 @@ class _EpochBar:
         if not self.enabled:
             return
         shown = {k: v for k, v in record.items() if k not in ("epoch", "lr")}
-        self.bar.label = "training " + " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+        self.bar.note(" ".join(f"{k}={v:.4g}" for k, v in shown.items()))
         self.bar(record["epoch"])
 
     def close(self):
-        pass
+        if self.enabled:
+            self.bar.close()
 
 
 __all__ = ["LearningMixin", "TrainingError", "learning_rate"]
