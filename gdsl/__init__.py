@@ -2,6 +2,7 @@
 __version__ = "0.1.0"
 
 from .errors import CompilerBug, GdslError, ModelErrors  # noqa: E402
+from .runtime.diagnostics import to_inferencedata  # noqa: E402
 
 
 def load(path, seed=None, dtype=None, **sizes_and_consts):
@@ -14,4 +15,4 @@ def load(path, seed=None, dtype=None, **sizes_and_consts):
     return cls(seed=seed, dtype=dtype, **sizes_and_consts)
 
 
-__all__ = ["load", "GdslError", "ModelErrors", "CompilerBug", "__version__"]
+__all__ = ["load", "GdslError", "ModelErrors", "CompilerBug", "to_inferencedata", "__version__"]

@@ -1,33 +1,30 @@
-"""A small text progress bar on stderr (no dependency); silent unless asked for."""
+"""Progress bars, drawn by tqdm (`tqdm.auto`: a widget in a notebook, text on a terminal).
+
+The runtime shows one only when asked (`progress=True`, or a fit on a terminal); this module
+only adapts tqdm to the runtime's calls: `bar(done)` moves the bar to `done` of `total`, and
+`bar.note(text)` shows the latest metrics after it."""
 from __future__ import annotations
 
-import sys
-import time
+from tqdm.auto import tqdm
 
 
 class ProgressBar:
-    def __init__(self, total: int, label: str, stream=None, width: int = 30, first: int = 0):
+    def __init__(self, total: int, label: str, stream=None, first: int = 0):
         self.total = max(1, int(total))
-        self.first = min(int(first), self.total)  # done before this bar started (a resumed fit)
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.start = time.perf_counter()
-        self.last = 0.0
+        # `initial`: done before this bar started (a resumed fit); tqdm's rate and time left count
+        # only the steps it sees, so earlier work is not taken as free
+        self._bar = tqdm(total=self.total, initial=min(int(first), self.total), desc=label, file=stream,
+                         leave=True, mininterval=0.2, dynamic_ncols=True)
 
     def __call__(self, done: int) -> None:
-        now = time.perf_counter()
-        if done < self.total and now - self.last < 0.2:
-            return
-        self.last = now
-        frac = min(1.0, done / self.total)
-        filled = int(frac * self.width)
-        elapsed = now - self.start
-        # the rate is what this bar has seen, so a resumed run does not count earlier work as free
-        progressed = done - self.first
-        eta = elapsed / progressed * (self.total - done) if progressed > 0 else 0.0
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
-                          f"{done}/{self.total} {elapsed:.1f}s eta {eta:.1f}s")
+        done = min(int(done), self.total)
+        if done > self._bar.n:
+            self._bar.update(done - self._bar.n)
         if done >= self.total:
-            self.stream.write("\n")
-        self.stream.flush()
+            self.close()
+
+    def note(self, text: str) -> None:
+        self._bar.set_postfix_str(text, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
