@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .notebook import History
+
 
 def dbn_layers(model) -> tuple:
     """[(child, parent, weight, transposed, bias)] from the data upwards, as compiled into the
@@ -57,4 +59,4 @@ def fit_dbn_greedy(model, data, epochs=10, batch_size=100, lr=0.05, k=1, method=
                       batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, monitor=None,
                       progress=progress)
     history.append({"layer": f"top RBM ({', '.join(model.UNDIRECTED)})", "history": h})
-    return history
+    return History(history)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .checks import real, whole
 from .learn import TrainingError, _EpochBar, diverged, divergence_scale, kept_text, learning_rate
+from .notebook import History
 
 
 def fit_discriminative(model, data: Mapping, target: str | None = None, hybrid: bool = False, alpha: float = 0.01,
@@ -89,7 +90,7 @@ def fit_discriminative(model, data: Mapping, target: str | None = None, hybrid: 
             model.save(checkpoint)
         if callback is not None and callback(model, record) is False:
             break
-    return history
+    return History(history)
 
 
 def _label(model, data: Mapping, target: str | None) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .notebook import History
+
 COPY = "__copy"  # the names analysis/layers.py gives replicated groups and upper copies of biases
 UP = "__up"
 
@@ -69,4 +71,4 @@ def fit_greedy(model, data, k=1, lr=0.01, epochs=10, batch_size=100, momentum=0.
         for g in upper:
             if model.domains[g] != "binary":
                 raise ValueError(f"greedy pretraining passes binary samples up; {g} is {model.domains[g]}")
-    return history
+    return History(history)

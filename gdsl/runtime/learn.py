@@ -17,6 +17,7 @@ import numpy as np
 
 from ..abi import ONE_HOT, row_states
 from .checks import generator, mapping, real, refuse_nothing_to_learn, whole
+from .notebook import History
 
 FORMAT = 1
 METHODS = ("cd", "pcd", "variational")
@@ -286,11 +287,11 @@ class LearningMixin:
                   + (f", checkpoint in {checkpoint}" if checkpoint is not None else ""), file=sys.stderr)
             if checkpoint is not None:
                 self._save_checkpoint(checkpoint, state)
-            return state["history"]
+            return History(state["history"])
         finally:
             self._epoch_cache = None  # it holds the training data: not past the fit
         bar.close()
-        return state["history"]
+        return History(state["history"])
 
     def _data_array(self, g, value, n, as_means: bool) -> np.ndarray:
         """A data group's array: values of its domain, or with `as_means` means of it."""

@@ -136,6 +136,11 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
         sizes = ", ".join(f"{k}={v}" for k, v in {**self.sizes, **self.consts}.items())
         return f"<gdsl model {self.NAME}({sizes}) {self.dtype.name}>"
 
+    def _repr_html_(self) -> str:
+        from .notebook import model_html
+
+        return model_html(self)
+
     @property
     def group_names(self) -> list[str]:
         return [g for g, _, _ in self.GROUPS]

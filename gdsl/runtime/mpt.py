@@ -24,6 +24,7 @@ import numpy as np
 from .. import abi
 from .checks import mapping, real, whole
 from .learn import TrainingError, _EpochBar, diverged, divergence_scale, kept_text, learning_rate
+from .notebook import History
 
 DOMAINS = ("binary", "spin") + abi.ONE_HOT
 PROBE_ROWS = 1000  # the fixed training subset each epoch's loss is measured on
@@ -102,7 +103,7 @@ def fit_multi_prediction(model, data: Mapping, lr: float = 0.01, epochs: int = 1
         if callback is not None and callback(model, record) is False:
             break
     bar.close()
-    return history
+    return History(history)
 
 
 def _data(model, data: Mapping) -> dict:
