@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("file")
     g.add_argument("-o", "--output", required=True,
                    help="output path: .dot or .gv (DOT), .graphml, or .png/.svg/.pdf (needs matplotlib)")
+    sub.add_parser("models", help="list the shipped models, one line each (use them by name: gdsl compile rbm)")
     d = sub.add_parser("dump", help="print one stage of the pipeline")
     d.add_argument("--stage", choices=STAGES, required=True)
     d.add_argument("file")
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(argv) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "models":
+        print(models_text(), end="")
+        return EXIT_OK
     source = read_source(args.file)
     until = "py" if args.command in ("compile",) or getattr(args, "stage", None) == "py" else "plan"
     compiled = compile_source(source, until=until)
@@ -66,6 +70,32 @@ def run(argv) -> int:
     elif args.command == "dump":
         sys.stdout.write(dump(compiled, args.stage))
     return EXIT_OK
+
+
+def models_text() -> str:
+    """One line per shipped model: its name and the first sentence of the comment above it."""
+    from .driver import shipped_model_path, shipped_models
+
+    names = shipped_models()
+    width = max(map(len, names), default=0)
+    lines = []
+    for name in names:
+        text = shipped_model_path(name).read_text(encoding="utf-8")
+        lines.append(f"{name:<{width}}  {_first_sentence(text)}")
+    return "\n".join(lines) + "\n"
+
+
+def _first_sentence(text: str, limit: int = 100) -> str:
+    comment = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        comment.append(line.lstrip("#").strip())
+    joined = " ".join(comment)
+    cut = joined.find(". ")
+    sentence = joined if cut < 0 else joined[:cut + 1]
+    sentence = sentence.split(": ")[0] if len(sentence) > limit else sentence
+    return sentence if len(sentence) <= limit else sentence[:limit - 3].rstrip() + "..."
 
 
 def _write(path: Path, text: str) -> None:

@@ -38,10 +38,20 @@ def no_traceback(p: subprocess.CompletedProcess) -> None:
 def test_help():
     p = gdsl("--help")
     assert p.returncode == 0
-    for command in ("compile", "check", "graph", "dump"):
+    for command in ("compile", "check", "graph", "dump", "models"):
         assert command in p.stdout
     p = gdsl("compile", "--help")
     assert p.returncode == 0 and "--output" in p.stdout
+
+
+def test_models_lists_every_shipped_model_on_one_line(tmp_path):
+    p = gdsl("models", cwd=tmp_path)
+    assert p.returncode == 0
+    lines = p.stdout.splitlines()
+    shipped = sorted(f.stem for f in MODELS.glob("*.gdl"))
+    assert [ln.split()[0] for ln in lines] == shipped
+    rbm = next(ln for ln in lines if ln.startswith("rbm "))
+    assert "restricted Boltzmann machine" in rbm and len(rbm) < 120
 
 
 def test_version():
