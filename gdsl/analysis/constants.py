@@ -9,7 +9,7 @@ guide. What it finds is published in the Model class (`write_class_header`):
 * `NONZERO_CONSTS`: constants that are a multiplicative factor of a denominator (`sigma` in
   `/ (2 * sigma^2)`): zero makes the denominator zero, whatever the other constants are.
 * `POSITIVE_CONSTS`: constants whose sign is the sign of a value that must be positive: the
-  `std` of a normal conditional (`std = s`, `std = 2 * s * exp(a)`), the argument of `log`,
+  `std` of a normal conditional or the `stds` of a mixture (`std = s`, `std = 2 * s * exp(a)`), the argument of `log`,
   or the only quadratic coefficient of a real variable (its Gaussian's precision).
 * `CONST_CHECKS`: the exact conditions, as `(kind, expression, text, line, role)`: `kind` is
   "nonzero" (a denominator's factor made of sizes and constants), "positive" (a std, a log's
@@ -80,8 +80,9 @@ def const_requirements(ir: ModelIR) -> ConstRequirements:
             line = cond.span.line if cond.span is not None else 0
             for name, arg in cond.args:
                 c.expression(arg, line)
-                if cond.family == "normal" and name == "std":
-                    c.positive(arg, line, f"the std of {cond.group}" + (" in the guide" if cond.in_guide else ""))
+                if (cond.family, name) in (("normal", "std"), ("mixture", "stds")):
+                    what = "the std" if name == "std" else "the component stds"
+                    c.positive(arg, line, f"{what} of {cond.group}" + (" in the guide" if cond.in_guide else ""))
     return ConstRequirements(tuple(dict.fromkeys(c.nonzero)), tuple(dict.fromkeys(c.positive_consts)),
                              tuple(c.checks.values()))
 

@@ -156,6 +156,7 @@ class Builder:
         self.memo: dict = {}
         self.replace = replace or {}  # group -> value name (reparameterised latents)
         self.line = 0
+        self.keep: set[str] = set()  # values stored even when read once (not inlined into their reader)
 
     # shapes and rows
     def shape_of(self, a: IAccess) -> tuple[Poly, ...]:
@@ -430,7 +431,12 @@ def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
         b.line = c.span.line
         shape = shapes[c.group]
         try:
-            vals = {name: b.value_over(e, c.elem, shape) for name, e in c.args}
+            over = shape + ((c.components,) if c.comp else ())  # a mixture's arguments: one more axis
+            vals = {}
+            for name, e in c.args:  # each argument's values point to its own line (one may span lines)
+                b.line = e.span.line if e.span is not None else c.span.line
+                vals[name] = b.value_over(e, c.arg_index, over)
+            b.line = c.span.line
         except NoRange as e:
             at = e.binder.span
             what = f"the summation index '{excerpt(ir.source_lines, at)}'" if at else "a summation index"
@@ -451,7 +457,8 @@ def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
     logp = _total(b, terms_p)
     logq = _total(b, terms_q) if ir.guide else None
     inputs = tuple(n for n in ir.groups if n not in reparam_values)
-    keep = {logp, logq} | {v for vals in args.values() for v in vals.values()} | set(reparam_values.values())
+    keep = ({logp, logq} | {v for vals in args.values() for v in vals.values()} | set(reparam_values.values())
+            | b.keep)
     values = _inline_single_use(b.values, keep)
     prog = Program(mode, values, inputs, tuple(eps), logp, logq, reparam_values)
     prog._args = args
@@ -527,6 +534,8 @@ def _log_density(b: Builder, c: CondIR, vals: dict[str, str], shape) -> IExpr:
     elif c.family == "normal":
         u = IBin("/", IBin("-", x, arg("mean")), arg("std"))
         ld = IBin("-", IBin("-", IBin("*", INum(-0.5), IBin("*", u, u)), IUn("log", arg("std"))), INum(LOG_SQRT_2PI))
+    elif c.family == "mixture":
+        return _mixture_log_density(b, c, vals, shape, x)
     else:  # categorical: x . a - logsumexp(a) per one-hot row
         a = arg("logits")
         lse = b.add(Value("", "lse", *b.canon(c.elem[:-1], shape[:-1]), b.by_name(vals["logits"]).rows,
@@ -534,6 +543,34 @@ def _log_density(b: Builder, c: CondIR, vals: dict[str, str], shape) -> IExpr:
         dot = _sum_all(b, IBin("*", x, a), c.elem, shape)
         norm = _sum_all(b, IAccess("value", lse, elem[:-1]), c.elem[:-1], shape[:-1])
         return IBin("-", dot, norm)
+    return _sum_all(b, ld, c.elem, shape)
+
+
+def _mixture_log_density(b: Builder, c: CondIR, vals: dict[str, str], shape, x: IExpr) -> IExpr:
+    """log sum_k softmax(logits)_k N(x; means_k, stds_k) per element, summed over the group's
+    elements. Per component, the standardised residual u_k = (x - means_k) / stds_k,
+    w_k = logits_k - log stds_k and w_k - u_k^2 / 2 are values; a log-sum-exp of the last over
+    the component axis, minus that of the logits (the weights' normaliser), minus
+    log sqrt(2 pi), is the log density of one element. Each step is an ordinary value, so reverse mode needs nothing new
+    (the adjoint of a log-sum-exp is the softmax: the components' responsibilities)."""
+    full = tuple(Poly.sym(n) for n in c.arg_index)
+    over = tuple(shape) + (c.components,)
+
+    def arg(name):
+        return IAccess("value", vals[name], full)
+
+    u = b.value_over(IBin("/", IBin("-", x, arg("means")), arg("stds")), c.arg_index, over)
+    w = b.value_over(IBin("-", arg("logits"), IUn("log", arg("stds"))), c.arg_index, over)
+    ua, wa = IAccess("value", u, full), IAccess("value", w, full)
+    per_component = b.value_over(IBin("-", wa, IBin("*", INum(0.5), IBin("*", ua, ua))), c.arg_index, over)
+    b.keep |= {u, w, per_component}
+    last = tuple(Poly.sym(f"a{k}") for k in range(len(over)))  # the lse value's own axes, then the components
+
+    def lse(name):
+        v = b.add(Value("", "lse", *b.canon(c.elem, shape), b.by_name(name).rows, expr=IAccess("value", name, last)))
+        return IAccess("value", v, full[:-1])
+
+    ld = IBin("-", IBin("-", lse(per_component), lse(vals["logits"])), INum(LOG_SQRT_2PI))
     return _sum_all(b, ld, c.elem, shape)
 
 

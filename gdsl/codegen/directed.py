@@ -554,6 +554,20 @@ class DirectedEmitter:
             return
         self.w(f"if {m}{at}:", ind)
         self.w("continue", ind + 1)
+        if cond.family == "mixture":  # a component k with probability softmax(logits)_k, then its normal
+            kd = self.poly(prog.value(c.args["logits"]).ranges[-1])
+            logits = arg("logits", axes + ["k"])
+            self.max_and_total("k", kd, logits, ind)
+            self.w("u = _k.uniform(rng, r) * total", ind)
+            self.w(f"pick = {kd} - 1", ind)
+            self.w(f"for k in range({kd}):", ind)
+            self.w(f"u -= math.exp({logits} - top)", ind + 1)
+            self.w("if u < 0.0:", ind + 1)
+            self.w("pick = k", ind + 2)
+            self.w("break", ind + 2)
+            chosen = axes + ["pick"]
+            self.w(f"{g}{at} = {arg('means', chosen)} + {arg('stds', chosen)} * _k.normal(rng, r)", ind)
+            return
         if cond.family == "bernoulli":
             p = f"_k.sigmoid({arg('logits')})" if "logits" in c.args else arg("probs")
             self.w(f"{g}{at} = 1.0 if _k.uniform(rng, r) < {p} else 0.0", ind)

@@ -4,7 +4,8 @@ A conditional `x ~ family(args)` (or `x[i] ~ ...`, or `visible x[d] ~ ...` in th
 declaration) must name a declared variable of the family's domain, give the family's
 arguments with the shapes the variable needs, and bind its free indices to the variable's
 leading axes; only an autoregressive conditional (one with free indices) may read its own
-variable. The conditionals of the model, and those of the `guide` block, must form acyclic
+variable. A `mixture` of normals takes logits, means and stds, each with the shape the
+variable needs plus a last axis of K components (or a scalar); K must agree among them. The conditionals of the model, and those of the `guide` block, must form acyclic
 graphs (their topological orders are the sampling orders); the guide must define every
 latent variable, and in a directed model a variable with no conditional must appear in an
 energy. `let` bindings are typed once (on first use, or else in declaration order) and may
@@ -27,10 +28,14 @@ from .parser import MAX_NESTING
 
 # directed conditionals: family -> (argument names in positional order, the domain it defines)
 FAMILIES = {"bernoulli": (("logits", "probs"), "binary"), "normal": (("mean", "std"), "real"),
-            "categorical": (("logits",), "categorical")}
-ARGUMENT_COUNT = {"bernoulli": 1, "normal": 2, "categorical": 1}  # bernoulli: logits or probs
+            "categorical": (("logits",), "categorical"), "mixture": (("logits", "means", "stds"), "real")}
+ARGUMENT_COUNT = {"bernoulli": 1, "normal": 2, "categorical": 1, "mixture": 3}  # bernoulli: logits or probs
 EXAMPLES = {"bernoulli": "bernoulli(logits = W @ h + b)", "normal": "normal(mean = m, std = s)",
-            "categorical": "categorical(logits = a)"}
+            "categorical": "categorical(logits = a)",
+            "mixture": "mixture(logits = A @ h + a, means = M @ h + m, stds = exp(S @ h + s))"}
+# families whose arguments must be named (positions would be easy to mix up)
+KEYWORD_ONLY = {"bernoulli": "bernoulli takes a keyword argument: bernoulli(logits = ...) or bernoulli(probs = ...)",
+                "mixture": "mixture takes keyword arguments: mixture(logits = ..., means = ..., stds = ...)"}
 
 
 class DirectedChecks:
@@ -231,7 +236,7 @@ class DirectedChecks:
                           in_guide: bool) -> Optional[set]:
         """The groups the arguments depend on, or None if an argument has an error."""
         scope = {n: span for n in free}
-        parents, ok = set(), True
+        parents, ok, types = set(), True, {}
         with self._directed_context(in_guide, [scope], set(free)):
             for arg_name, e in args.items():
                 t = self.expr(e)
@@ -239,7 +244,10 @@ class DirectedChecks:
                     ok = False
                     continue
                 parents |= t.groups
+                types[arg_name] = t
                 ok &= self._arg_shape(name, group, dist.family, arg_name, e, t, len(free))
+        if ok and dist.family == "mixture":
+            ok = self._components_agree(group, dist, args, types, len(free))
         return parents if ok else None
 
     # family arguments ----------------------------------------------------------------
@@ -263,9 +271,8 @@ class DirectedChecks:
         positional = 0
         for a in dist.args:
             if a.name is None:
-                if dist.family == "bernoulli":
-                    self.error("bernoulli takes a keyword argument: bernoulli(logits = ...) or "
-                               "bernoulli(probs = ...)", a.span, kind="directed")
+                if dist.family in KEYWORD_ONLY:
+                    self.error(KEYWORD_ONLY[dist.family], a.span, kind="directed")
                     return None
                 if positional >= len(names):
                     self.error(f"{dist.family} takes {len(names)} argument{'s' if len(names) > 1 else ''} "
@@ -276,8 +283,10 @@ class DirectedChecks:
             else:
                 key = a.name
                 if key not in names:
+                    weights = (" (the component weights are softmax(logits) over the last axis)"
+                               if dist.family == "mixture" else "")
                     self.error(f"{dist.family} has no argument '{key}'", a.span,
-                               "its arguments are " + ", ".join(names), kind="directed")
+                               "its arguments are " + ", ".join(names) + weights, kind="directed")
                     return None
             if key in args:
                 self.error(f"argument '{key}' is given twice", a.span, kind="directed")
@@ -291,6 +300,13 @@ class DirectedChecks:
             self.error("bernoulli takes logits or probs, not both", dist.span,
                        "give one of them: bernoulli(logits = a) or bernoulli(probs = sigmoid(a))", kind="directed")
             return False
+        if dist.family == "mixture" and len(args) != ARGUMENT_COUNT["mixture"]:
+            missing = [n for n in names if n not in args]
+            self.error(f"mixture needs logits, means and stds; {' and '.join(missing)} "
+                       f"{'is' if len(missing) == 1 else 'are'} missing", dist.span,
+                       f"for example {EXAMPLES['mixture']}, each with a last axis of K components",
+                       kind="directed")
+            return False
         if len(args) != ARGUMENT_COUNT[dist.family]:
             self.error(f"{dist.family} needs {'one of ' if dist.family == 'bernoulli' else ''}"
                        f"{' and '.join(names) if dist.family != 'bernoulli' else 'logits or probs'}", dist.span,
@@ -302,6 +318,15 @@ class DirectedChecks:
         """An argument has the shape of the variable's axes after the free ones (or is a scalar,
         except for categorical logits)."""
         want = group.shape[nfree:]
+        if family == "mixture":
+            ok = t.is_scalar or (len(t.shape) == len(want) + 1 and t.shape[:-1] == want)
+            if not ok:
+                self.error(f"'{arg}' has shape {shape_str(t.shape)}, but the mixture conditional of '{name}' "
+                           f"needs {_with_components(want)} (or a scalar)", e.span,
+                           f"the arguments of a mixture have the shape of '{name}'"
+                           f"{' after its free indices' if nfree else ''} ({shape_str(want)}) followed by an "
+                           f"axis of K components", kind="shape")
+            return ok
         if family == "categorical":
             if not want:
                 self.error(f"the free indices of '{name}' cover its last (category) axis", e.span,
@@ -315,6 +340,24 @@ class DirectedChecks:
                        f"{shape_str(want)}" + ("" if family == "categorical" else " (or a scalar)"), e.span,
                        kind="shape")
         return ok
+
+    def _components_agree(self, group: GroupInfo, dist: ast.Dist, args, types, nfree: int) -> bool:
+        """The arguments of a mixture that are not scalars give the number of components K, their
+        last axis; they must agree, and at least one must give it."""
+        shaped = [(n, t) for n, t in types.items() if not t.is_scalar]
+        if not shaped:
+            self.error("a mixture needs a number of components, but logits, means and stds are all scalars",
+                       dist.span, f"give one of them the shape {_with_components(group.shape[nfree:])}, "
+                                  f"K the number of components", kind="shape")
+            return False
+        first, t0 = shaped[0]
+        for arg, t in shaped[1:]:
+            if t.shape[-1] != t0.shape[-1]:
+                self.error(f"'{arg}' has shape {shape_str(t.shape)} but '{first}' has {shape_str(t0.shape)}: the "
+                           f"arguments of a mixture need the same number of components (the last axis)",
+                           args[arg].span, kind="shape")
+                return False
+        return True
 
     # free indices of autoregressive conditionals --------------------------------------
     def _free_indices(self, name, group: GroupInfo, dist: ast.Dist, indices, span) -> Optional[tuple]:
@@ -414,6 +457,11 @@ class DirectedChecks:
             if g.role == "latent" and g.name in self.groups and g.name not in covered:
                 self.error(f"the guide does not define latent '{g.name}'", self.model.guide_span or g.span,
                            f"add '{g.name} ~ ...' to the guide: q must cover every latent variable", kind="directed")
+
+
+def _with_components(shape) -> str:
+    """A mixture argument's shape as a message shows it: the element's axes, then K."""
+    return "[" + ", ".join([str(d) for d in shape] + ["K"]) + "]"
 
 
 def _binder_names(e) -> set[str]:

@@ -19,16 +19,23 @@ from .model import IAccess, IExpr, GroupIR, iexpr_scoped_walk, iexpr_text
 @dataclass(frozen=True)
 class CondIR:
     group: str
-    family: str  # bernoulli | normal | categorical
+    family: str  # bernoulli | normal | categorical | mixture
     args: tuple[tuple[str, IExpr], ...]  # (argument name, expression at element `elem`); nodes carry spans
     elem: tuple[str, ...]  # index names of one element, one per axis of the group
     free: int  # how many leading axes are autoregressive (free indices)
     span: Span  # the whole `x ~ family(...)` statement
     in_guide: bool
     free_names: tuple[str, ...] = ()  # the free indices as the user named them (elem[:free] in the IR)
+    comp: str = ""  # mixture: the index of the component axis, which follows `elem` in every argument
+    components: Poly | None = None  # mixture: K, the number of components
 
     def arg(self, name: str) -> IExpr | None:
         return dict(self.args).get(name)
+
+    @property
+    def arg_index(self) -> tuple[str, ...]:
+        """The index names the arguments are written at: one element, and a mixture's component."""
+        return self.elem + ((self.comp,) if self.comp else ())
 
 
 @dataclass
@@ -45,7 +52,8 @@ class DirectedIR:
             for c in conds:
                 idx = ", ".join(c.elem)
                 free = f" (autoregressive over {', '.join(c.elem[:c.free])})" if c.free else ""
-                out.append(f"  {title} {c.group}[{idx}] ~ {c.family}{free} (line {c.span.line})")
+                comp = f" of {c.components} normals over {c.comp}" if c.comp else ""
+                out.append(f"  {title} {c.group}[{idx}] ~ {c.family}{comp}{free} (line {c.span.line})")
                 for name, e in c.args:
                     out.append(f"    {name} = {iexpr_text(e)}")
         return "\n".join(out) + ("\n" if out else "")
@@ -69,12 +77,17 @@ def _lower_cond(checked, el, c, sink: ErrorSink, lines) -> CondIR:
     elem = tuple(el.fresh() for _ in shape)
     nfree = len(c.free)
     out = tuple(Poly.sym(n) for n in elem[nfree:])
+    comp, components = "", None
+    if c.family == "mixture":  # the arguments have one more axis, the components (checked to agree)
+        comp = el.fresh()
+        out += (Poly.sym(comp),)
+        components = next(e.type.shape[-1] for e in c.args.values() if e.type.shape)
     el.index_scopes = [dict(zip(c.free, elem))]
     try:
         args = tuple((name, el.elab(e, out if e.type.shape else ())) for name, e in c.args.items())
     finally:
         el.index_scopes = []
-    cond = CondIR(c.group, c.family, args, elem, nfree, c.span, c.in_guide, tuple(c.free))
+    cond = CondIR(c.group, c.family, args, elem, nfree, c.span, c.in_guide, tuple(c.free), comp, components)
     if nfree:
         for name, e in args:
             _check_earlier(cond, e, sink, lines)

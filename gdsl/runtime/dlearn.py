@@ -202,9 +202,12 @@ def _check_method(model, data, method) -> None:
     if extra:
         raise ValueError(f"method {method!r} takes the visible variables only; {', '.join(extra)} are latent")
     if method in ("elbo", "iwae") and (not model.REPARAM or len(model.REPARAM) != len(model.GUIDE)):
-        raise ValueError(f"method {method!r} reparameterises normal latents; this guide draws discrete ones "
-                         f"({', '.join(g for g in model.GUIDE if g not in model.REPARAM)}): use 'reinforce' "
-                         f"or 'wake-sleep'")
+        others = [g for g in model.GUIDE if g not in model.REPARAM]
+        mixtures = [g for g in others if model.GUIDE_FAMILIES.get(g) == "mixture"]
+        what = (f"{', '.join(mixtures)} from a mixture, which is not reparameterised" if mixtures else
+                f"discrete ones ({', '.join(others)})")
+        raise ValueError(f"method {method!r} reparameterises normal latents; this guide draws {what}: use "
+                         f"'reinforce' or 'wake-sleep'")
     if method in ("reinforce", "wake-sleep") and model.REPARAM:
         raise ValueError(f"method {method!r} is for discrete latents; for the normal latents "
                          f"{', '.join(model.REPARAM)} use 'elbo' or 'iwae'")
