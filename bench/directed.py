@@ -241,6 +241,9 @@ def report(results: dict, args, command: str, started: float, load: tuple, code:
     return "\n".join(lines)
 
 
+KEPT_FROM = "\n## RNADE"  # this and every later section of the results file are kept
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="reduced settings: a check of the pipeline")
@@ -286,8 +289,18 @@ def main() -> None:
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     text = report(results, args, command, started, (load0, load1), code)
     print("\n" + text)
-    Path(args.out).write_text(text)
+    Path(args.out).write_text(text + _kept_sections(Path(args.out)))
     print(f"wrote {args.out}")
+
+
+def _kept_sections(path: Path) -> str:
+    """The hand-written sections other benches append (from the first one on, e.g. RNADE's):
+    rewriting this bench's part must not delete them."""
+    if not path.exists():
+        return ""
+    old = path.read_text()
+    at = old.find(KEPT_FROM)
+    return "\n" + old[at:] if at >= 0 else ""
 
 
 if __name__ == "__main__":
