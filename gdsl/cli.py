@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("graph", help="export the factor graph (.dot, .graphml, or a .png/.svg/.pdf picture)")
     g.add_argument("file")
     g.add_argument("-o", "--output", required=True,
-                   help="output path: .dot or .gv (DOT), .graphml, or .png/.svg/.pdf (needs matplotlib)")
+                   help="output path: .dot or .gv (DOT), .graphml, or .png/.svg/.pdf (drawn by Graphviz)")
     sub.add_parser("models", help="list the shipped models, one line each (use them by name: gdsl compile rbm)")
     d = sub.add_parser("dump", help="print one stage of the pipeline")
     d.add_argument("--stage", choices=STAGES, required=True)
@@ -57,14 +57,13 @@ def run(argv) -> int:
             print(f"wrote {out}")
     elif args.command == "graph":
         from .ir.graph import UnknownGraphFormat, write_graph
-
-        from .plots import MissingMatplotlib
+        from .picture import MissingGraphviz
 
         try:
             write_graph(compiled.ir.graph, args.output)
         except OSError as e:
             raise _output_error(args.output, e) from None
-        except (UnknownGraphFormat, MissingMatplotlib) as e:  # the file's ending, or matplotlib to install
+        except (UnknownGraphFormat, MissingGraphviz) as e:  # the file's ending, or pygraphviz to install
             raise _usage_error(args.output, str(e)) from None
         print(f"wrote {args.output}")
     elif args.command == "dump":

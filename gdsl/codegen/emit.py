@@ -776,6 +776,13 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w(line, 1)
 
 
+def _graph_dot(ir) -> str:
+    from ..ir.graph import to_dot
+
+    graph = getattr(ir, "graph", None)
+    return to_dot(graph) if graph is not None else ""
+
+
 def write_class_header(w, ir, source_text: str, digest: str, base: str, groups) -> None:
     """The part of the Model class every compiled model has: identity, sizes, groups, parameters,
     shapes and initialisers. `groups` are the ones whose arrays the model holds (all of them)."""
@@ -788,6 +795,7 @@ def write_class_header(w, ir, source_text: str, digest: str, base: str, groups) 
     w(f"SOURCE_SHA256 = {digest!r}", 1)
     w(f"MODEL_SHA256 = {hashlib.sha256(source_text.encode()).hexdigest()!r}  # the .gdl text alone", 1)
     w(f"SOURCE_TEXT = {source_text!r}", 1)
+    w(f"GRAPH_DOT = {_graph_dot(ir)!r}  # the factor graph (m.graph())", 1)
     w(f"GDSL_VERSION = {__version__!r}", 1)
     w(f"SIZES = {dict(ir.sizes)!r}", 1)
     w(f"CONSTS = {dict(ir.consts)!r}", 1)

@@ -1,6 +1,7 @@
 """The factor graph of a model: variable-group nodes, one factor node per monomial.
 
-Exported as Graphviz DOT (written here, no pydot needed) or GraphML (networkx).
+Exported as Graphviz DOT (written here, no pydot needed), GraphML (networkx), or a picture
+of the DOT drawn by Graphviz (gdsl/picture.py).
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 
 import networkx as nx
 
+from ..picture import PICTURES, render
 from .model import ModelIR
 
 
@@ -101,17 +103,18 @@ class UnknownGraphFormat(ValueError):
 
 def write_graph(graph: nx.Graph, path: str) -> None:
     """By the file's ending: DOT text (.dot, .gv), GraphML (.graphml, .xml), or a picture
-    (.png, .svg, .pdf, drawn by gdsl/plots.py). Any other ending is a ValueError."""
+    (.png, .svg, .pdf: the DOT text drawn by Graphviz, gdsl/picture.py). Any other ending is a
+    ValueError."""
     suffix = os.path.splitext(str(path))[1].lower()
     if suffix in (".graphml", ".xml"):
         nx.write_graphml(graph, path)
     elif suffix in (".dot", ".gv"):
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(to_dot(graph))
-    elif suffix in (".png", ".svg", ".pdf"):
-        from ..plots import draw_graph
-
-        draw_graph(graph, path)
+    elif suffix in PICTURES:
+        data = render(to_dot(graph), PICTURES[suffix])
+        with open(path, "wb") as fh:
+            fh.write(data)
     else:
         raise UnknownGraphFormat(f"cannot tell the format of {path!r} from its ending; use one of "
                          f"{', '.join(GRAPH_FORMATS)}")

@@ -78,6 +78,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     NAME = "model"
     MODEL_SHA256 = ""
     SOURCE_TEXT = ""
+    GRAPH_DOT = ""
     SIZES: dict = {}
     CONSTS: dict = {}
     GROUPS: tuple = ()
@@ -135,6 +136,13 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in {**self.sizes, **self.consts}.items())
         return f"<gdsl model {self.NAME}({sizes}) {self.dtype.name}>"
+
+    def graph(self):
+        """The factor graph as a picture: shows in Jupyter, `.save("g.png" | "g.svg" | "g.pdf" | "g.dot")`,
+        `.source` is its DOT text (drawn by Graphviz: pip install 'gdsl[graph]')."""
+        from ..picture import GraphPicture
+
+        return GraphPicture(self.GRAPH_DOT)
 
     def _repr_html_(self) -> str:
         from .notebook import model_html
