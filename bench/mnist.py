@@ -190,7 +190,17 @@ def write_table(rows, quick: bool, path: Path) -> None:
                      f"{r['test_ll_reverse']:.2f} | {pub} ({src}) | {note} |")
     lines += ["", "NADE's speed against a numpy implementation, and the VAE, are measured by "
               "`python bench/directed.py`: see [results-directed.md](results-directed.md).", ""]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + kept_sections(path))
+
+
+def kept_sections(path: Path) -> str:
+    """The sections other benches append to the results file (from the first `## ` heading on):
+    rewriting the table must not delete them."""
+    if not path.exists():
+        return ""
+    old = path.read_text()
+    at = old.find("\n## ")
+    return old[at:].lstrip("\n").join(("\n", "")) if at >= 0 else ""
 
 
 # what the bench passes to fit itself, and so cannot be --set

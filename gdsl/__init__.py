@@ -3,6 +3,7 @@ __version__ = "0.1.0"
 
 from .errors import CompilerBug, GdslError, ModelErrors  # noqa: E402
 from .runtime.diagnostics import to_inferencedata  # noqa: E402
+from .runtime.parzen import ParzenEstimate, parzen_log_likelihood  # noqa: E402
 
 
 def load(path, seed=None, dtype=None, **sizes_and_consts):
@@ -15,4 +16,5 @@ def load(path, seed=None, dtype=None, **sizes_and_consts):
     return cls(seed=seed, dtype=dtype, **sizes_and_consts)
 
 
-__all__ = ["load", "GdslError", "ModelErrors", "CompilerBug", "to_inferencedata", "__version__"]
+__all__ = ["load", "GdslError", "ModelErrors", "CompilerBug", "to_inferencedata", "parzen_log_likelihood",
+           "ParzenEstimate", "__version__"]

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "gdsl" / "runtime"
 COMPILER = ("gdsl.frontend", "gdsl.ir", "gdsl.analysis", "gdsl.codegen", "gdsl.driver", "gdsl.poly",
             "gdsl.cli")
-NEUTRAL = ("gdsl.runtime", "gdsl.ops", "gdsl.abi", "gdsl.errors", "gdsl.cache")  # what a runtime module may import of gdsl
+NEUTRAL = ("gdsl.runtime", "gdsl.ops", "gdsl.abi", "gdsl.errors", "gdsl.cache", "gdsl.picture")  # what a runtime module may import of gdsl
 
 
 def imported_modules(path: Path, package: str):
