@@ -14,6 +14,19 @@ from gdsl import plot  # noqa: E402
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def png_size(path):
+    """(width, height) from a PNG's header (its IHDR chunk), checking that it is one."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG and head[12:16] == b"IHDR", head
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def saved_as_drawn(fig, path):
+    """The file is a PNG of the figure's size at the dpi it was saved with (100)."""
+    w, h = fig.get_size_inches() * 100
+    assert png_size(path) == (round(w), round(h))
+
+
 def images_of(fig):
     """The arrays drawn in each panel, in panel order."""
     return [ax.get_images()[0].get_array() for ax in fig.axes]
@@ -28,7 +41,7 @@ def test_samples_grid_one_panel_per_image_square_inferred(tmp_path):
     drawn = images_of(fig)
     assert all(d.shape == (4, 4) for d in drawn)
     np.testing.assert_allclose(drawn[3], x[3].reshape(4, 4))
-    assert path.stat().st_size > 0 and path.read_bytes()[:8] == PNG
+    saved_as_drawn(fig, path)
     # 7 images in a square layout: 3 columns, 3 rows (the last two cells removed)
     geometry = {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes}
     assert geometry == {(3, 3)}
@@ -88,7 +101,7 @@ def test_filters_of_an_rbm_weight_one_image_per_hidden_unit(tmp_path):
     np.testing.assert_allclose(drawn[2], w[:, 2].reshape(6, 6))
     # each panel on its own scale by default
     assert fig.axes[2].get_images()[0].get_clim() == (w[:, 2].min(), w[:, 2].max())
-    assert (tmp_path / "f.png").read_bytes()[:8] == PNG
+    saved_as_drawn(fig, tmp_path / "f.png")
 
 
 def test_filters_pixel_axis_rows_shape_and_common_scale():
@@ -148,7 +161,7 @@ def test_history_one_panel_per_measurement(tmp_path):
     np.testing.assert_allclose(recon["valid"], [[r["epoch"], r["valid_recon"]] for r in h])
     assert fig.axes[0].get_ylabel() == "reconstruction error"
     assert fig.axes[1].get_ylabel() == "pseudo-log-likelihood"
-    assert (tmp_path / "curve.png").read_bytes()[:8] == PNG
+    saved_as_drawn(fig, tmp_path / "curve.png")
 
 
 def test_history_draws_a_changing_learning_rate_and_chosen_keys():
@@ -230,7 +243,7 @@ def test_ais_draws_the_weights_and_the_estimates(tmp_path):
     forward = {"log_weights": rng.normal(0, 1, 100), "log_z0": 3.0, "reverse": False}
     reverse = {"log_weights": rng.normal(0, 1, 50), "log_z0": 5.0, "reverse": True}
     fig = plot.ais(forward, reverse, exact=4.0, path=tmp_path / "ais.png")
-    assert (tmp_path / "ais.png").read_bytes().startswith(PNG)
+    saved_as_drawn(fig, tmp_path / "ais.png")
     hist, values = fig.axes
     assert len(hist.patches) > 10 and [t.get_text() for t in values.get_xticklabels()] == ["0: AIS", "1: reverse AIS"]
     with pytest.raises(ValueError, match="neither a model that has run AIS"):
