@@ -8,6 +8,17 @@
 2. Site updates per second on a 256x256 Ising lattice: target >= 50 million per core.
 3. Cold `gdsl compile` + first sample of models/rbm.gdl (< 10 s) and loading it
    again from the cache (< 1 s), each in a fresh process.
+4. Side by side with PyTorch (CPU; needs torch, the `bench` extra): the same sweep of the
+   784x500 RBM over 100 chains, float32 (block v given h, then block h given v: a product,
+   a bias, a sigmoid and a Bernoulli draw each), written in PyTorch in bench/torch_rbm.py.
+   Each run is a fresh process with its thread count set before it starts (1 and all
+   cores), runs alternating between the sides; gdsl's sweep is timed in its kernel as in 1,
+   PyTorch's as its loop of sweeps. Both samplers are first checked on a small RBM against
+   exact marginals (bench/rbm_check.py). Printed: medians, ratios, and the issue's PCD-epoch
+   targets applied to the sweep (>= 2x faster than PyTorch at equal threads; >= 1.6x from
+   the second core) as PASS/FAIL lines.
+
+    python bench/gibbs.py --only torch --quick     # one round of runs, 5 timings each
 """
 from __future__ import annotations
 
@@ -91,16 +102,134 @@ def cold_and_warm() -> None:
           f"from the cache {statistics.median(warm):.2f} s median of 3 (target < 1), fresh processes")
 
 
+# ---------------------------------------------------------------- side by side with PyTorch, one process per run
+TORCH_WORKER = ROOT / "bench" / "torch_rbm.py"
+VS_CHAINS, VS_STEPS = 100, 20
+
+
+def gdsl_child(args) -> None:
+    """The gdsl side of versus_torch: `gibbs.py --child gdsl --threads N --repeats R` in a process of
+    its own. Prints one JSON line: R timings of one sweep (VS_STEPS sweeps per kernel call, as in
+    rbm_sweep) and, with --check, the small-model check through the Python API (m.gibbs)."""
+    import json
+
+    from rbm_check import SMALL_NH, SMALL_NV, small_model_check
+
+    m = gdsl.load(ROOT / "models" / "rbm.gdl", seed=0)
+    st = m.random_state(VS_CHAINS)
+    masks = m._masks({}, VS_CHAINS)
+    kargs = m.kernel_args(st)
+    gibbs = m.KERNELS["gibbs"]
+    mask_args = [masks[g] for g in m.group_names]
+    rng = m._streams(VS_CHAINS)
+    gibbs(*kargs, *mask_args, True, True, rng, 2)  # compile or load, and warm up
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        gibbs(*kargs, *mask_args, True, True, rng, VS_STEPS)
+        times.append((time.perf_counter() - t) / VS_STEPS)
+    out = {"side": "gdsl", "times": times, "dtype": str(m.params["W"].dtype)}
+    if args.check:
+        small = gdsl.load(ROOT / "models" / "rbm.gdl", nv=SMALL_NV, nh=SMALL_NH, seed=1)
+
+        def sample(W, b, c, v, h, steps):
+            for name, value in (("W", W), ("b", b), ("c", c)):
+                small.params[name] = np.asarray(value, dtype=small.params[name].dtype)
+            s = small.gibbs({"v": v.astype(small.dtype), "h": h.astype(small.dtype)}, steps=steps)
+            return s["v"], s["h"]
+
+        out["check"] = small_model_check(sample)
+    print(json.dumps(out))
+
+
+def versus_torch(quick: bool, rounds: int | None, thread_counts: list[int]) -> None:
+    from common import all_cores, alternate, have_module, load_average, run_child, verdict, versus_table
+
+    if not have_module("torch"):
+        print("PyTorch: torch is not installed; skipped (pip install -e '.[bench]')")
+        return
+    rounds = rounds or (1 if quick else 3)
+    repeats = 5 if quick else 21
+    thread_counts = thread_counts or sorted({1, all_cores()})
+    print(f"Side by side with PyTorch (CPU): RBM 784x500, {VS_CHAINS} chains, float32, one block-Gibbs sweep; "
+          f"each run a fresh process, median of {repeats} timings of {VS_STEPS} sweeps; {rounds} round(s) of runs "
+          f"alternating between the sides, threads {thread_counts}; load average at start {load_average()}")
+    checks = {}
+
+    def run(side, n):
+        check = (side, n) not in checks  # the sampler check once per side and thread count
+        if side == "gdsl":
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "gdsl", "--threads", str(n),
+                   "--repeats", str(repeats)]
+        else:
+            cmd = [sys.executable, str(TORCH_WORKER), "gibbs", "--threads", str(n), "--repeats", str(repeats),
+                   "--steps", str(VS_STEPS), "--chains", str(VS_CHAINS)]
+        res = run_child(cmd + (["--check"] if check else []), n)
+        if check:
+            checks[side, n] = res["check"]
+        print(f"    {side:5s} threads {n}: sweep median {statistics.median(res['times']) * 1e3:.3f} ms "
+              f"(load average {load_average()})", flush=True)
+        return res
+
+    results = alternate(["gdsl", "torch"], thread_counts, rounds, run)
+    medians = {k: [statistics.median(r["times"]) for r in v] for k, v in results.items()}
+    print("  milliseconds per sweep (each run: median of its timings; table: median over runs)")
+    summary = versus_table(medians, thread_counts, "ms", 1e3)
+    from rbm_check import SMALL_CHAINS, SMALL_NH, SMALL_NV, SMALL_STEPS
+
+    print(f"  sampler check: RBM {SMALL_NV}x{SMALL_NH} (W ~ N(0, 1)), {SMALL_CHAINS} chains, {SMALL_STEPS} sweeps, "
+          f"final states against exact P(v_i = 1) and E[v_i h_j] ({SMALL_NV + SMALL_NV * SMALL_NH} statistics):")
+    for (side, n), c in sorted(checks.items()):
+        print(f"    {side:5s} threads {n}: largest error {c['max_err_v']:.4f} (marginals), {c['max_err_vh']:.4f} "
+              f"(correlations); largest |z| {c['max_z']:.2f}")
+    verdict(all(c["max_z"] < 4.5 for c in checks.values()),
+            "both samplers draw from the model: every statistic within 4.5 standard errors of the exact value")
+    lo, hi = min(thread_counts), max(thread_counts)
+    for n in thread_counts:
+        verdict(summary[n][2] >= 2.0, f"gdsl's sweep >= 2x faster than PyTorch's at {n} thread(s): "
+                                      f"{summary[n][2]:.2f}x, median of per-round ratios (the epoch target of issue 24, "
+                                      f"applied to the sweep)")
+    if hi > lo:
+        per_round = [a / b for a, b in zip(medians["gdsl", lo], medians["gdsl", hi])]
+        scale = statistics.median(per_round)
+        torch_scale = statistics.median(a / b for a, b in zip(medians["torch", lo], medians["torch", hi]))
+        verdict(scale >= 1.6, f"the second core gives gdsl's sweep >= 1.6x: {lo} -> {hi} threads {scale:.2f}x, "
+                              f"median of per-round ratios {', '.join(f'{p:.2f}' for p in per_round)} "
+                              f"(PyTorch {torch_scale:.2f}x)")
+    print(f"  load average at end of the comparison {load_average()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", default="1", help="BLAS threads for both sides (default 1: per-core numbers)")
+    ap.add_argument("--only", choices=("rbm", "lattice", "cold", "torch"), help="run one of the benchmarks")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="PyTorch comparison: rounds of alternating runs (default 3, --quick 1)")
+    ap.add_argument("--vs-threads", default=None,
+                    help="PyTorch comparison: thread counts, comma-separated (default: 1 and all cores)")
+    ap.add_argument("--child", choices=("gdsl",), help=argparse.SUPPRESS)
+    ap.add_argument("--repeats", type=int, default=5, help=argparse.SUPPRESS)
+    ap.add_argument("--check", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        gdsl_child(args)
+        return
+    from common import load_average
+
     repeats = 5 if args.quick else 21
-    print(f"BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}; medians of {repeats} runs")
-    rbm_sweep(repeats)
-    lattice(repeats)
-    cold_and_warm()
+    print(f"BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}; medians of {repeats} runs; "
+          f"load average at start {load_average()}")
+    if args.only in (None, "rbm"):
+        rbm_sweep(repeats)
+    if args.only in (None, "lattice"):
+        lattice(repeats)
+    if args.only in (None, "cold"):
+        cold_and_warm()
+    if args.only in (None, "torch"):
+        versus_torch(args.quick, args.rounds,
+                     [int(t) for t in args.vs_threads.split(",")] if args.vs_threads else [])
+    print(f"load average at end {load_average()}")
 
 
 if __name__ == "__main__":

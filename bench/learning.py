@@ -2,6 +2,7 @@
 
     python bench/learning.py            # both targets (a few minutes on one core)
     python bench/learning.py --quick    # fewer epochs and repetitions
+    python bench/learning.py --only torch [--rounds 3]   # 3. alone (needs torch: the bench extra)
 
 1. PCD-1 on the 784x500 RBM (models/rbm.gdl), batch 100, float32, the 50,000 training
    images of ../shared/data/binarized_mnist.npz (read from disk, never downloaded):
@@ -17,6 +18,20 @@
    (the next persistent hidden sample is drawn from h_neg: no sixth product).
 2. The digits RBM (64 visible, 64 hidden, batch 10) on sklearn's load_digits, binarised
    as data > 7 (grey levels 0..16): seconds per epoch, gdsl vs BernoulliRBM (target >= 5x).
+
+3. Side by side with PyTorch (CPU): PCD-1 on the first 10,000 training images, 784x500, batch
+   100, lr 0.05, float32, the same update as gdsl's (below) written in PyTorch in
+   bench/torch_rbm.py (its docstring lists the operations). Each run is a fresh process (this
+   script with the hidden --child gdsl, or bench/torch_rbm.py) whose thread variables
+   (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS; torch.set_num_threads in the PyTorch process) are set
+   before it starts, at 1 thread and at all cores; each run trains 5 epochs and reports their
+   median; runs alternate between the sides (gdsl then PyTorch at each thread count, the order
+   reversed every other round). Printed: the table (threads, gdsl, PyTorch, ratio), the
+   dense-product floor at each thread count (sklearn_products, numpy), the learning check of
+   both (the same `quality` evaluator on the held-out images), and the targets of issue 24 as
+   PASS/FAIL lines: gdsl >= 2x faster than PyTorch at equal threads, >= 1.6x from the second
+   core, and the epoch within 1.5x of the dense-product floor at all cores. The ratios are
+   medians of per-round ratios (neighbouring runs), the figure to trust on a busy machine.
 
 Both learners are checked to learn: the pseudo-log-likelihood (one random bit flipped per
 image, the same flips for both, computed here in numpy from each one's W, b, c, like
@@ -92,10 +107,16 @@ import numpy as np  # noqa: E402
 
 import gdsl  # noqa: E402
 
-try:
-    from sklearn.neural_network import BernoulliRBM
-except ImportError:  # pragma: no cover
-    sys.exit("scikit-learn is needed: pip install scikit-learn (or pip install -e .[bench])")
+
+
+def BernoulliRBM(**kwargs):
+    """sklearn's BernoulliRBM, imported on first use (the PyTorch comparison's gdsl process
+    imports neither scikit-learn nor scipy's extras)."""
+    try:
+        from sklearn.neural_network import BernoulliRBM as cls
+    except ImportError:  # pragma: no cover
+        sys.exit("scikit-learn is needed: pip install scikit-learn (or pip install -e .[bench])")
+    return cls(**kwargs)
 
 
 # ---------------------------------------------------------------- one evaluator for both learners
@@ -303,12 +324,129 @@ def digits(quick: bool) -> None:
     print(f"    sklearn            {_fmt_quality(quality(*sklearn_params(r), X))}")
 
 
+# ---------------------------------------------------------------- side by side with PyTorch, one process per run
+TORCH_WORKER = ROOT / "bench" / "torch_rbm.py"
+VS_IMAGES, VS_NH, VS_BATCH, VS_LR, VS_EPOCHS = 10_000, 500, 100, 0.05, 5
+
+
+def gdsl_child(args) -> None:
+    """The gdsl side of versus_torch: `learning.py --child gdsl --threads N ...` in a process of its
+    own, started with the thread variables already set. Prints one JSON line: its epoch times
+    (gdsl_epochs: warm-up fit excluded, times from fit's callback) and the dense-product floor
+    at the same thread count (sklearn_products: the 5 float32 products per minibatch, numpy)."""
+    import json
+
+    X = np.load(DATA)["train"][:args.n].astype(np.float32)
+    times, m, _, warm = gdsl_epochs(X, X.shape[1], VS_NH, VS_LR, VS_BATCH, args.epochs, seed=args.seed)
+    np.savez(args.out, **dict(zip("Wbc", gdsl_params(m))))
+    floor = sklearn_products(X, VS_NH, VS_BATCH, reps=3)
+    print(json.dumps({"side": "gdsl", "times": [float(t) for t in times], "floor": floor, "warmup": warm,
+                      "dtype": str(m.params["W"].dtype)}))
+
+
+def versus_torch(quick: bool, rounds: int | None, thread_counts: list[int]) -> None:
+    """PCD-1 on 10,000 MNIST images, 784x500, batch 100, lr 0.05, float32: gdsl's fit against the
+    same update written in PyTorch (bench/torch_rbm.py), each run a fresh process with its thread
+    count set before start, runs alternating between the sides, at each thread count."""
+    import tempfile
+
+    from common import all_cores, alternate, have_module, load_average, run_child, verdict, versus_table
+
+    if not DATA.exists():
+        print(f"\n3. PyTorch: {DATA} not found; skipped (nothing is downloaded)")
+        return
+    if not have_module("torch"):
+        print("\n3. PyTorch: torch is not installed; skipped (pip install -e '.[bench]')")
+        return
+    rounds = rounds or (1 if quick else 3)
+    thread_counts = thread_counts or sorted({1, all_cores()})
+    print(f"\n3. side by side with PyTorch (CPU): binarized MNIST, first {VS_IMAGES} training images, RBM "
+          f"784x{VS_NH}, PCD-1, batch {VS_BATCH}, lr {VS_LR}, float32, {VS_EPOCHS} epochs per run, median per "
+          f"run; {rounds} round(s) of runs alternating between the sides, threads {thread_counts}; "
+          f"load average at start {load_average()}")
+    tmp = tempfile.TemporaryDirectory()
+    counter = iter(range(10 ** 6))
+
+    def run(side, n):
+        out = str(Path(tmp.name) / f"{side}-{n}-{next(counter)}.npz")
+        if side == "gdsl":
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "gdsl", "--threads", str(n),
+                   "--n", str(VS_IMAGES), "--epochs", str(VS_EPOCHS), "--out", out]
+        else:
+            cmd = [sys.executable, str(TORCH_WORKER), "pcd", "--threads", str(n), "--data", str(DATA),
+                   "--n", str(VS_IMAGES), "--epochs", str(VS_EPOCHS), "--nh", str(VS_NH), "--batch", str(VS_BATCH),
+                   "--lr", str(VS_LR), "--out", out]
+        res = run_child(cmd, n)
+        with np.load(out) as f:
+            res["params"] = (f["W"], f["b"], f["c"])
+        print(f"    {side:5s} threads {n}: epochs {', '.join(f'{t:.3f}' for t in res['times'])} s -> median "
+              f"{statistics.median(res['times']):.3f} s (load average {load_average()})", flush=True)
+        return res
+
+    results = alternate(["gdsl", "torch"], thread_counts, rounds, run)
+    medians = {k: [statistics.median(r["times"]) for r in v] for k, v in results.items()}
+    print(f"  seconds per epoch (each run: median of its {VS_EPOCHS} epochs; table: median over runs)")
+    summary = versus_table(medians, thread_counts, "s", 1.0)
+    floors = {n: statistics.median(r["floor"] for r in results["gdsl", n]) for n in thread_counts}
+    for n in thread_counts:
+        print(f"  threads {n}: dense-product floor (numpy float32, the 5 products per minibatch) {floors[n]:.3f} s; "
+              f"gdsl / floor {summary[n][0] / floors[n]:.2f}, PyTorch / floor {summary[n][1] / floors[n]:.2f}")
+
+    # both sides must have learned: the same evaluator (quality, float64) on the same images
+    X = np.load(DATA)["train"][:VS_IMAGES]
+    valid = np.load(DATA)["valid"]
+    rng = np.random.default_rng(0)
+    init = (rng.normal(0, 0.01, (784, VS_NH)), np.zeros(784), np.zeros(VS_NH))
+    q0 = quality(*init, valid)
+    print(f"  learning check after {VS_EPOCHS} epochs (last run of each side; pseudo-log-likelihood and "
+          f"reconstruction error on the 10,000 held-out 'valid' images):")
+    print(f"    at initialisation (W ~ N(0, 0.01))  {_fmt_quality(q0)}")
+    learned = {}
+    for n in thread_counts:
+        for side in ("gdsl", "torch"):
+            q = learned[side, n] = quality(*results[side, n][-1]["params"], valid)
+            print(f"    {side:5s} threads {n}  {_fmt_quality(q)}  (on the training images: "
+                  f"{quality(*results[side, n][-1]['params'], X[:5000])[0]:.2f})")
+    gain = min(q[0] - q0[0] for q in learned.values())
+    spread = max(q[0] for q in learned.values()) - min(q[0] for q in learned.values())
+    verdict(gain > 100 and spread < 0.1 * gain,
+            f"both sides learn: held-out pseudo-log-likelihood up by at least {gain:.1f} nats from "
+            f"initialisation on every run shown, and within {spread:.2f} nats of each other (needs > 100 and < 10%)")
+    lo, hi = min(thread_counts), max(thread_counts)
+    for n in thread_counts:
+        verdict(summary[n][2] >= 2.0, f"gdsl >= 2x faster than PyTorch at {n} thread(s): {summary[n][2]:.2f}x, "
+                                      f"median of per-round ratios {', '.join(f'{p:.2f}' for p in summary[n][3])}")
+    if hi > lo:
+        per_round = [a / b for a, b in zip(medians["gdsl", lo], medians["gdsl", hi])]
+        scale = statistics.median(per_round)
+        torch_scale = statistics.median(a / b for a, b in zip(medians["torch", lo], medians["torch", hi]))
+        verdict(scale >= 1.6, f"the second core gives gdsl >= 1.6x: {lo} -> {hi} threads {scale:.2f}x, median "
+                              f"of per-round ratios {', '.join(f'{p:.2f}' for p in per_round)} "
+                              f"(PyTorch {torch_scale:.2f}x)")
+        verdict(summary[hi][0] / floors[hi] <= 1.5,
+                f"gdsl's epoch within 1.5x of its dense-product floor at {hi} threads: {summary[hi][0] / floors[hi]:.2f}x")
+    print(f"  load average at end of the comparison {load_average()}")
+    tmp.cleanup()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", default="1", help="BLAS threads for both sides (default 1: per-core numbers)")
-    ap.add_argument("--only", choices=("mnist", "digits"), help="run one of the two benchmarks")
+    ap.add_argument("--only", choices=("mnist", "digits", "torch"), help="run one of the benchmarks")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="PyTorch comparison: rounds of alternating runs (default 3, --quick 1)")
+    ap.add_argument("--vs-threads", default=None,
+                    help="PyTorch comparison: thread counts, comma-separated (default: 1 and all cores)")
+    ap.add_argument("--child", choices=("gdsl",), help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, default=VS_IMAGES, help=argparse.SUPPRESS)
+    ap.add_argument("--epochs", type=int, default=VS_EPOCHS, help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        gdsl_child(args)
+        return
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}; {os.cpu_count()} cores; "
           f"load average at start {load:.2f}")
@@ -316,6 +454,9 @@ def main() -> None:
         digits(args.quick)
     if args.only in (None, "mnist"):
         mnist(args.quick)
+    if args.only in (None, "torch"):
+        versus_torch(args.quick, args.rounds,
+                     [int(t) for t in args.vs_threads.split(",")] if args.vs_threads else [])
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 
