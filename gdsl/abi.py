@@ -47,10 +47,13 @@ FAMILIES = {f.name: f for f in (
     _per("cfree", "groups", "cfree_"), _per("cmask", "groups", "cmask_"), _per("rbmask", "groups", "rbmask_"),
     _per("all_state", "all_groups", "x_"), _per("eps", "eps", "e_"),
     _per("directed_masks", "directed", "m_"), _per("guide_masks", "guide", "m_"),
+    # a GAN: the noise of every group the generator draws, and adjoints on the groups (dL/dx)
+    _per("noise", "directed", "e_"), _per("adjoints", "all_groups", "dx_"),
 )}
 
 MODEL = ("state", "params", "sizes", "consts")  # the leading arguments of every energy kernel
 DIRECTED_MODEL = ("n_rows", "all_state", "eps", "params", "sizes", "consts")  # ... of every directed kernel
+GENERATOR = ("n_rows", "all_state", "noise", "params", "sizes", "consts")  # ... of a GAN generator's kernels
 
 SPECS: dict[str, tuple[str, ...]] = {
     "field": MODEL + ("f",),
@@ -74,6 +77,15 @@ SPECS: dict[str, tuple[str, ...]] = {
     "backward": DIRECTED_MODEL + ("seed_p", "seed_q", "logp", "logq", "grads"),
     "sample_model": DIRECTED_MODEL + ("directed_masks", "rng"),
     "sample_guide": DIRECTED_MODEL + ("guide_masks", "rng"),
+    # a model with a discriminator (a GAN): the generator draws every group from its noise into
+    # all_state; its backward takes adjoints on the drawn groups back to the parameters. The
+    # discriminator's logit per row, and its backward: d(sum_r seed[r] logit_r) into the
+    # parameters (grads) and into the groups it reads (adjoints)
+    "generate_values": GENERATOR,
+    "generate_forward": GENERATOR,
+    "generate_backward": GENERATOR + ("adjoints", "grads"),
+    "discriminate_forward": DIRECTED_MODEL + ("logit",),
+    "discriminate_backward": DIRECTED_MODEL + ("seed", "logit", "grads", "adjoints"),
 }
 
 

@@ -11,6 +11,12 @@ O(d^2 h). Values that depend on variables carry the sample axis (rows).
 One `Program` per mode: "joint" reads every group from the inputs; "reparam" replaces
 each latent the guide draws from a normal by mean + std * eps (the reparameterisation),
 so gradients flow from the ELBO into the guide's parameters.
+
+A model with a discriminator (a GAN) has two more: "generate" draws every group of the
+model as mean + std * eps in ancestral order (its outputs are the drawn groups, so an
+adjoint on a drawn x reaches the generator's parameters), and "discriminate" computes the
+discriminator's logit per row from the visible groups (its reverse mode reaches both the
+discriminator's parameters and the groups it reads).
 """
 from __future__ import annotations
 
@@ -95,6 +101,9 @@ class Program:
     logp: str  # per-row value: sum of log p(group | parents) over the model's conditionals
     logq: Optional[str]  # per-row value: log q(latents | visibles), when there is a guide
     reparam_values: dict[str, str]  # latent group -> the value mean + std * eps
+    logit: Optional[str] = None  # "discriminate": the per-row value of the discriminator's logit
+    # "generate": every group of the model -> its drawn value (mean + std * eps), in ancestral order
+    outputs: dict[str, str] = field(default_factory=dict)
 
     def value(self, name: str) -> Value:
         return self._by_name[name]
@@ -113,6 +122,22 @@ class DirectedPlan:
     sampling: Program  # the "joint" program, whose argument values the samplers evaluate
     params_p: tuple[str, ...]  # parameters of p (the conditionals)
     params_q: tuple[str, ...]  # parameters of q (the guide)
+    params_d: tuple[str, ...] = ()  # parameters of the discriminator
+
+    # a GAN's two programs are in `programs` too (so everything that walks the programs' values
+    # sees them), but they compute no log p: their kernels are written on their own
+    LOG_DENSITY_MODES = ("joint", "reparam")
+
+    @property
+    def generator(self) -> Optional[Program]:
+        return self.programs.get("generate")
+
+    @property
+    def discriminator(self) -> Optional[Program]:
+        return self.programs.get("discriminate")
+
+    def density_programs(self) -> list[Program]:
+        return [p for mode, p in self.programs.items() if mode in self.LOG_DENSITY_MODES]
 
     def schedule(self) -> str:
         conds = self.model
@@ -124,6 +149,8 @@ class DirectedPlan:
         if self.guide:
             parts.append("guide " + " -> ".join(c.cond.group + (" (reparameterised)" if c.reparam else "")
                                                 for c in self.guide))
+        if self.discriminator is not None:
+            parts.append("discriminator of " + ", ".join(self.discriminator.inputs))
         return "; ".join(parts)
 
     def dump(self) -> str:
@@ -134,11 +161,21 @@ class DirectedPlan:
                        "}, then one ancestral pass")
         if self.guide:
             out.append("  guide order: " + " -> ".join(c.cond.group for c in self.guide))
-        for mode, prog in self.programs.items():
+        for prog in self.density_programs():
+            mode = prog.mode
             out.append(f"  program {mode}: inputs {', '.join(prog.inputs)}; log p = {prog.logp}"
                        + (f"; log q = {prog.logq}" if prog.logq else ""))
             for v in prog.values:
                 out.append(f"    {v.text()}")
+        if self.generator is not None:
+            drawn = ", ".join(f"{g} = {v}" for g, v in self.generator.outputs.items())
+            out.append(f"  program generate: noise {', '.join(self.generator.eps)}; draws {drawn}")
+            out += [f"    {v.text()}" for v in self.generator.values]
+        if self.discriminator is not None:
+            d = self.discriminator
+            out.append(f"  program discriminate: inputs {', '.join(d.inputs)}; logit = {d.logit}; parameters "
+                       f"{', '.join(self.params_d)}")
+            out += [f"    {v.text()}" for v in d.values]
         for title, conds in (("directed", self.model), ("guide", self.guide)):
             for c in conds:
                 args = ", ".join(f"{k} = {v}" for k, v in c.args.items())
@@ -404,7 +441,12 @@ def analyse_directed(ir: DirectedIR, params: dict) -> DirectedPlan:
     guide = [CondPlan(c, joint._args[(c.group, True)], c.family == "normal") for c in ir.guide]
     p_params = _params_of(joint, [c.args for c in model])
     q_params = _params_of(joint, [c.args for c in guide])
-    return DirectedPlan(ir, shapes, model, guide, programs, joint, p_params, q_params)
+    plan = DirectedPlan(ir, shapes, model, guide, programs, joint, p_params, q_params)
+    if ir.discriminator is not None:
+        programs["generate"] = _generator_program(ir, shapes, sink)
+        programs["discriminate"] = _discriminator_program(ir, shapes)
+        plan.params_d = ir.discriminator.params
+    return plan
 
 
 def _params_of(prog: Program, arg_sets) -> tuple[str, ...]:
@@ -421,6 +463,24 @@ def _params_of(prog: Program, arg_sets) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def _arguments(b: "Builder", ir: DirectedIR, c: CondIR, shape, sink: ErrorSink) -> Optional[dict[str, str]]:
+    """The values of a conditional's arguments (None, reported, when a summation index has no range)."""
+    try:
+        over = shape + ((c.components,) if c.comp else ())  # a mixture's arguments: one more axis
+        vals = {}
+        for name, e in c.args:  # each argument's values point to its own line (one may span lines)
+            b.line = e.span.line if e.span is not None else c.span.line
+            vals[name] = b.value_over(e, c.arg_index, over)
+        b.line = c.span.line
+        return vals
+    except NoRange as e:
+        at = e.binder.span
+        what = f"the summation index '{excerpt(ir.source_lines, at)}'" if at else "a summation index"
+        sink.error(f"cannot tell the range of {what} in the conditional of {c.group}", at or c.span,
+                   "use it as a plain subscript of some array, as in sum[j < i](W[i, j] * x[j])", kind="index")
+        return None
+
+
 def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
     b = Builder(shapes, mode)
     args: dict = {}
@@ -430,18 +490,8 @@ def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
     for c in conds:
         b.line = c.span.line
         shape = shapes[c.group]
-        try:
-            over = shape + ((c.components,) if c.comp else ())  # a mixture's arguments: one more axis
-            vals = {}
-            for name, e in c.args:  # each argument's values point to its own line (one may span lines)
-                b.line = e.span.line if e.span is not None else c.span.line
-                vals[name] = b.value_over(e, c.arg_index, over)
-            b.line = c.span.line
-        except NoRange as e:
-            at = e.binder.span
-            what = f"the summation index '{excerpt(ir.source_lines, at)}'" if at else "a summation index"
-            sink.error(f"cannot tell the range of {what} in the conditional of {c.group}", at or c.span,
-                       "use it as a plain subscript of some array, as in sum[j < i](W[i, j] * x[j])", kind="index")
+        vals = _arguments(b, ir, c, shape, sink)
+        if vals is None:
             continue
         args[(c.group, c.in_guide)] = vals
         if mode == "reparam" and c.in_guide and c.family == "normal":
@@ -463,6 +513,39 @@ def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
     prog = Program(mode, values, inputs, tuple(eps), logp, logq, reparam_values)
     prog._args = args
     return prog
+
+
+def _generator_program(ir: DirectedIR, shapes, sink: ErrorSink) -> Program:
+    """"generate": every group of the model drawn as mean + std * eps_<group>, parents first (the
+    checker made sure each is a normal conditional without free indices), so the drawn values
+    are functions of the noise and the parameters, and reverse mode from an adjoint on them
+    reaches the generator's parameters."""
+    b = Builder(shapes, "generate")
+    outputs: dict[str, str] = {}
+    for c in ir.model:
+        b.line = c.span.line
+        shape = shapes[c.group]
+        vals = _arguments(b, ir, c, shape, sink)
+        if vals is None:
+            continue
+        elem = tuple(Poly.sym(n) for n in c.elem)
+        drawn = IBin("+", IAccess("value", vals["mean"], elem),
+                     IBin("*", IAccess("value", vals["std"], elem), IAccess("eps", c.group, elem)))
+        outputs[c.group] = b.value_over(drawn, c.elem, shape)
+        b.replace[c.group] = outputs[c.group]
+    sink.raise_if_any(None)
+    values = _inline_single_use(b.values, set(outputs.values()) | b.keep)
+    return Program("generate", values, (), tuple(outputs), None, None, dict(outputs), outputs=outputs)
+
+
+def _discriminator_program(ir: DirectedIR, shapes) -> Program:
+    """"discriminate": the discriminator's logit per row, from the visible groups it reads."""
+    d = ir.discriminator
+    b = Builder(shapes, "discriminate")
+    b.line = d.span.line
+    logit = b.value_over(d.logit, (), ())
+    values = _inline_single_use(b.values, {logit})
+    return Program("discriminate", values, d.reads, (), None, None, {}, logit=logit)
 
 
 def _inline_single_use(values: list[Value], keep: set) -> list[Value]:

@@ -11,6 +11,14 @@ latents, the parameters, sizes and constants. For each program mode M ("joint",
                                       seed_q[r] log q_r)/d params
 and `sample_model` / `sample_guide` draw the directed groups in topological order
 (autoregressive groups element by element, with running sums carried along).
+
+A model with a discriminator (a GAN) adds
+  generate_values / generate_forward(GEN)   draw every group as mean + std * e_<group> into x_<group>
+  generate_backward(GEN, dx..., grads...)   grads += d(sum dx_<g> * drawn g)/d params (the generator's)
+  discriminate_values / discriminate_forward(ARGS, logit)
+  discriminate_backward(ARGS, seed, logit, grads..., dx...)
+                                      grads and dx_<g> += d(sum_r seed[r] logit_r)/d params and /d x_<g>
+where GEN is ARGS with the noise of every group (`e_<group>`) in place of the guide's.
 """
 from __future__ import annotations
 
@@ -45,6 +53,8 @@ class DirectedEmitter:
             for name in order:
                 P.ident(name)
         self.args = ", ".join(abi.parameter_names(abi.DIRECTED_MODEL, self.orders))
+        self.gen_args = ", ".join(abi.parameter_names(abi.GENERATOR, self.orders))
+        self.wrt: set[str] = set()  # groups whose adjoints (dx_<group>) the backward being written computes
         self.specs: dict[str, tuple] = {}  # kernel name -> its abi spec, in the order written
         self.lines: list[str] = []
 
@@ -274,9 +284,9 @@ class DirectedEmitter:
         self.w(f"{v.name}[:, :] = {scale}np.dot({self._array(x)}, {mat})", indent)
 
     # programs --------------------------------------------------------------------------------
-    def values_kernel(self, prog: Program) -> None:
+    def values_kernel(self, prog: Program, spec: str = "values") -> None:
         names = [v.name for v in prog.values]
-        self.kernel(f"{prog.mode}_values", "values",
+        self.kernel(f"{prog.mode}_values", spec,
                     f"Every value of the {prog.mode!r} program (see `gdsl dump --stage plan`).")
         fused = self.fusions(prog)  # reader -> running sum computed inside the reader's loop
         hidden = set(fused.values())
@@ -363,17 +373,19 @@ class DirectedEmitter:
 
     def unpack(self, prog: Program, indent: int) -> None:
         names = [v.name for v in prog.values]
-        self.w(f"values = {prog.mode}_values({self.args})", indent)
+        args = self.gen_args if prog.mode == "generate" else self.args
+        self.w(f"values = {prog.mode}_values({args})", indent)
         self.w("(" + ", ".join(names) + ("," if len(names) == 1 else "") + ") = values", indent)
 
     # reverse mode --------------------------------------------------------------------------------
     def needs_grad(self, prog: Program) -> set[str]:
-        """Values that depend on parameters (only they carry adjoints)."""
+        """Values that depend on parameters, or on the groups in `self.wrt` (only they carry adjoints)."""
         out = set()
         for v in prog.values:
             for e in value_exprs(v):
                 for a in _accesses(e):
-                    if a.kind == "param" or (a.kind == "value" and a.name in out):
+                    if (a.kind == "param" or (a.kind == "value" and a.name in out)
+                            or (a.kind == "group" and a.name in self.wrt)):
                         out.add(v.name)
         return out
 
@@ -397,6 +409,8 @@ class DirectedEmitter:
                 self.adjoint(v, prog, need)
 
     def grad_target(self, a: IAccess, prog: Program, need: set[str]) -> str | None:
+        if a.kind == "group" and a.name in self.wrt:  # the adjoint of a group read from the state
+            return f"dx_{P.ident(a.name)}[" + ", ".join(["r"] + [self.poly(p) for p in a.index]) + "]"
         if a.kind == "param":
             return self.access(a, prog).replace(P.param(a.name) + "[", f"g_{P.ident(a.name)}[", 1)
         if a.kind == "value" and a.name in need:
@@ -462,6 +476,9 @@ class DirectedEmitter:
         if x.kind == "value" and x.name in need:
             mat = self._array(p) + ("" if trans else ".T")
             self.w(f"d_{x.name} += {scale}np.dot(d_{v.name}, {mat})", 1)
+        elif x.kind == "group" and x.name in self.wrt:
+            mat = self._array(p) + ("" if trans else ".T")
+            self.w(f"dx_{P.ident(x.name)} += {scale}np.dot(d_{v.name}, {mat})", 1)
 
     def prefix_backward(self, v: Value, prog: Program, need: set[str]) -> None:
         src, axis, j, off, j_range = v.prefix
@@ -594,15 +611,70 @@ class DirectedEmitter:
             if ph is not None and ph[0] == "post":
                 self.compute(v, prog, 2, {ph[1]: "pos"})
 
+    # a GAN: the generator's draws and the discriminator's logit, with their reverse modes --------
+    def generate_kernels(self, prog: Program) -> None:
+        self.values_kernel(prog, "generate_values")
+        self.kernel("generate_forward", "generate_forward",
+                    "Draw every group of the model from its noise, x = mean + std * e_x, parents first "
+                    "(the reparameterised ancestral draw), into x_<group>.")
+        self.unpack(prog, 1)
+        for g, name in prog.outputs.items():
+            self.w(f"{P.group(g)}[:] = {name}", 1)
+        self.kernel("generate_backward", "generate_backward",
+                    "Reverse mode of the draw: g_<param> += d/dparam of sum (dx_<group> * drawn group), the "
+                    "adjoints dx given (from the discriminator), the noise fixed.")
+        self.unpack(prog, 1)
+        for g, name in prog.outputs.items():
+            self.w(f"{P.group(g)}[:] = {name}", 1)
+        need = self.needs_grad(prog)
+        self.zero_adjoints(prog, need)
+        for g, name in prog.outputs.items():
+            if name in need:
+                self.w(f"d_{name} += dx_{P.ident(g)}", 1)
+        for v in reversed(prog.values):
+            if v.name in need:
+                self.adjoint(v, prog, need)
+
+    def zero_adjoints(self, prog: Program, need: set[str]) -> None:
+        for v in prog.values:
+            if v.name in need:
+                self.w(f"d_{v.name} = np.zeros({self.shape_of(v)})", 1)
+
+    def discriminate_kernels(self, prog: Program) -> None:
+        self.values_kernel(prog)
+        self.kernel("discriminate_forward", "discriminate_forward",
+                    "The discriminator's logit per row (log D / (1 - D), D the probability that a row is data).")
+        self.unpack(prog, 1)
+        self.w(f"logit[:] = {self.row_vector(prog, prog.logit)}", 1)
+        self.kernel("discriminate_backward", "discriminate_backward",
+                    "Reverse mode: g_<param> += d/dparam and dx_<group> += d/dgroup of sum_r seed[r] logit_r, "
+                    "for the discriminator's parameters and the groups it reads.")
+        self.unpack(prog, 1)
+        self.w(f"logit[:] = {self.row_vector(prog, prog.logit)}", 1)
+        self.wrt = set(prog.inputs)
+        try:
+            need = self.needs_grad(prog)
+            self.zero_adjoints(prog, need)
+            rv = prog.value(prog.logit)
+            self.w(f"d_{prog.logit}[:] += seed" if rv.rows else f"d_{prog.logit}[0] += np.sum(seed)", 1)
+            for v in reversed(prog.values):
+                if v.name in need:
+                    self.adjoint(v, prog, need)
+        finally:
+            self.wrt = set()
+
     # module ------------------------------------------------------------------------------------
     def kernels(self) -> list[str]:
-        for prog in self.plan.programs.values():
+        for prog in self.plan.density_programs():
             self.values_kernel(prog)
             self.forward_kernel(prog)
             self.backward_kernel(prog)
         self.sampler_kernel("sample_model", self.plan.model)
         if self.plan.guide:
             self.sampler_kernel("sample_guide", self.plan.guide)
+        if self.plan.generator is not None:
+            self.generate_kernels(self.plan.generator)
+            self.discriminate_kernels(self.plan.discriminator)
         return self.lines
 
     def class_attributes(self) -> list[str]:
@@ -620,12 +692,19 @@ class DirectedEmitter:
             f"PARENTS = {self.parents()!r}  # groups the model's conditionals read",
             f"PARAMS_P = {plan.params_p!r}",
             f"PARAMS_Q = {plan.params_q!r}",
+        ] + ([
+            f"DISCRIMINATOR = {tuple(plan.discriminator.inputs)!r}  # the groups the discriminator reads",
+            f"PARAMS_D = {plan.params_d!r}",
+        ] if plan.discriminator is not None else []) + [
             "",
             "@staticmethod",
             "def row_floats(sizes):",
             '    """Floats of the per-row values of the largest program (to size row chunks)."""',
-            f"    return max({', '.join(self.row_floats(p) for p in plan.programs.values())}, 1)",
+            f"    return max({', '.join(self.row_floats(p) for p in self.all_programs())}, 1)",
         ]
+
+    def all_programs(self) -> list[Program]:
+        return list(self.plan.programs.values())
 
     def row_floats(self, prog: Program) -> str:
         total = Poly.const(0)

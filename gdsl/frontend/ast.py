@@ -169,6 +169,17 @@ class LetDecl(Node):
     name_span: Span
     expr: Expr
     in_guide: bool = False
+    # True inside a `discriminator { ... }` block; None (not False) elsewhere, so that dumps,
+    # which list every field that is set, stay as they were before discriminators existed
+    in_discriminator: Optional[bool] = None
+
+
+@dataclass(eq=False)
+class OutputDecl(Node):
+    """`logit = expr` in a discriminator block: the network's output (one logit per row)."""
+    name: str
+    name_span: Span
+    expr: Expr
 
 
 @dataclass(eq=False)
@@ -209,6 +220,8 @@ class Model(Node):
     samples: list[SampleDecl] = field(default_factory=list)  # model conditionals (explicit form)
     guide: list = field(default_factory=list)  # LetDecl | SampleDecl, in order
     guide_span: Optional[Span] = None
+    discriminator: list = field(default_factory=list)  # LetDecl | OutputDecl, in order
+    discriminator_span: Optional[Span] = None
 
 
 _CHAIN_CLASS = {"+": "+", "-": "+", "*": "*", "/": "*", "@": "*"}

@@ -64,6 +64,17 @@ class CondInfo:
 
 
 @dataclass
+class DiscInfo:
+    """A GAN's discriminator: `logit` (a scalar expression per row) from the visible groups it
+    reads, through its own let bindings and parameters (`params`, kept apart from p's and q's)."""
+    logit: ast.Expr
+    reads: tuple[str, ...]  # the visible groups the logit depends on, in declaration order
+    params: tuple[str, ...]  # its parameters, in declaration order
+    span: Span  # the whole `discriminator { ... }` block
+    logit_span: Span  # the `logit = ...` statement
+
+
+@dataclass
 class CheckedModel:
     name: str
     sizes: dict[str, int]
@@ -77,6 +88,7 @@ class CheckedModel:
     lets: dict[str, LetInfo] = field(default_factory=dict)
     conditionals: list[CondInfo] = field(default_factory=list)  # the model's, in topological order
     guide: list[CondInfo] = field(default_factory=list)  # the guide's, in topological order
+    discriminator: Optional[DiscInfo] = None
 
     @property
     def directed(self) -> set[str]:

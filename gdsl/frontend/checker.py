@@ -94,11 +94,12 @@ class Checker(DirectedChecks):
         for e in m.energies:
             self.statement = e
             self._energy(e)
+        disc = self._discriminator(m)
         model_conds, guide_conds = self._directed_structure(m)
         self.sink.raise_if_any(self.source)
         return CheckedModel(m.name, self.sizes, self.consts, self.groups, self.params,
                             list(m.energies), m, self.source, dict(self.spans), dict(self.lets),
-                            model_conds, guide_conds)
+                            model_conds, guide_conds, disc)
 
     def _arguments(self, m: ast.Model) -> None:
         """The model header: integer arguments are sizes, real ones constants."""
@@ -351,6 +352,8 @@ class Checker(DirectedChecks):
         if e.id in self.consts:
             return Type()
         if e.id in self.groups:
+            if self.in_discriminator and not self._discriminator_may_read(e):
+                return None
             return Type(self.groups[e.id].shape, frozenset([e.id]))
         if e.id in self.params:
             return Type(self.params[e.id].shape)

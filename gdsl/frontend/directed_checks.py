@@ -11,6 +11,11 @@ latent variable, and in a directed model a variable with no conditional must app
 energy. `let` bindings are typed once (on first use, or else in declaration order) and may
 be used in conditionals and other lets only, a guide's bindings in the guide only.
 
+A GAN's `discriminator { let ...  logit = ... }` block is a network from the visible
+variables to one logit per row, with its own lets and parameters (shared with no
+conditional); a model with one must be directed, every conditional a normal without free
+indices, so that its draws are reparameterisable (mean + std * noise).
+
 `DirectedChecks` is a mixin of `checker.Checker`: it uses the checker's state and its
 expression checks (`expr`, `error`, `_unknown`, `_kind`).
 """
@@ -23,7 +28,7 @@ from typing import Optional
 from ..errors import Span
 from ..ops import WRITTEN
 from . import ast
-from .checked import CondInfo, GroupInfo, LetInfo, Type, shape_str
+from .checked import CondInfo, DiscInfo, GroupInfo, LetInfo, Type, shape_str
 from .parser import MAX_NESTING
 
 # directed conditionals: family -> (argument names in positional order, the domain it defines)
@@ -43,6 +48,7 @@ class DirectedChecks:
         """The state of the directed checks (the expression checks read the first three)."""
         self.in_directed = False  # inside a conditional or let: functions of variables are allowed
         self.in_guide = False
+        self.in_discriminator = False  # inside the discriminator block: visible variables only
         self.free_names: set[str] = set()  # free indices of the conditional being checked
         self.lets: dict[str, LetInfo] = {}
         self.let_state: dict[str, str] = {}  # name -> "checking" | "done"
@@ -51,14 +57,15 @@ class DirectedChecks:
         self.attempted: set[str] = set()  # groups with a conditional statement (valid or not)
 
     @contextmanager
-    def _directed_context(self, in_guide: bool, scopes: list, free_names: set[str]):
-        """Check expressions as the arguments of a conditional or a let binding."""
-        saved = (self.in_directed, self.in_guide, self.scopes, self.free_names)
+    def _directed_context(self, in_guide: bool, scopes: list, free_names: set[str], in_discriminator: bool = False):
+        """Check expressions as the arguments of a conditional, a let binding or a discriminator's logit."""
+        saved = (self.in_directed, self.in_guide, self.scopes, self.free_names, self.in_discriminator)
         self.in_directed, self.in_guide, self.scopes, self.free_names = True, in_guide, scopes, free_names
+        self.in_discriminator = in_discriminator
         try:
             yield
         finally:
-            self.in_directed, self.in_guide, self.scopes, self.free_names = saved
+            self.in_directed, self.in_guide, self.scopes, self.free_names, self.in_discriminator = saved
 
     # let bindings ----------------------------------------------------------------
     def _is_let(self, name: str) -> bool:
@@ -69,6 +76,17 @@ class DirectedChecks:
         if not self.in_directed:
             self.error(f"let binding '{e.id}' can be used in conditionals and other lets, not in an energy",
                        e.span, "write the expression out in the energy", kind="directed")
+            return None
+        decl = self.owner.get(e.id)
+        if isinstance(decl, ast.LetDecl) and bool(decl.in_discriminator) != self.in_discriminator:
+            if decl.in_discriminator:
+                self.error(f"'{e.id}' is defined in the discriminator and cannot be used outside it", e.span,
+                           "the discriminator's let bindings are its own; write the expression out here",
+                           kind="directed")
+            else:
+                self.error(f"'{e.id}' is defined outside the discriminator, which may use its own let bindings "
+                           f"only", e.span, "define it inside the discriminator block (the discriminator's "
+                           "parameters are kept apart from the generator's)", kind="directed")
             return None
         let = self.lets.get(e.id)
         if let is not None and let.decl.in_guide and not self.in_guide:
@@ -91,7 +109,7 @@ class DirectedChecks:
         self.let_state[name] = "checking"
         saved, self.statement = self.statement, decl
         try:
-            with self._directed_context(decl.in_guide, [], set()):
+            with self._directed_context(decl.in_guide, [], set(), bool(decl.in_discriminator)):
                 t = self.expr(decl.expr)
         finally:
             self.statement = saved
@@ -398,6 +416,138 @@ class DirectedChecks:
                              f"statement: {name}[{', '.join(candidates)}] ~ {dist.family}(...)", kind="index")
             return None
         return (candidates[0],)
+
+    # the discriminator of a GAN ---------------------------------------------------------
+    def _discriminator_may_read(self, e: ast.Name) -> bool:
+        """The discriminator sees what the data hold: the visible variables, never a latent."""
+        group = self.groups[e.id]
+        if group.role == "visible":
+            return True
+        self.error(f"the discriminator reads the latent variable '{e.id}', but it sees only the data (the "
+                   f"visible variables)", e.span, "compute the logit from the visible variables: the data have "
+                                                  "no values for latents", kind="directed")
+        return False
+
+    def _discriminator(self, m: ast.Model) -> Optional[DiscInfo]:
+        """`discriminator { let ...  logit = ... }`: one logit per row, from the visible variables,
+        with parameters of its own, in a directed model whose every draw is reparameterisable."""
+        if m.discriminator_span is None:
+            return None
+        span = m.discriminator_span
+        logit, named_wrong = None, False
+        for s in m.discriminator:
+            if not isinstance(s, ast.OutputDecl):
+                continue
+            if s.name != "logit":
+                self.error(f"a discriminator has one output, written 'logit = ...'; '{s.name} = ...' is not it",
+                           s.name_span, f"name an intermediate result with let: let {s.name} = ...", kind="directed")
+                named_wrong = True
+            elif logit is not None:
+                self.error(f"the discriminator's logit is defined twice (the first at line {logit.span.line})",
+                           s.span, "a discriminator has one output; remove one of them", kind="directed")
+            else:
+                logit = s
+        if not any(g.role == "visible" for g in m.groups):
+            self.error(f"a discriminator tells the data from the model's samples, but model '{m.name}' has no "
+                       f"visible variable", span, "declare the data as visible and define it by a conditional, "
+                                                  "e.g. 'visible x[d] ~ normal(mean = ..., std = s)'", kind="directed")
+            return None
+        if logit is None:
+            if not named_wrong:
+                self.error("the discriminator has no output: end it with 'logit = ...', one number per row",
+                           span, "for example logit = w @ relu(D @ x + b) + c: the log-odds that a row is data "
+                                 "rather than a sample of the model", kind="directed")
+            return None
+        self.statement = logit
+        with self._directed_context(False, [], set(), in_discriminator=True):
+            t = self.expr(logit.expr)
+            if t is not None and self._written_out_depth(logit.expr) > MAX_NESTING:
+                return None
+        if t is None:
+            return None
+        if not t.is_scalar:
+            self.error(f"the discriminator's logit must be one number per row (a scalar), but it has shape "
+                       f"{shape_str(t.shape)}", logit.expr.span,
+                       "reduce it with a last layer such as w @ a + c, w a vector", kind="shape")
+            return None
+        read = {n.id for n in self._names_through_lets(logit.expr) if n.id in self.groups}
+        if not read:  # (Type.groups does not see through functions: relu(D @ x) has none)
+            self.error("the discriminator's logit does not depend on the data: it reads no visible variable",
+                       logit.expr.span, "compute it from the visible variables, e.g. logit = w @ relu(D @ x + b) + c",
+                       kind="directed")
+            return None
+        fits = self._generator_fits(m, span)
+        if not self._parameters_apart(m, logit) or not fits:
+            return None
+        reads = tuple(g.name for g in m.groups if g.name in read)
+        params = tuple(p for p in self.params if p in self._params_used(logit.expr))
+        return DiscInfo(logit.expr, reads, params, span, logit.span)
+
+    def _generator_fits(self, m: ast.Model, span: Span) -> bool:
+        """The generator is trained through its draws (x = mean + std * noise), so every variable
+        of the model must be a normal conditional, drawn whole (not element by element)."""
+        ok = True
+        if m.energies:
+            self.error(f"a model with a discriminator must be directed (its samples are drawn, as mean + std * "
+                       f"noise, for the discriminator), but it has an energy (line {m.energies[0].span.line})",
+                       span, "define every variable by a normal conditional, x ~ normal(mean = ..., std = ...)",
+                       kind="directed")
+            return False
+        if not any(not c.in_guide for c in self.conditionals) and not self.attempted:
+            self.error("a discriminator needs a generator, but no variable of this model is defined by a "
+                       "conditional", span, "define the data by the generator, e.g. 'visible x[d] ~ normal(mean = "
+                                            "W @ z + b, std = s)' with 'latent z[nz] ~ normal(0, 1)'", kind="directed")
+            return False
+        for c in self.conditionals:
+            if c.in_guide:
+                continue
+            if c.family != "normal":
+                self.error(f"a model with a discriminator is trained through its draws, so '{c.group}' must be "
+                           f"normal (drawn as mean + std * noise); {c.family} draws have no gradient", c.span,
+                           f"use {c.group} ~ normal(mean = ..., std = ...), with a small std for a nearly "
+                           f"deterministic output", kind="directed")
+                ok = False
+            elif c.free:
+                self.error(f"a model with a discriminator draws each variable whole, but '{c.group}' is "
+                           f"autoregressive (free index {', '.join(c.free)})", c.span,
+                           "define it from other variables, without free indices", kind="directed")
+                ok = False
+        return ok
+
+    def _parameters_apart(self, m: ast.Model, logit: ast.OutputDecl) -> bool:
+        """The discriminator and the generator (and guide) are trained against each other: no
+        parameter may be used by both."""
+        theirs: dict[str, str] = {}
+        for c in self.conditionals:
+            for e in c.args.values():
+                for name in self._params_used(e):
+                    theirs.setdefault(name, "guide" if c.in_guide else "generator")
+        ok = True
+        seen = set()
+        for node in self._names_through_lets(logit.expr):
+            if node.id in theirs and node.id not in seen:
+                seen.add(node.id)
+                self.error(f"parameter '{node.id}' is used by the discriminator and by the {theirs[node.id]}; "
+                           f"the two are trained against each other, so they cannot share parameters", node.span,
+                           "declare a separate parameter for the discriminator", kind="directed")
+                ok = False
+        return ok
+
+    def _params_used(self, e: ast.Expr) -> set[str]:
+        return {n.id for n in self._names_through_lets(e) if n.id in self.params}
+
+    def _names_through_lets(self, e: ast.Expr):
+        """The names e uses, and those of the let bindings it uses (each binding walked once)."""
+        stack, done = [e], set()
+        while stack:
+            for node in ast.walk(stack.pop()):
+                if not isinstance(node, ast.Name):
+                    continue
+                yield node
+                decl = self.owner.get(node.id)
+                if isinstance(decl, ast.LetDecl) and node.id not in done:
+                    done.add(node.id)
+                    stack.append(decl.expr)
 
     # the graph of conditionals ----------------------------------------------------------
     def _directed_structure(self, m: ast.Model):

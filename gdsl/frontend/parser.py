@@ -44,9 +44,9 @@ MAX_NESTING = 256  # levels of expression nesting, counted as the module docstri
 MAX_INT = 2**63 - 1  # integer literals must fit the int64 of the generated kernels
 MAX_INT_DIGITS = len(str(MAX_INT))  # longer integers are too large without converting them
 MAX_SOURCE_CHARS = 10_000_000  # a longer file is refused before it is parsed (driver.compile_source)
-STATEMENT_KEYWORD = re.compile(r"\b(visible|latent|param|energy|let|guide)\b")
-KEYWORDS = {"MODEL", "ROLE", "PARAM", "ENERGY", "SUM", "LET", "GUIDE"}
-STATEMENT_STARTS = {"ROLE", "PARAM", "ENERGY", "LET", "GUIDE"}
+STATEMENT_KEYWORD = re.compile(r"\b(visible|latent|param|energy|let|guide|discriminator)\b")
+KEYWORDS = {"MODEL", "ROLE", "PARAM", "ENERGY", "SUM", "LET", "GUIDE", "DISCRIMINATOR"}
+STATEMENT_STARTS = {"ROLE", "PARAM", "ENERGY", "LET", "GUIDE", "DISCRIMINATOR"}
 EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR"}
 OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "CIRCUMFLEX"}
 OPENERS = {"(": ")", "[": "]", "{": "}"}
@@ -316,13 +316,13 @@ def _keyword_before(code: str, offset: int, pattern: re.Pattern = STATEMENT_KEYW
         width *= 4
 
 
-GUIDE_KEYWORD = re.compile(r"\bguide\b")
+GUIDE_KEYWORD = re.compile(r"\b(guide|discriminator)\b")  # the keywords that open a block
 
 
 def _open_guide(code: str, begin: int, body: int) -> int | None:
-    """Where the `guide` keyword is whose block holds `begin` (None if none does). The text
-    before `begin` parsed, so its only braces are the model's (before `body`) and those of guide
-    blocks, which hold no others: the last '{' before `begin` opens a block still open if no '}'
+    """Where the `guide` (or `discriminator`) keyword is whose block holds `begin` (None if none
+    does). The text before `begin` parsed, so its only braces are the model's (before `body`) and
+    those of guide and discriminator blocks, which hold no others: the last '{' before `begin` opens a block still open if no '}'
     follows it."""
     brace = code.rfind("{", body, begin)
     if brace < 0 or code.find("}", brace, begin) >= 0:
@@ -458,7 +458,8 @@ def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tupl
                           _span_at(text, offset - 1, 2), kind="syntax")], (offset, False)
     if token.type in KEYWORDS and "NAME" in accepts and not _starts_line(code, offset):
         return [GdslError(f"'{token.value}' is a keyword and cannot be used as a name", span,
-                          "the keywords are model, visible, latent, param, energy, let, guide and sum; rename it",
+                          "the keywords are model, visible, latent, param, energy, let, guide, discriminator and sum; "
+                          "rename it",
                           kind="name")], \
             (offset, True)
     if (token.type in STATEMENT_STARTS or token.type == "RBRACE") and _starts_line(code, offset) \
@@ -542,6 +543,8 @@ def _token_hint(token: Token, accepts: set, keyword: str | None) -> str | None:
         return f"write the arguments in parentheses, even when there are none: {EXAMPLE_HEADER}"
     if accepts == {"MODEL"}:
         return f"a .gdl file holds one model: {EXAMPLE_HEADER}"
+    if accepts == {"EQUAL"} and keyword == "discriminator":
+        return "a discriminator block holds let bindings and its output, written 'logit = ...'"
     if value == "=" and keyword == "energy":
         return "an energy statement is just 'energy EXPR', with no name or '='"
     if value == "sum":
@@ -657,6 +660,19 @@ class _ToAst:
                 model.lets.append(s)
             elif isinstance(s, ast.SampleDecl):
                 model.samples.append(s)
+            elif isinstance(s, tuple) and s[0] == "discriminator":
+                if model.discriminator_span is not None:
+                    self.errors.append(GdslError(
+                        f"a model has one discriminator block (the first is at line "
+                        f"{model.discriminator_span.line})", s[1],
+                        "put all the discriminator's statements in one block", kind="directed"))
+                    continue
+                model.discriminator_span = s[1]
+                for g in s[2]:
+                    if isinstance(g, ast.LetDecl):
+                        g.in_discriminator = True
+                        model.lets.append(g)
+                    model.discriminator.append(g)
             elif isinstance(s, tuple) and s[0] == "guide":
                 if model.guide_span is not None:
                     self.errors.append(GdslError(
@@ -706,6 +722,13 @@ class _ToAst:
 
     def guide_block(self, meta, children):
         return ("guide", _span(meta), [c for c in children if c is not None])
+
+    def discriminator_block(self, meta, children):
+        return ("discriminator", _span(meta), [c for c in children if c is not None])
+
+    def output_decl(self, meta, children):
+        name, expr = children
+        return ast.OutputDecl(_span(meta), str(name), _span(name), expr)
 
     def dist(self, meta, children):
         family, *args = children

@@ -38,6 +38,15 @@ class CondIR:
         return self.elem + ((self.comp,) if self.comp else ())
 
 
+@dataclass(frozen=True)
+class DiscIR:
+    """A GAN's discriminator: its logit, one scalar per row, in index notation (lets inlined)."""
+    logit: IExpr
+    reads: tuple[str, ...]  # the visible groups it reads
+    params: tuple[str, ...]  # its parameters (used by no conditional)
+    span: Span  # the `logit = ...` statement
+
+
 @dataclass
 class DirectedIR:
     groups: dict[str, GroupIR]  # every group of the model, directed or not
@@ -45,6 +54,7 @@ class DirectedIR:
     guide: list[CondIR]  # q's conditionals, parents first
     undirected: tuple[str, ...]  # groups of the energy part (the top of a chain graph)
     source_lines: list[str] = field(default_factory=list)  # the .gdl text, for quoting it in messages
+    discriminator: DiscIR | None = None
 
     def dump(self) -> str:
         out = []
@@ -56,6 +66,11 @@ class DirectedIR:
                 out.append(f"  {title} {c.group}[{idx}] ~ {c.family}{comp}{free} (line {c.span.line})")
                 for name, e in c.args:
                     out.append(f"    {name} = {iexpr_text(e)}")
+        d = self.discriminator
+        if d is not None:
+            out.append(f"  discriminator of {', '.join(d.reads)} (line {d.span.line}), parameters "
+                       f"{', '.join(d.params)}")
+            out.append(f"    logit = {iexpr_text(d.logit)}")
         return "\n".join(out) + ("\n" if out else "")
 
 
@@ -67,9 +82,14 @@ def lower_directed(checked, el) -> DirectedIR:
     groups = {name: group_ir(g) for name, g in checked.groups.items()}
     model = [_lower_cond(checked, el, c, sink, lines) for c in checked.conditionals]
     guide = [_lower_cond(checked, el, c, sink, lines) for c in checked.guide]
+    disc = None
+    if checked.discriminator is not None:
+        d = checked.discriminator
+        el.index_scopes = []
+        disc = DiscIR(el.elab(d.logit, ()), d.reads, d.params, d.logit_span)
     sink.raise_if_any(checked.source)
     undirected = tuple(n for n in groups if n not in checked.directed)
-    return DirectedIR(groups, model, guide, undirected, lines)
+    return DirectedIR(groups, model, guide, undirected, lines, disc)
 
 
 def _lower_cond(checked, el, c, sink: ErrorSink, lines) -> CondIR:

@@ -1,4 +1,4 @@
-"""The runtime of models with directed conditionals (belief nets, NADE, VAEs, DBN hybrids).
+"""The runtime of models with directed conditionals (belief nets, NADE, VAEs, DBN hybrids, GANs).
 
 The generated module's kernels compute per-row log p (the model's conditionals) and
 log q (the guide), their gradients by reverse mode, and ancestral draws. This class
@@ -33,6 +33,8 @@ class DirectedModel(ModelBase):
     PARENTS: tuple = ()
     PARAMS_P: tuple = ()
     PARAMS_Q: tuple = ()
+    DISCRIMINATOR: tuple = ()  # a GAN: the visible groups its discriminator reads
+    PARAMS_D: tuple = ()  # ... and the discriminator's parameters
     DBN_LAYERS: tuple = ()  # the stack greedy training trains (runtime/dgreedy.py)
     DBN_REFUSED = None  # or why the model is not such a stack
     LAYER_RBM = None  # the compiled binary RBM each layer is trained as
@@ -53,6 +55,8 @@ class DirectedModel(ModelBase):
         out = ["log_prob", "log_joint", "sample"]
         if self.GUIDE:
             out += ["elbo", "log_q", "sample_guide"]
+        if self.DISCRIMINATOR:
+            out += ["generate", "discriminate", "adversarial_gradients"]
         out += ["gradients", "fit", "save", "load_params"]
         if self.UNDIRECTED:
             out += ["energy", "free_energy", "gibbs", "mean_field", "conditional_mean", "log_partition"]
@@ -260,6 +264,10 @@ class DirectedModel(ModelBase):
             return self.log_joint(given) - (log_z if log_z is not None else
                                          self.log_partition("exact", max_states=max_states))
         real_latents = [g for g in hidden if self.all_domains[g] == "real"]
+        if real_latents and not self.GUIDE and self.DISCRIMINATOR:
+            raise ValueError(f"log_prob cannot sum out the real latents {', '.join(real_latents)} exactly, and "
+                             f"{self.NAME} has no guide for a bound: score a GAN by its samples, e.g. "
+                             f"gdsl.parzen_log_likelihood(model.sample(n)[...], test, validation=...)")
         if real_latents:
             raise ValueError(f"log_prob cannot sum out the real latents {', '.join(real_latents)} exactly; "
                              f"estimate it with elbo(data, k=...) (the importance-weighted bound)")
@@ -501,8 +509,99 @@ class DirectedModel(ModelBase):
         _, _, grads = self._backward("reparam", big, e, n * k, seed, -seed)
         return float(_log_mean_exp(w).mean()), grads
 
+    # ------------------------------------------------------------------ a GAN: generator and discriminator
+    def _need_discriminator(self, what: str) -> None:
+        if not self.DISCRIMINATOR:
+            raise ValueError(f"{what} needs a discriminator: {self.NAME} has no 'discriminator {{ ... }}' block")
+
+    def _gan_noise(self, n: int, noise: Mapping | None = None) -> dict:
+        """Standard normal noise for every group the generator draws (given ones checked)."""
+        noise = dict(mapping(noise, "noise"))
+        unknown = [g for g in noise if g not in self.DIRECTED]
+        if unknown:
+            raise ValueError(f"noise given for {', '.join(map(str, unknown))}; the generator draws "
+                             f"{', '.join(self.DIRECTED)}")
+        out = {}
+        for g in self.DIRECTED:
+            shape = (n,) + self._shapes[g]
+            if g in noise:
+                arr = numeric_array(noise[g], np.float64, f"noise of {g}")
+                if arr.shape != shape:
+                    raise ValueError(f"noise of {g} must have shape {shape}, got {arr.shape}")
+                if not np.all(np.isfinite(arr)):
+                    raise ValueError(f"noise of {g} must be finite (standard normal noise)")
+            else:
+                arr = self._rng.standard_normal(shape)
+            out[g] = np.ascontiguousarray(arr)
+        return out
+
+    def _generate(self, noise: dict, n: int) -> dict:
+        st = {g: np.zeros((n,) + self._shapes[g]) for g in self.group_names}
+        self.call("generate_forward", n_rows=n, all_state=st, noise=noise, params=self._p64)
+        return st
+
+    def _grads(self) -> tuple[dict, dict]:
+        grads = {k: np.zeros(self._shapes[k]) for k in self._p}
+        return grads, {k: g if g.ndim else g.reshape(1) for k, g in grads.items()}
+
+    def _generate_backward(self, noise: dict, adjoints: dict, n: int) -> dict:
+        """d(sum adjoints * drawn groups)/d params, the noise fixed (the generator's parameters)."""
+        st = {g: np.zeros((n,) + self._shapes[g]) for g in self.group_names}
+        dx = {g: np.ascontiguousarray(adjoints[g]) if g in adjoints else np.zeros((n,) + self._shapes[g])
+              for g in self.group_names}
+        grads, flat = self._grads()
+        self.call("generate_backward", n_rows=n, all_state=st, noise=noise, params=self._p64, adjoints=dx,
+                  grads=flat)
+        return grads
+
+    def _discriminate(self, st: dict, n: int) -> np.ndarray:
+        logit = np.empty(n)
+        for sl in self._chunks(n):
+            self._dcall("discriminate_forward", sl.stop - sl.start, {k: v[sl] for k, v in st.items()},
+                        {k: v[sl] for k, v in self._eps_zeros(n).items()}, logit=logit[sl])
+        return logit
+
+    def _discriminate_backward(self, st: dict, seed, n: int):
+        """(logit, grads, adjoints): d(sum_r seed[r] logit_r)/d params and /d the groups read."""
+        logit = np.empty(n)
+        seed = np.ascontiguousarray(np.broadcast_to(seed, (n,)), dtype=np.float64)
+        grads, flat = self._grads()
+        dx = {g: np.zeros((n,) + self._shapes[g]) for g in self.group_names}
+        self._dcall("discriminate_backward", n, st, self._eps_zeros(n), seed=seed, logit=logit, grads=flat,
+                    adjoints=dx)
+        return logit, grads, dx
+
+    def generate(self, n: int, noise: Mapping | None = None) -> dict:
+        """n draws of every group, each drawn as mean + std * noise in ancestral order (the draw the
+        adversarial fit differentiates); `noise` fixes the standard normal noise per group, e.g. to
+        show the same latent points after each epoch. Without it, the same law as sample(n)."""
+        self._need_discriminator("generate")
+        n = whole(n, "n", 1)
+        st = self._generate(self._gan_noise(n, noise), n)
+        return {g: st[g].astype(self.dtype) if self.dtype != np.float64 else st[g] for g in self.group_names}
+
+    def discriminate(self, data: Mapping) -> np.ndarray:
+        """The discriminator's logit per row, log D / (1 - D) with D the probability that the row is data."""
+        self._need_discriminator("discriminate")
+        st, n = self._state64(data, self.DISCRIMINATOR)
+        return self._discriminate(st, n)
+
+    def adversarial_gradients(self, data: Mapping, noise: Mapping | None = None, loss: str = "non-saturating"):
+        """The two losses of adversarial training on `data` and as many generated rows (from
+        `noise`, drawn when not given), and their gradients, from the compiled kernels. See
+        gdsl.runtime.adversarial.losses_and_gradients."""
+        from .adversarial import losses_and_gradients
+
+        self._need_discriminator("adversarial_gradients")
+        st, n = self._state64(data, self.DISCRIMINATOR)
+        return losses_and_gradients(self, st, self._gan_noise(n, noise), n, loss)
+
     # ------------------------------------------------------------------ learning
     def fit(self, data: Mapping, method: str | None = None, **options):
+        if method == "adversarial" or (method is None and self.DISCRIMINATOR):
+            from .adversarial import fit_adversarial
+
+            return fit_adversarial(self, data, **options)
         from .dlearn import fit_directed
 
         return fit_directed(self, data, method, **options)

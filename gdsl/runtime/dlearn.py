@@ -1,5 +1,6 @@
 """Learning for directed and guided models: `fit(method="ml" | "elbo" | "iwae" | "reinforce" |
-"wake-sleep" | "greedy")` with Adam or SGD.
+"wake-sleep" | "greedy")` with Adam or SGD (`"adversarial"`, for a model with a discriminator,
+is in adversarial.py).
 
 Each minibatch is one call of a compiled reverse-mode kernel, which returns the
 gradients of  sum_r seed_p[r] log p_r + seed_q[r] log q_r;  the methods differ only in
@@ -26,11 +27,13 @@ import numpy as np
 from .checks import real, refuse_nothing_to_learn, whole
 from .learn import TrainingError, _EpochBar, diverged, divergence_scale, kept_text, learning_rate
 
-METHODS = ("ml", "elbo", "iwae", "reinforce", "wake-sleep", "greedy")
+METHODS = ("ml", "elbo", "iwae", "reinforce", "wake-sleep", "greedy", "adversarial")
 OPTIMIZERS = ("adam", "sgd")
 
 
 def default_method(model, data) -> str:
+    if getattr(model, "DISCRIMINATOR", ()):
+        return "adversarial"
     if all(g in data for g in model.group_names) and not model.UNDIRECTED:
         return "ml"
     if model.REPARAM:
@@ -79,8 +82,10 @@ class Optimizer:
         model.params.update(new)  # all or nothing (checked above)
 
     def state(self) -> dict:
-        out = {f"opt_m/{k}": v for k, v in self.m.items()}
-        out.update({f"opt_v/{k}": v for k, v in self.v.items()})
+        # as arrays: the moments of a scalar parameter are numpy scalars after a step, which a
+        # checkpoint would otherwise keep in its JSON metadata, where resume does not look
+        out = {f"opt_m/{k}": np.asarray(v) for k, v in self.m.items()}
+        out.update({f"opt_v/{k}": np.asarray(v) for k, v in self.v.items()})
         return out
 
     def load(self, arrays: dict, t: int) -> None:
@@ -105,6 +110,9 @@ def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str
     method = method or default_method(model, data)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if method == "adversarial":  # a GAN (runtime/adversarial.py); DirectedModel.fit sends it there directly
+        raise TypeError("method 'adversarial' is trained by model.fit(data, method='adversarial', ...), whose "
+                        "options differ (k discriminator steps per generator step, beta1, loss)")
     if method == "greedy":
         from .dgreedy import fit_dbn_greedy
 
