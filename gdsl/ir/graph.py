@@ -50,6 +50,12 @@ def add_directed(g: nx.Graph, directed) -> None:
         for p in sorted(parents):
             g.add_edge(var_node(p), node, directed=1, toward=node)
         g.add_edge(node, var_node(c.group), directed=1, toward=var_node(c.group))
+    d = getattr(directed, "discriminator", None)
+    if d is not None:  # a GAN's discriminator: a node reading the data it judges
+        g.add_node("discriminator", kind="conditional", label="discriminator logit", line=d.span.line,
+                   term="discriminator")
+        for r in d.reads:
+            g.add_edge(var_node(r), "discriminator", directed=1, toward="discriminator")
 
 
 def group_graph(ir: ModelIR) -> nx.Graph:
