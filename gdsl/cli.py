@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True,
                    help="output path: .dot or .gv (DOT), .graphml, or .png/.svg/.pdf (drawn by Graphviz)")
     sub.add_parser("models", help="list the shipped models, one line each (use them by name: gdsl compile rbm)")
+    w = sub.add_parser("warmup", help="compile models' kernels into the cache now, so later processes compile nothing")
+    w.add_argument("files", nargs="*", metavar="file", help="models (.gdl files or shipped names)")
+    w.add_argument("--all", action="store_true", help="every shipped model")
+    w.add_argument("--dtype", choices=("default", "float32", "float64", "both"), default="default",
+                   help="the models' floating-point type(s) to compile for (default: each model's default)")
+    w.add_argument("--only", default=None,
+                   help="comma-separated kinds of work to compile (sample, mean-field, free-energy, fit, ais, "
+                        "log-prob; default: all)")
     d = sub.add_parser("dump", help="print one stage of the pipeline")
     d.add_argument("--stage", choices=STAGES, required=True)
     d.add_argument("file")
@@ -44,6 +52,8 @@ def run(argv) -> int:
     if args.command == "models":
         print(models_text(), end="")
         return EXIT_OK
+    if args.command == "warmup":
+        return _warmup(args)
     source = read_source(args.file)
     until = "py" if args.command in ("compile",) or getattr(args, "stage", None) == "py" else "plan"
     compiled = compile_source(source, until=until)
@@ -68,6 +78,26 @@ def run(argv) -> int:
         print(f"wrote {args.output}")
     elif args.command == "dump":
         sys.stdout.write(dump(compiled, args.stage))
+    return EXIT_OK
+
+
+def _warmup(args) -> int:
+    from .driver import shipped_models
+    from .warmup import WORK, warm_up
+
+    files = list(args.files) + (shipped_models() if args.all else [])
+    if not files:
+        raise _usage_error("warmup", "name the models to warm up (files or shipped names), or --all")
+    only = WORK if args.only is None else tuple(w.strip() for w in args.only.split(",") if w.strip())
+    unknown = [w for w in only if w not in WORK]
+    if unknown or not only:
+        raise _usage_error("--only", f"unknown kind of work {', '.join(unknown) or '(none)'}; use {', '.join(WORK)}")
+    dtypes = {"default": [None], "both": ["float32", "float64"]}.get(args.dtype, [args.dtype])
+    for f in files:
+        for dtype in dtypes:
+            read_source(f)  # a missing file or an unknown name is reported like every other command's
+            print(f"{f}{'' if dtype is None else ' (' + dtype + ')'}:")
+            warm_up(f, dtype=dtype, only=only)
     return EXIT_OK
 
 
