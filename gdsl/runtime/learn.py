@@ -308,6 +308,7 @@ class LearningMixin:
         elements clamped: the loss `fit(method="mpt")` minimises, and an inpainting score."""
         from .mpt import _data, loss_and_gradient, refusal
 
+        self._need_energy("multi_prediction_loss()", "log_prob(data) scores data exactly.")
         why = refusal(self)
         if why:
             raise ValueError(why)

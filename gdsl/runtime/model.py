@@ -432,6 +432,10 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
                 raise ValueError(f"{self.NAME} has no variable {k!r} (it has: {', '.join(self.group_names)})"
                                  + self._energy_groups_hint(k))
 
+    def _need_energy(self, what: str, instead: str = "") -> None:
+        """Nothing here: every method of an energy model has its energy. A directed model refuses
+        the energy methods with what it has instead (DirectedModel)."""
+
     def _energy_groups_hint(self, name) -> str:
         """Why `name` is not an energy group although the model has it (DirectedModel says)."""
         return ""
