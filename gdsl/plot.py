@@ -297,12 +297,7 @@ def history(history, path=None, keys=None, title=None):
         axes[0].annotate(label, xy=(x + 0.5, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
                          va="bottom", ha="left")
     axes[-1].set_xlabel("epoch" if len(segments) == 1 else "epoch (layers one after another)")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finished(fig, title, path)
 
 
 # ---------------------------------------------------------------- annealed importance sampling
@@ -345,6 +340,11 @@ def ais(*runs, exact=None, path=None, title=None):
     values.set_xticks(range(len(items)), [f"{k}: {label}" for k, (label, _, _) in enumerate(items)], fontsize=8)
     values.set_ylabel("log Z (± sd)")
     values.grid(True, alpha=0.3)
+    return _finished(fig, title, path)
+
+
+def _finished(fig, title, path):
+    """A curve figure's title and layout, saved to `path` (at 100 dpi) when one is given."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()

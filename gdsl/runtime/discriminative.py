@@ -22,8 +22,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .checks import real, whole
-from .learn import TrainingError, _EpochBar, diverged, divergence_scale, kept_text, learning_rate
-from .notebook import History
+from .learn import divergence_scale
+from .minibatch import MomentumSGD, run_epochs
 
 
 def fit_discriminative(model, data: Mapping, target: str | None = None, hybrid: bool = False, alpha: float = 0.01,
@@ -47,50 +47,28 @@ def fit_discriminative(model, data: Mapping, target: str | None = None, hybrid: 
         validation = {g: model._array(g, v, nv) for g, v in validation.items()}
         _label(model, validation, target)
     chains = batch_size if chains is None else whole(chains, "chains", 1)
-    state = model.random_state(chains) if hybrid else None
-    names = list(model.params)
-    velocity = {p: np.zeros_like(model.params[p]) for p in names}
-    grads = {p: np.zeros(model.shape(p) or (1,), model.dtype) for p in names}
-    scale = divergence_scale(model.params, arrays)
-    bar = _EpochBar(epochs, progress)
-    history = []
-    rng = model._rng
-    for epoch in range(1, epochs + 1):
-        # the parameters to go back to: velocities and chains live in this call only, so a failed
-        # epoch leaves nothing else behind
-        kept = {name: np.array(value) for name, value in model.params.items()}
-        rate = learning_rate(lr, lr_schedule, epoch - 1, epochs)
-        order = rng.permutation(n)
-        try:
-            for start in range(0, n, batch_size):
-                rows = order[start:start + batch_size]
-                batch = {g: a[rows] for g, a in inputs.items()}
-                for g in grads.values():
-                    g.fill(0.0)
-                _conditional_gradient(model, batch, labels[rows], target, summed, grads)
-                if hybrid:
-                    state = _generative_gradient(model, {**batch, target: arrays[target][rows]}, summed, state, k,
-                                                 alpha, grads)
-                _step(model, names, grads, velocity, rate, momentum, weight_decay)
-        except KeyboardInterrupt:
-            model.params.update(kept)
-            raise
-        problem = _problem(model, epoch, scale)
-        if problem:
-            model.params.update(kept)
-            raise TrainingError(problem + f"; the parameters {kept_text(epoch - 1)} are kept")
-        record = {"epoch": epoch, "lr": rate, **_scores(model, inputs, labels, target, "train")}
+    state = {"chains": model.random_state(chains) if hybrid else None}
+    sgd = MomentumSGD(model, momentum, weight_decay)
+
+    def minibatch(rows, rate):
+        batch = {g: a[rows] for g, a in inputs.items()}
+        sgd.zero()
+        _conditional_gradient(model, batch, labels[rows], target, summed, sgd.grads)
+        if hybrid:
+            state["chains"] = _generative_gradient(model, {**batch, target: arrays[target][rows]}, summed,
+                                                   state["chains"], k, alpha, sgd.grads)
+        sgd.step(rate)
+
+    def measure():
+        record = _scores(model, inputs, labels, target, "train")
         if validation is not None:
             vlabels = validation[target].argmax(-1)
-            vin = {g: a for g, a in validation.items() if g != target}
-            record.update(_scores(model, vin, vlabels, target, "valid"))
-        history.append(record)
-        bar(record)
-        if checkpoint is not None:
-            model.save(checkpoint)
-        if callback is not None and callback(model, record) is False:
-            break
-    return History(history)
+            record.update(_scores(model, {g: a for g, a in validation.items() if g != target}, vlabels, target,
+                                  "valid"))
+        return record
+
+    return run_epochs(model, n, batch_size, epochs, lr, lr_schedule, divergence_scale(model.params, arrays),
+                      minibatch, measure, progress, checkpoint, callback)
 
 
 def _label(model, data: Mapping, target: str | None) -> str:
@@ -149,26 +127,6 @@ def _with_means(model, rows: Mapping, summed) -> dict:
         return {g: np.ascontiguousarray(rows[g], dtype=model.dtype) for g in model.domains}
     means = model.mean_field(rows, max_iter=1, tol=0.0)
     return {g: np.ascontiguousarray(means[g], dtype=model.dtype) for g in model.domains}
-
-
-def _step(model, names, grads, velocity, rate, momentum, decay) -> None:
-    """Momentum SGD on the mean negative objective; weight decay on matrices, as `fit` does."""
-    values = {}
-    for p in names:
-        cur = np.asarray(model.params[p], dtype=np.float64)
-        g = grads[p].reshape(cur.shape).astype(np.float64)
-        if cur.ndim >= 2 and decay:
-            g = g + decay * cur
-        velocity[p] = momentum * velocity[p] - rate * g
-        values[p] = cur + velocity[p]
-    model.params.update(values)
-
-
-def _problem(model, epoch: int, scale: float) -> str | None:
-    for name, value in model.params.items():
-        if not np.all(np.isfinite(value)):
-            return f"parameter {name} became NaN or infinite in epoch {epoch}"
-    return diverged(model.params, scale, epoch)
 
 
 def _scores(model, inputs, labels, target, prefix: str) -> dict:

@@ -23,8 +23,8 @@ import numpy as np
 
 from .. import abi
 from .checks import mapping, real, whole
-from .learn import TrainingError, _EpochBar, diverged, divergence_scale, kept_text, learning_rate
-from .notebook import History
+from .learn import divergence_scale
+from .minibatch import MomentumSGD, run_epochs
 
 DOMAINS = ("binary", "spin") + abi.ONE_HOT
 PROBE_ROWS = 1000  # the fixed training subset each epoch's loss is measured on
@@ -64,46 +64,27 @@ def fit_multi_prediction(model, data: Mapping, lr: float = 0.01, epochs: int = 1
     if validation is not None:
         validation = _data(model, validation)
         valid_inputs = random_inputs(model, validation, input_fraction, np.random.default_rng(1))
-    names = list(model.params)
-    velocity = {p: np.zeros_like(model.params[p], dtype=np.float64) for p in names}
-    grads = {p: np.zeros(model.shape(p) or (1,), model.dtype) for p in names}
-    scale = divergence_scale(model.params, arrays)
-    bar = _EpochBar(epochs, progress)
-    history = []
-    rng = model._rng
-    for epoch in range(1, epochs + 1):
-        kept = {name: np.array(value) for name, value in model.params.items()}
-        rate = learning_rate(lr, lr_schedule, epoch - 1, epochs)
-        order = rng.permutation(n)
-        try:
-            for start in range(0, n, batch_size):
-                rows = order[start:start + batch_size]
-                batch = {g: a[rows] for g, a in arrays.items()}
-                inputs = random_inputs(model, batch, input_fraction, rng)
-                for g in grads.values():
-                    g.fill(0.0)
-                loss_and_gradient(model, batch, inputs, mf_iters, grads, damping)
-                _step(model, names, grads, velocity, rate, momentum, weight_decay)
-        except KeyboardInterrupt:
-            model.params.update(kept)
-            raise
-        problem = _problem(model, epoch, scale)
-        if problem:
-            model.params.update(kept)
-            raise TrainingError(problem + f"; the parameters {kept_text(epoch - 1)} are kept. Lower the learning "
-                                          f"rate (lr={rate:g})")
-        record = {"epoch": epoch, "lr": rate,
-                  "train_mp_loss": float(np.mean(loss_and_gradient(model, probe, probe_inputs, mf_iters, damping=damping)))}
+    sgd = MomentumSGD(model, momentum, weight_decay)
+
+    def minibatch(rows, rate):
+        batch = {g: a[rows] for g, a in arrays.items()}
+        inputs = random_inputs(model, batch, input_fraction, model._rng)
+        sgd.zero()
+        loss_and_gradient(model, batch, inputs, mf_iters, sgd.grads, damping)
+        sgd.step(rate)
+
+    def measure():
+        record = {"train_mp_loss": _mean_loss(model, probe, probe_inputs, mf_iters, damping)}
         if validation is not None:
-            record["valid_mp_loss"] = float(np.mean(loss_and_gradient(model, validation, valid_inputs, mf_iters, damping=damping)))
-        history.append(record)
-        bar(record)
-        if checkpoint is not None:
-            model.save(checkpoint)
-        if callback is not None and callback(model, record) is False:
-            break
-    bar.close()
-    return History(history)
+            record["valid_mp_loss"] = _mean_loss(model, validation, valid_inputs, mf_iters, damping)
+        return record
+
+    return run_epochs(model, n, batch_size, epochs, lr, lr_schedule, divergence_scale(model.params, arrays),
+                      minibatch, measure, progress, checkpoint, callback)
+
+
+def _mean_loss(model, data, inputs, mf_iters, damping) -> float:
+    return float(np.mean(loss_and_gradient(model, data, inputs, mf_iters, damping=damping)))
 
 
 def _data(model, data: Mapping) -> dict:
@@ -281,23 +262,3 @@ def _backward(model, data, free, tape, grads, damping) -> None:
             model.call(f"field_{h}", state=twice, f=f)
             adjoint[h] += f[:n].astype(np.float64) - f[n:]
         model.call("energy_grad_rows", state=twice, weights=weights, grads=grads)
-
-
-def _step(model, names, grads, velocity, rate, momentum, decay) -> None:
-    """Momentum SGD on the mean loss; weight decay on matrices, as `fit` does."""
-    values = {}
-    for p in names:
-        cur = np.asarray(model.params[p], dtype=np.float64)
-        g = grads[p].reshape(cur.shape).astype(np.float64)
-        if cur.ndim >= 2 and decay:
-            g = g + decay * cur
-        velocity[p] = momentum * velocity[p].reshape(cur.shape) - rate * g
-        values[p] = cur + velocity[p]
-    model.params.update(values)
-
-
-def _problem(model, epoch: int, scale: float) -> str | None:
-    for name, value in model.params.items():
-        if not np.all(np.isfinite(value)):
-            return f"parameter {name} became NaN or infinite in epoch {epoch}"
-    return diverged(model.params, scale, epoch)
