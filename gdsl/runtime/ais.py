@@ -39,6 +39,16 @@ def standard_schedule() -> np.ndarray:
                            np.arange(0.9, 1.0, 1e-5), [1.0]])
 
 
+def ais_segments(schedule: np.ndarray):
+    """The temperatures in up to 100 consecutive segments, each starting where the last ended (the
+    steps between them are the same as in one pass; the progress bar moves between segments)."""
+    for idx in np.array_split(np.arange(len(schedule)), min(100, len(schedule) - 1)):
+        first = max(0, idx[0] - 1)
+        seg = np.ascontiguousarray(schedule[first:idx[-1] + 1])
+        if len(seg) >= 2:
+            yield seg
+
+
 def estimate(log_z0: float, logw: np.ndarray, reverse: bool) -> AISEstimate:
     top = float(np.max(logw))
     w = np.exp(logw - top)
@@ -122,6 +132,24 @@ class AISMixin:
 
     def _ais(self, reverse: bool, runs: int, betas, data, workers: int, progress: bool, burn_in: int,
              start: str = "data"):
+        plan = self._ais_plan(reverse, runs, betas, data, workers, burn_in, start)
+        parts = len(plan["chunks"])
+        from .model import _progress
+
+        bar = _progress(len(plan["schedule"]) - 1, progress, "reverse AIS" if reverse else "AIS")
+        done = 0
+        with ThreadPoolExecutor(max_workers=parts) as pool:
+            for seg in ais_segments(plan["schedule"]):
+                oks = list(pool.map(lambda part: self._ais_part_steps(plan, part, seg), range(parts)))
+                if not all(oks):
+                    raise ValueError(self._precision_problem() + " during annealing")
+                done += len(seg) - 1
+                bar(done)
+        return self._ais_result(plan)
+
+    def _ais_plan(self, reverse: bool, runs: int, betas, data, parts: int, burn_in: int, start: str) -> dict:
+        """Everything an AIS run needs, its chains split into `parts` (each with its own random streams,
+        drawn here in order: a part's work depends only on what it is given, wherever it runs)."""
         summed, kept = self._ais_split()
         betas = standard_schedule() if betas is None else numeric_array(betas, np.float64, "betas")
         if (betas.ndim != 1 or len(betas) < 2 or betas[0] != 0.0 or betas[-1] != 1.0
@@ -142,48 +170,38 @@ class AISMixin:
         log_z0 = self._log_z0(base, summed)
         state = self._ais_start(reverse, runs, base, data, kept, burn_in, start)
         at_one = {g: v.copy() for g, v in state.items()} if reverse else None  # the start is at beta = 1
-        schedule = betas[::-1] if reverse else betas
-        parts = min(workers, runs)
+        parts = min(parts, runs)
         bounds = np.linspace(0, runs, parts + 1).astype(int)
-        chunks = [{g: np.ascontiguousarray(v[a:b]) for g, v in state.items()} for a, b in zip(bounds[:-1], bounds[1:])]
-        streams = [self._streams(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
-        logws = [np.zeros(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
-        masks = [self._masks({}, b - a) for a, b in zip(bounds[:-1], bounds[1:])]
-        flags = {g: g in summed for g in self.domains}
-        free = {g: True for g in self.domains}
-        segments = np.array_split(np.arange(len(schedule)), min(100, len(schedule) - 1))
-        from .model import _progress
+        spans = list(zip(bounds[:-1], bounds[1:]))
+        return {"reverse": reverse, "summed": summed, "betas": len(betas), "log_z0": log_z0, "at_one": at_one,
+                "base": base, "schedule": np.ascontiguousarray(betas[::-1] if reverse else betas),
+                "chunks": [{g: np.ascontiguousarray(v[a:b]) for g, v in state.items()} for a, b in spans],
+                "streams": [self._streams(b - a) for a, b in spans],
+                "logws": [np.zeros(b - a) for a, b in spans],
+                "masks": [self._masks({}, b - a) for a, b in spans],
+                "flags": {g: g in summed for g in self.domains}, "free": {g: True for g in self.domains}}
 
-        bar = _progress(len(schedule) - 1, progress, "reverse AIS" if reverse else "AIS")
+    def _ais_part_steps(self, plan: dict, part: int, seg: np.ndarray) -> bool:
+        """Anneal part `part` of the chains over the temperatures `seg` (in place)."""
+        return self.call("ais_steps", state=plan["chunks"][part], masks=plan["masks"][part], free=plan["free"],
+                         bases=plan["base"], summed=plan["flags"], betas=seg, rng=plan["streams"][part],
+                         logw=plan["logws"][part])
 
-        def run(part: int, seg: np.ndarray) -> bool:
-            return self.call("ais_steps", state=chunks[part], masks=masks[part], free=free, bases=base,
-                             summed=flags, betas=seg, rng=streams[part], logw=logws[part])
-
-        done = 0
-        with ThreadPoolExecutor(max_workers=parts) as pool:
-            for idx in segments:
-                start = max(0, idx[0] - 1) if idx[0] > 0 else 0
-                seg = np.ascontiguousarray(schedule[start:idx[-1] + 1])
-                if len(seg) < 2:
-                    continue
-                oks = list(pool.map(run, range(parts), [seg] * parts))
-                if not all(oks):
-                    raise ValueError(self._precision_problem() + " during annealing")
-                done += len(seg) - 1
-                bar(done)
-        logw = np.concatenate(logws)
+    def _ais_result(self, plan: dict) -> AISEstimate:
+        reverse, summed = plan["reverse"], plan["summed"]
+        logw = np.concatenate(plan["logws"])
+        at_one = plan["at_one"]
         if at_one is None:  # forward: the final states are at beta = 1
-            at_one = {g: np.concatenate([c[g] for c in chunks]) for g in self.domains}
+            at_one = {g: np.concatenate([c[g] for c in plan["chunks"]]) for g in self.domains}
         floor = self._state_floor(at_one, summed)
-        result = estimate(log_z0, logw, reverse)
-        self.last_ais = {"log_weights": logw, "log_z0": log_z0, "reverse": reverse, "betas": len(betas),
+        result = estimate(plan["log_z0"], logw, reverse)
+        self.last_ais = {"log_weights": logw, "log_z0": plan["log_z0"], "reverse": reverse, "betas": plan["betas"],
                          "state_floor": floor, "states": at_one}
         if result.log_z < floor:
             warnings.warn(f"{'reverse ' if reverse else ''}AIS estimate log Z = {result.log_z:.2f} is below "
                           f"{floor:.2f}, the log-mass of one of its own states at beta = 1: the estimate has "
                           f"not converged (try a longer schedule, more runs, or data= for a fitted base "
-                          f"model)", RuntimeWarning, stacklevel=3)
+                          f"model)", RuntimeWarning, stacklevel=4)
         return result
 
     def _state_floor(self, state, summed) -> float:
