@@ -38,6 +38,7 @@ def rebuild(spec: Mapping, seed=None):
         module = _MODULES[key] = load_text(spec["text"], f"<{spec['name']} from a gdsl.distributed task>")
     m = module.Model(seed=seed, dtype=spec["dtype"], **spec["sizes"], **spec["consts"])
     m.params = spec["params"]
+    m.threads = 1  # the cluster's worker processes are the parallelism: no threads on top of them
     return m
 
 

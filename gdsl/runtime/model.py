@@ -24,6 +24,7 @@ from .enumerate import Enumeration
 from .ais import AISMixin, log_z_value
 from .classify import ClassifyMixin
 from .learn import LearningMixin
+from .rows import call_by_rows, default_threads
 
 DEFAULT_MAX_STATES = 2 ** 24
 _DOMAIN_VALUES = {"binary": (0.0, 1.0), "spin": (-1.0, 1.0)}
@@ -128,6 +129,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
         self.all_domains = self.domains  # every group's (a directed model adds its directed groups)
         self._constraints = dict(self.PARAMS)
         self._rng = generator(seed)
+        self.threads = default_threads()  # chains split over this many threads (runtime/rows.py)
         self._version = 0
         raw = self.initial_params(self.sizes, self.consts, self._rng, self._shapes)
         self._p = ParamDict(self, {k: self._validated_param(k, self._apply_constraints(k, v)) for k, v in raw.items()})
@@ -400,6 +402,10 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
                       "and recompiling", cache.NumbaCacheWarning, stacklevel=3)
         return self.KERNELS[kernel](*args)
 
+    def _by_rows(self, kernel: str, n: int, rowwise: dict, shared: dict) -> list:
+        """`kernel` over the rows (chains) of `rowwise`, cut into parts run on `self.threads` threads."""
+        return call_by_rows(lambda **families: self.call(kernel, **families), n, self.threads, rowwise, shared)
+
     def _model_values(self, state=None, params=None) -> dict:
         """The families every energy kernel starts with; scalar parameters as 1-element views."""
         params = self._p if params is None else params
@@ -450,8 +456,9 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     def _run_gibbs(self, st, masks, steps: int):
         n = next(iter(st.values())).shape[0]
         free = {g: bool(not masks[g].all()) for g in self.domains}
-        ok = self.call("gibbs", state=st, masks=masks, free=free, rng=self._streams(n), steps=steps)
-        if not ok:
+        oks = self._by_rows("gibbs", n, {"state": st, "masks": masks, "rng": self._streams(n)},
+                            {"free": free, "steps": steps})
+        if not all(oks):
             raise ValueError(self._precision_problem() + ": the energy is not bounded below for these parameters")
         return st
 
@@ -538,8 +545,10 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
             st[g] = np.ascontiguousarray(np.where(m, arr, st[g]).astype(self.dtype))
         masks = self._masks({g: mask.get(g, True) for g in evidence}, n)
         free = {g: bool(not masks[g].all()) for g in self.domains}
-        it, delta = self.call("mean_field", state=st, masks=masks, free=free, damping=damping, tol=tol,
-                              max_iter=max_iter)
+        results = self._by_rows("mean_field", n, {"state": st, "masks": masks},
+                                {"free": free, "damping": damping, "tol": tol, "max_iter": max_iter})
+        it = -1 if any(r[0] < 0 for r in results) else max(r[0] for r in results)
+        delta = max(r[1] for r in results)
         if it < 0:
             raise ValueError(self._precision_problem() + ": the energy is not bounded below")
         return (st, {"iterations": int(it), "max_change": float(delta)}) if return_info else st
@@ -592,9 +601,9 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
         for g in self.domains:
             full[g] = st[g] if g in st else np.zeros((n,) + self._shapes[g], dtype)
         out = np.zeros(n, dtype=np.float64)
-        ok = self.call("free_energy", state=full, params=params, summed={g: g in summed for g in self.domains},
-                       beta=1.0, out=out)
-        if not ok:
+        oks = self._by_rows("free_energy", n, {"state": full, "out": out},
+                            {"params": params, "summed": {g: g in summed for g in self.domains}, "beta": 1.0})
+        if not all(oks):
             raise ValueError(self._precision_problem() + ": the energy is not bounded below")
         return out
 

@@ -1,0 +1,38 @@
+"""Chains split over threads (issue 24, item 1; runtime/rows.py).
+
+The streams are drawn for every chain before the cut, and these tiny models' products run as
+loops (row by row, no BLAS blocking), so the results must be identical for any thread count:
+samples, mean-field means and free energies, for a block sampler and a site-by-site one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import load_model, random_params
+from gdsl.runtime.rows import MIN_ROWS, spans
+
+
+def test_spans_cover_the_rows_in_contiguous_parts_of_enough_rows():
+    assert spans(10, 4) == [(0, 10)]  # fewer than 2 x MIN_ROWS rows: one part
+    parts = spans(1000, 3)
+    assert len(parts) == 3 and parts[0][0] == 0 and parts[-1][1] == 1000
+    assert all(b == c for (_, b), (c, _) in zip(parts, parts[1:])) and min(b - a for a, b in parts) >= MIN_ROWS
+    assert len(spans(3 * MIN_ROWS - 1, 8)) == 2
+
+
+@pytest.mark.parametrize("name", ["rbm", "bm"])
+def test_results_do_not_depend_on_the_thread_count(name):
+    runs = []
+    for threads in (1, 2, 3):
+        m = load_model(name, seed=11)
+        m.params = random_params(m, 3)
+        m.threads = threads
+        s = m.sample(300, steps=5)
+        mf = m.mean_field({"v": s["v"]}, max_iter=3)
+        runs.append((s, mf, m.free_energy({"v": s["v"]})))
+    for s, mf, f in runs[1:]:
+        for g in s:
+            np.testing.assert_array_equal(s[g], runs[0][0][g])
+            np.testing.assert_array_equal(mf[g], runs[0][1][g])
+        np.testing.assert_array_equal(f, runs[0][2])
+    assert runs[0][0]["v"].std() > 0.1  # the chains moved: the comparison means something
