@@ -348,9 +348,16 @@ class DirectedModel(ModelBase):
         return {g: st[g].astype(self.dtype) if self.dtype != np.float64 else st[g] for g in self.group_names}
 
     def _ancestral(self, st, masks, n):
+        """One ancestral pass, written into `st`, a block of rows at a time: the kernel holds every
+        value of its rows (a 500-unit NADE: about 6 MB a row), so 10,000 rows at once ran out of
+        memory. The streams are drawn for all rows first: the blocks do not change the draws."""
         ms = {g: masks[g] if masks.get(g) is not None else np.zeros((n,) + self._shapes[g], np.uint8)
               for g in self.DIRECTED}
-        self._dcall("sample_model", n, st, self._eps_zeros(n), directed_masks=ms, rng=self._streams(n))
+        rng = self._streams(n)
+        for sl in self._chunks(n):
+            rows = sl.stop - sl.start
+            self._dcall("sample_model", rows, {g: v[sl] for g, v in st.items()}, self._eps_zeros(rows),
+                        directed_masks={g: v[sl] for g, v in ms.items()}, rng=rng[sl])
 
     def _ancestral_is_exact(self, clamp, masks) -> bool:
         """One ancestral pass is exact when no clamped element comes after a free one: checked per
