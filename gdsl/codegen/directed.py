@@ -612,20 +612,22 @@ class DirectedEmitter:
                 self.compute(v, prog, 2, {ph[1]: "pos"})
 
     # a GAN: the generator's draws and the discriminator's logit, with their reverse modes --------
+    def _draw_into_groups(self, prog: Program) -> None:
+        """The generator's forward program, its drawn values stored into the state's groups."""
+        self.unpack(prog, 1)
+        for g, name in prog.outputs.items():
+            self.w(f"{P.group(g)}[:] = {name}", 1)
+
     def generate_kernels(self, prog: Program) -> None:
         self.values_kernel(prog, "generate_values")
         self.kernel("generate_forward", "generate_forward",
                     "Draw every group of the model from its noise, x = mean + std * e_x, parents first "
                     "(the reparameterised ancestral draw), into x_<group>.")
-        self.unpack(prog, 1)
-        for g, name in prog.outputs.items():
-            self.w(f"{P.group(g)}[:] = {name}", 1)
+        self._draw_into_groups(prog)
         self.kernel("generate_backward", "generate_backward",
                     "Reverse mode of the draw: g_<param> += d/dparam of sum (dx_<group> * drawn group), the "
                     "adjoints dx given (from the discriminator), the noise fixed.")
-        self.unpack(prog, 1)
-        for g, name in prog.outputs.items():
-            self.w(f"{P.group(g)}[:] = {name}", 1)
+        self._draw_into_groups(prog)  # the backward pass needs the forward values
         need = self.needs_grad(prog)
         self.zero_adjoints(prog, need)
         for g, name in prog.outputs.items():
