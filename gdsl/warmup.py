@@ -23,12 +23,20 @@ def warm_up(path, dtype: str | None = None, only=WORK, report=print) -> list[tup
     from . import load
 
     m = load(path, seed=0, dtype=dtype)
-    steps = {"sample": lambda: m.sample(2, steps=1),
-             "mean-field": lambda: _mean_field(m),
-             "free-energy": lambda: _free_energy(m),
-             "fit": lambda: _fit(m),
-             "ais": lambda: _ais(m),
-             "log-prob": lambda: _log_prob(m)}
+    drawn = {}
+
+    def rows() -> dict:  # two rows of the visible groups, drawn once for every kind of work
+        if not drawn:
+            s = m.sample(2, steps=1)
+            drawn.update({g: s[g] for g in m.visible})
+        return drawn
+
+    steps = {"sample": rows,
+             "mean-field": lambda: m.mean_field(rows(), max_iter=2),
+             "free-energy": lambda: m.free_energy(rows()),
+             "fit": lambda: m.fit(rows(), epochs=1, batch_size=2, progress=False),
+             "ais": lambda: m.log_partition(method="ais", runs=2, betas=np.linspace(0.0, 1.0, 3), workers=1),
+             "log-prob": lambda: _log_prob(m, rows())}
     done = []
     for work in only:
         start = time.perf_counter()
@@ -46,31 +54,10 @@ def warm_up(path, dtype: str | None = None, only=WORK, report=print) -> list[tup
     return done
 
 
-def _visible_rows(m) -> dict:
-    drawn = m.sample(2, steps=1)
-    return {g: drawn[g] for g in m.visible}
-
-
-def _mean_field(m):
-    m.mean_field(_visible_rows(m), max_iter=2)
-
-
-def _free_energy(m):
-    m.free_energy(_visible_rows(m))
-
-
-def _fit(m):
-    m.fit(_visible_rows(m), epochs=1, batch_size=2, progress=False)
-
-
-def _ais(m):
-    m.log_partition(method="ais", runs=2, betas=np.linspace(0.0, 1.0, 3), workers=1)
-
-
-def _log_prob(m):
+def _log_prob(m, rows):
     # any log Z will do: what is compiled is the float64 free energy of the rows (or the directed
     # model's log-density); a log Z by enumeration can be out of reach at the default sizes
     if getattr(m, "ALL_GROUPS", ()):
-        m.log_prob(_visible_rows(m))
+        m.log_prob(rows)
     else:
-        m.log_prob(_visible_rows(m), log_z=0.0)
+        m.log_prob(rows, log_z=0.0)
