@@ -34,7 +34,8 @@ def _per(name: str, over: str, *prefixes: str) -> Family:
 # orders: "groups" are the energy part's groups, "all_groups" every group of a directed model,
 # "directed" / "guide" the groups drawn by p / q in ancestral order, "eps" the reparameterised
 # latents; parameters, sizes and constants in declaration order
-ORDER_NAMES = ("groups", "all_groups", "directed", "guide", "eps", "params", "sizes", "consts")
+# (a model that unfolds in time adds "steps", its groups along the axis, and "states")
+ORDER_NAMES = ("groups", "all_groups", "directed", "guide", "eps", "params", "sizes", "consts", "steps", "states")
 
 FAMILIES = {f.name: f for f in (
     _per("state", "groups", "x_"), _per("params", "params", "p_"), _per("sizes", "sizes", "s_"),
@@ -49,6 +50,11 @@ FAMILIES = {f.name: f for f in (
     _per("directed_masks", "directed", "m_"), _per("guide_masks", "guide", "m_"),
     # a GAN: the noise of every group the generator draws, and adjoints on the groups (dL/dx)
     _per("noise", "directed", "e_"), _per("adjoints", "all_groups", "dx_"),
+    # sequences: padded frames (sequence, step, ...) and their clamp masks; adjoints on the
+    # states after a step (dn_) and before it (dx_)
+    _per("seqs", "steps", "xs_"), _per("seq_masks", "steps", "ms_"),
+    _per("next_adjoints", "states", "dn_"), _per("prev_adjoints", "states", "dx_"),
+    _per("kept", "states", "kept_"),
 )}
 
 MODEL = ("state", "params", "sizes", "consts")  # the leading arguments of every energy kernel
@@ -86,6 +92,22 @@ SPECS: dict[str, tuple[str, ...]] = {
     "generate_backward": GENERATOR + ("adjoints", "grads"),
     "discriminate_forward": DIRECTED_MODEL + ("logit",),
     "discriminate_backward": DIRECTED_MODEL + ("seed", "logit", "grads", "adjoints"),
+    # a model that unfolds in time: reverse mode of one step (its "joint" program), and the
+    # loops along time over sequences sorted longest first (`lengths`, descending)
+    "step_backward": DIRECTED_MODEL + ("seed_p", "next_adjoints", "grads", "prev_adjoints"),
+    "sequence_logp": ("n_rows", "lengths", "seqs", "params", "sizes", "consts", "out"),
+    "sequence_backward": ("n_rows", "lengths", "seqs", "params", "sizes", "consts", "seed", "out", "grads"),
+    "sequence_sample": ("n_rows", "lengths", "seqs", "seq_masks", "params", "sizes", "consts", "rng"),
+    # ... and with an energy at every step (an RNN-RBM): the states before every step, CD-k
+    # backpropagated through time, and step-by-step block Gibbs
+    "sequence_states": ("n_rows", "lengths", "seqs", "params", "sizes", "consts", "kept"),
+    "sequence_cd": ("n_rows", "lengths", "seqs", "params", "sizes", "consts", "seed", "k", "rng", "out", "grads"),
+    "sequence_gibbs_sample": ("n_rows", "lengths", "seqs", "seq_masks", "params", "sizes", "consts", "k", "rng"),
+    # a denoiser's chain with latent states (a GSN), on the "reparam" program: the states drawn
+    # as mean + std * eps into all_state; and the reverse mode of sum_r seed_p[r] log p_r +
+    # sum dx_<state> * drawn state into the parameters and into the prev groups (dx_prev_<state>)
+    "chain_forward": DIRECTED_MODEL,
+    "chain_backward": DIRECTED_MODEL + ("seed_p", "logp", "grads", "adjoints"),
 }
 
 

@@ -40,6 +40,8 @@ class Compiled:
         directed = self.directed.schedule()
         if self.plan is None:
             return f"{self.ir.name}: {directed}"
+        if self.directed.ir.sequence is not None and not self.directed.model:  # an energy at every step
+            return f"{self.plan.schedule()}; {directed}"
         return f"{self.plan.schedule()}; then {directed}"
 
 

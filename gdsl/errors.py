@@ -18,6 +18,7 @@ kinds are the members of `KINDS`:
     structure   a form of energy term the compiler does not handle (a sum inside a function,
                 a denominator or an exponent, more than pairwise interactions within one group)
     directed    conditionals and guides (which elements an autoregressive definition reads, ...)
+    sequence    the time axis: a state without a start, a read of the future, axes that differ
     arithmetic  arithmetic on constants: a division by zero, a float overflow
     limit       a size limit of the compiler (too many monomials, nesting too deep)
     file        the file cannot be read or written
@@ -40,8 +41,8 @@ from dataclasses import dataclass
 MAX_SHOWN = 120  # characters of a source line shown under an error
 MAX_QUOTED = 40  # characters of source text quoted inside a message (see `excerpt`)
 
-KINDS = ("syntax", "name", "shape", "index", "domain", "structure", "directed", "arithmetic", "limit",
-         "file", "model")
+KINDS = ("syntax", "name", "shape", "index", "domain", "structure", "directed", "sequence", "arithmetic",
+         "limit", "file", "model")
 DEFAULT_KIND = "model"
 
 

@@ -104,6 +104,8 @@ class Program:
     logit: Optional[str] = None  # "discriminate": the per-row value of the discriminator's logit
     # "generate": every group of the model -> its drawn value (mean + std * eps), in ancestral order
     outputs: dict[str, str] = field(default_factory=dict)
+    # the step of a sequence ("joint"): each state -> the value of its update (the state after the step)
+    states: dict[str, str] = field(default_factory=dict)
 
     def value(self, name: str) -> Value:
         return self._by_name[name]
@@ -140,6 +142,19 @@ class DirectedPlan:
         return [p for mode, p in self.programs.items() if mode in self.LOG_DENSITY_MODES]
 
     def schedule(self) -> str:
+        seq = self.ir.sequence
+        if seq is not None and not self.model:  # an energy at every step: only the states are directed
+            return self._time_schedule()
+        if seq is not None:
+            return self._directed_schedule() + "; " + self._time_schedule()
+        return self._directed_schedule()
+
+    def _time_schedule(self) -> str:
+        seq = self.ir.sequence
+        states = ", ".join(f"{s.name} from {s.start}" for s in seq.states)
+        return f"unfolds along {seq.axis}, one step given the past" + (f"; states {states}" if states else "")
+
+    def _directed_schedule(self) -> str:
         conds = self.model
         parts = [f"{len(conds)} directed group{'s' if len(conds) != 1 else ''}, ancestral order "
                  + " -> ".join(c.cond.group + (" (autoregressive)" if c.cond.free else "") for c in conds)]
@@ -151,6 +166,10 @@ class DirectedPlan:
                                                 for c in self.guide))
         if self.discriminator is not None:
             parts.append("discriminator of " + ", ".join(self.discriminator.inputs))
+        d = self.ir.denoiser
+        if d is not None:  # (its q conditionals are the chain's corruption and states)
+            parts.append(f"denoiser chain {d.visible} -> " + " -> ".join((d.corrupt,) + d.states)
+                         + f" -> {d.visible}" + "".join(f" (prev({v}) = {k})" for k, v in d.prev.items()))
         return "; ".join(parts)
 
     def dump(self) -> str:
@@ -164,7 +183,8 @@ class DirectedPlan:
         for prog in self.density_programs():
             mode = prog.mode
             out.append(f"  program {mode}: inputs {', '.join(prog.inputs)}; log p = {prog.logp}"
-                       + (f"; log q = {prog.logq}" if prog.logq else ""))
+                       + (f"; log q = {prog.logq}" if prog.logq else "")
+                       + "".join(f"; next {g} = {v}" for g, v in prog.states.items()))
             for v in prog.values:
                 out.append(f"    {v.text()}")
         if self.generator is not None:
@@ -433,12 +453,13 @@ def analyse_directed(ir: DirectedIR, params: dict) -> DirectedPlan:
     shapes.update({n: p.shape for n, p in params.items()})
     sink = ErrorSink()
     programs = {"joint": _program(ir, shapes, "joint", sink)}
-    reparam = tuple(c.group for c in ir.guide if c.family == "normal")
+    reparam = tuple(c.group for c in ir.guide if c.family == "normal" and not _corrupts(ir, c))
     if reparam:
         programs["reparam"] = _program(ir, shapes, "reparam", sink)
     joint = programs["joint"]
     model = [CondPlan(c, joint._args[(c.group, False)]) for c in ir.model]
-    guide = [CondPlan(c, joint._args[(c.group, True)], c.family == "normal") for c in ir.guide]
+    guide = [CondPlan(c, joint._args[(c.group, True)], c.family == "normal" and not _corrupts(ir, c))
+             for c in ir.guide]
     p_params = _params_of(joint, [c.args for c in model])
     q_params = _params_of(joint, [c.args for c in guide])
     plan = DirectedPlan(ir, shapes, model, guide, programs, joint, p_params, q_params)
@@ -447,6 +468,12 @@ def analyse_directed(ir: DirectedIR, params: dict) -> DirectedPlan:
         programs["discriminate"] = _discriminator_program(ir, shapes)
         plan.params_d = ir.discriminator.params
     return plan
+
+
+def _corrupts(ir: DirectedIR, c: CondIR) -> bool:
+    """A denoiser's corruption: drawn by the runtime and read as an input (walk-back training
+    corrupts the chain's own samples), never reparameterised."""
+    return ir.denoiser is not None and c.in_guide and c.group == ir.denoiser.corrupt
 
 
 def _params_of(prog: Program, arg_sets) -> tuple[str, ...]:
@@ -494,7 +521,7 @@ def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
         if vals is None:
             continue
         args[(c.group, c.in_guide)] = vals
-        if mode == "reparam" and c.in_guide and c.family == "normal":
+        if mode == "reparam" and c.in_guide and c.family == "normal" and not _corrupts(ir, c):
             elem = tuple(Poly.sym(n) for n in c.elem)
             z = IBin("+", IAccess("value", vals["mean"], elem),
                      IBin("*", IAccess("value", vals["std"], elem), IAccess("eps", c.group, elem)))
@@ -504,13 +531,20 @@ def _program(ir: DirectedIR, shapes, mode: str, sink: ErrorSink) -> Program:
         ld = _log_density(b, c, vals, shape)
         (terms_q if c.in_guide else terms_p).append(ld)
     sink.raise_if_any(None)  # the driver attaches the source
+    if not terms_p and ir.sequence is not None:  # an energy at every step: log p of the directed part is 0
+        b.line = ir.sequence.line
     logp = _total(b, terms_p)
     logq = _total(b, terms_q) if ir.guide else None
+    states = {}
+    if ir.sequence is not None and mode == "joint":
+        for st in ir.sequence.states:
+            b.line = st.span.line
+            states[st.name] = b.value_over(st.update, st.elem, shapes[st.name])
     inputs = tuple(n for n in ir.groups if n not in reparam_values)
     keep = ({logp, logq} | {v for vals in args.values() for v in vals.values()} | set(reparam_values.values())
-            | b.keep)
+            | set(states.values()) | b.keep)
     values = _inline_single_use(b.values, keep)
-    prog = Program(mode, values, inputs, tuple(eps), logp, logq, reparam_values)
+    prog = Program(mode, values, inputs, tuple(eps), logp, logq, reparam_values, states=states)
     prog._args = args
     return prog
 

@@ -142,10 +142,11 @@ def analyse(ir: ModelIR) -> Plan:
     for m in ir.monomials:
         _classify(m, ir, groups, sink)
     for g in groups.values():
-        _check_real(g, ir, sink)
+        if g.role != "state":  # a sequence's state is given at every step, never drawn or summed
+            _check_real(g, ir, sink)
         if g.lateral:
             _lateral_sweep(g, ir, sink)
-        g.summable = not g.lateral
+        g.summable = not g.lateral and g.role != "state"
         for mid, fi in g.linear:
             d = _dense(ir.monomials[mid], fi, ir)
             if d is not None:
@@ -363,9 +364,10 @@ def _plain_vars(index) -> Optional[list[str]]:
 def _blocks(ir: ModelIR, groups: dict[str, GroupPlan]) -> list[list[str]]:
     g = group_graph(ir)
     g.remove_edges_from(list(nx.selfloop_edges(g)))
+    g.remove_nodes_from([n for n, gp in groups.items() if gp.role == "state"])
     colour = nx.greedy_color(g, strategy="largest_first")
     by_colour: dict[int, list[str]] = {}
-    for name in groups:  # declaration order inside a block
+    for name in colour:  # declaration order inside a block
         by_colour.setdefault(colour[name], []).append(name)
     return sorted(by_colour.values(), key=lambda b: min(groups[n].index for n in b))
 

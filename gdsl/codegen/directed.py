@@ -665,6 +665,40 @@ class DirectedEmitter:
         finally:
             self.wrt = set()
 
+    # a denoiser's chain with latent states (a GSN) --------------------------------------------------
+    def chain_kernels(self, prog: Program) -> None:
+        """On the "reparam" program, whose states are drawn as mean + std * eps: the draws into
+        the state, and the reverse mode through one chain step (back-propagation through the
+        unrolled chain: an adjoint on the drawn state in, an adjoint on its prev group out)."""
+        d = self.plan.ir.denoiser
+        self.kernel("chain_forward", "chain_forward",
+                    "One step of the chain's states: each drawn as mean + std * e_<state> into x_<state>.")
+        self.unpack(prog, 1)
+        for g in d.states:
+            self.w(f"{P.group(g)}[:] = {prog.reparam_values[g]}", 1)
+        self.kernel("chain_backward", "chain_backward",
+                    "Reverse mode of one chain step: g_<param> += d/dparam and dx_<prev group> += d/d(prev group) "
+                    "of sum_r seed_p[r] log p_r + sum dx_<state> * drawn state (the states' adjoints from the "
+                    "later steps).")
+        self.unpack(prog, 1)
+        self.w(f"logp[:] = {self.row_vector(prog, prog.logp)}", 1)
+        self.wrt = set(d.prev)
+        try:
+            need = self.needs_grad(prog)
+            self.zero_adjoints(prog, need)
+            rv = prog.value(prog.logp)
+            if prog.logp in need:
+                self.w(f"d_{prog.logp}[:] += seed_p" if rv.rows else f"d_{prog.logp}[0] += np.sum(seed_p)", 1)
+            for g in d.states:
+                name = prog.reparam_values[g]
+                if name in need:
+                    self.w(f"d_{name} += dx_{P.ident(g)}", 1)
+            for v in reversed(prog.values):
+                if v.name in need:
+                    self.adjoint(v, prog, need)
+        finally:
+            self.wrt = set()
+
     # module ------------------------------------------------------------------------------------
     def kernels(self) -> list[str]:
         for prog in self.plan.density_programs():
@@ -677,6 +711,14 @@ class DirectedEmitter:
         if self.plan.generator is not None:
             self.generate_kernels(self.plan.generator)
             self.discriminate_kernels(self.plan.discriminator)
+        d = self.plan.ir.denoiser
+        if d is not None and d.states:
+            self.chain_kernels(self.plan.programs["reparam"])
+        if self.plan.ir.sequence is not None:
+            from .sequence import SequenceEmitter
+
+            self.sequence = SequenceEmitter(self)
+            self.sequence.kernels()
         return self.lines
 
     def class_attributes(self) -> list[str]:
@@ -697,13 +739,30 @@ class DirectedEmitter:
         ] + ([
             f"DISCRIMINATOR = {tuple(plan.discriminator.inputs)!r}  # the groups the discriminator reads",
             f"PARAMS_D = {plan.params_d!r}",
-        ] if plan.discriminator is not None else []) + [
+        ] if plan.discriminator is not None else []) + self.denoiser_attributes() + (
+            self.sequence.class_attributes() if getattr(self, "sequence", None) is not None else []) + [
             "",
             "@staticmethod",
             "def row_floats(sizes):",
             '    """Floats of the per-row values of the largest program (to size row chunks)."""',
             f"    return max({', '.join(self.row_floats(p) for p in self.all_programs())}, 1)",
         ]
+
+    def denoiser_attributes(self) -> list[str]:
+        """A denoising autoencoder's chain (runtime/denoising.py): which group is the data, which
+        the corruption draws, the states between, and prev groups -> the state they hold."""
+        d = self.plan.ir.denoiser
+        if d is None:
+            return []
+        chain = {"visible": d.visible, "corrupt": d.corrupt, "states": tuple(d.states), "prev": dict(d.prev)}
+        if d.init:
+            chain["init"] = dict(d.init)  # prev group -> the parameter it holds before the first step
+        rec = next(c for c in self.plan.model if c.cond.group == d.visible)
+        if not rec.cond.free and rec.cond.family in ("bernoulli", "normal"):
+            # where joint_values returns the reconstruction's arguments (its mean, for the runtime)
+            names = [v.name for v in self.plan.programs["joint"].values]
+            chain["mean"] = (rec.cond.family, {a: names.index(v) for a, v in rec.args.items()})
+        return [f"DENOISER = {chain!r}  # the denoiser's chain"]
 
     def all_programs(self) -> list[Program]:
         return list(self.plan.programs.values())

@@ -248,7 +248,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
                   "from gdsl.runtime import kernels as _k"]
         if _initialisers_call_functions(ir):
             lines.append("from gdsl.ops import PY as _py  # Python versions of the functions, for initialisers")
-        module = "model" if base == "ModelBase" else "directed"
+        module = {"ModelBase": "model", "SequenceModel": "sequence"}.get(base, "directed")
         lines.append(f"from gdsl.runtime.{module} import {base}")
 
     def energy_kernels(self) -> None:
@@ -930,7 +930,8 @@ def emit(plan: Plan | None, source_text: str, directed=None, ir=None, greedy=Non
     digest = source_hash(source_text)
     dem = DirectedEmitter(directed, ir.sizes, ir.consts, ir.params, ir.source_lines)
     lines: list[str] = []
-    Emitter.header(lines, ir, source_text, "DirectedModel", plan.schedule() if plan else None)
+    base = "SequenceModel" if directed.ir.sequence is not None else "DirectedModel"
+    Emitter.header(lines, ir, source_text, base, plan.schedule() if plan else None)
     lines += ["", "# directed kernels may reassociate sums (so reductions vectorise), and divide by zero as numpy",
               "# does (inf, nan: caught by the learners' finite checks) instead of branching on it",
               "FAST = {'reassoc', 'contract', 'nsz'}"]
@@ -953,11 +954,11 @@ def emit(plan: Plan | None, source_text: str, directed=None, ir=None, greedy=Non
         em.lines = lines
         em.energy_kernels()
         lines.extend(dem.lines)
-        em.model_class(digest, "DirectedModel", directed.ir.groups, extra, dem.specs, dem.orders)
+        em.model_class(digest, base, directed.ir.groups, extra, dem.specs, dem.orders)
     else:
         lines.extend(dem.lines)
         w = _writer(lines)
-        write_class_header(w, ir, source_text, digest, "DirectedModel", directed.ir.groups)
+        write_class_header(w, ir, source_text, digest, base, directed.ir.groups)
         for line in extra + [""] + kernel_table(dem.specs, dem.orders):
             w(line, 1)
     return "\n".join(tidy(lines)) + "\n"

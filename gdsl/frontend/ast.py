@@ -161,6 +161,8 @@ class SampleDecl(Node):
     indices: Optional[list[str]]  # free indices bound to the leading axes; None: none written
     dist: Dist
     in_guide: bool = False
+    # True inside a `denoiser { ... }` block; None elsewhere (dumps list the fields that are set)
+    in_denoiser: Optional[bool] = None
 
 
 @dataclass(eq=False)
@@ -172,6 +174,10 @@ class LetDecl(Node):
     # True inside a `discriminator { ... }` block; None (not False) elsewhere, so that dumps,
     # which list every field that is set, stay as they were before discriminators existed
     in_discriminator: Optional[bool] = None
+    in_denoiser: Optional[bool] = None  # True inside a `denoiser { ... }` block
+    # along a time axis: `let u[t] = ... from u0` (index "t", start u0); None elsewhere, as above
+    index: Optional[str] = None
+    start: Optional[Expr] = None
 
 
 @dataclass(eq=False)
@@ -209,6 +215,13 @@ class EnergyDecl(Node):
 
 
 @dataclass(eq=False)
+class TimeDecl(Node):
+    """`time t`: the model unfolds along an axis named t (one step given the past)."""
+    name: str
+    name_span: Span
+
+
+@dataclass(eq=False)
 class Model(Node):
     name: str
     name_span: Span
@@ -222,6 +235,9 @@ class Model(Node):
     guide_span: Optional[Span] = None
     discriminator: list = field(default_factory=list)  # LetDecl | OutputDecl, in order
     discriminator_span: Optional[Span] = None
+    denoiser: list = field(default_factory=list)  # LetDecl | SampleDecl, in order
+    denoiser_span: Optional[Span] = None
+    time: Optional[TimeDecl] = None  # `time t`: the model is one step of a sequence
 
 
 _CHAIN_CLASS = {"+": "+", "-": "+", "*": "*", "/": "*", "@": "*"}

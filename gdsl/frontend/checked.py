@@ -75,6 +75,19 @@ class DiscInfo:
 
 
 @dataclass
+class DenoiserInfo:
+    """A denoising autoencoder's chain (`denoiser { ... }`): the visible group it reconstructs,
+    the group its corruption draws (the first `~`, a q conditional), the latent states drawn
+    between (a GSN's; q conditionals too), and the groups `prev(h)` reads: name -> h."""
+    visible: str
+    corrupt: str
+    states: tuple[str, ...]
+    prev: dict  # the implicit group holding h one chain step back -> h
+    span: Span  # the whole block
+    init: dict = field(default_factory=dict)  # implicit group -> the parameter it holds before step 1 (prev(h, h0))
+
+
+@dataclass
 class CheckedModel:
     name: str
     sizes: dict[str, int]
@@ -89,10 +102,18 @@ class CheckedModel:
     conditionals: list[CondInfo] = field(default_factory=list)  # the model's, in topological order
     guide: list[CondInfo] = field(default_factory=list)  # the guide's, in topological order
     discriminator: Optional[DiscInfo] = None
+    denoiser: Optional[DenoiserInfo] = None
+    sequence: Optional["SequenceInfo"] = None  # a model with `time t` is checked as its step model
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        return tuple(self.sequence.states) if self.sequence is not None else ()
 
     @property
     def directed(self) -> set[str]:
-        return {c.group for c in self.conditionals}
+        d = self.denoiser  # the groups of a denoiser's chain are its own, not an energy's
+        return ({c.group for c in self.conditionals} | ({d.corrupt, *d.states, *d.prev} if d else set())
+                | set(self.states))
 
 
 def shape_str(shape: tuple[Poly, ...]) -> str:

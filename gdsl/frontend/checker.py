@@ -19,6 +19,7 @@ from ..poly import Poly
 from . import ast
 from .checked import CheckedModel, CondInfo, GroupInfo, LetInfo, ParamInfo, Type, shape_str
 from .directed_checks import FAMILIES, DirectedChecks
+from .sequence import unfold_time
 
 __all__ = ["check", "Checker", "CheckedModel", "CondInfo", "GroupInfo", "LetInfo", "ParamInfo", "Type",
            "shape_str", "index_poly_of", "DOMAINS", "CONSTRAINTS", "FUNCTIONS", "FAMILIES", "DISTRIBUTIONS",
@@ -78,6 +79,10 @@ class Checker(DirectedChecks):
         m = self.model
         self._check_length(m.name, m.name_span, "model")
         self._arguments(m)
+        prev = self._denoiser_prev(m)  # implicit groups for prev(h), declared with the others
+        seq = unfold_time(m, self._sequence_error, {p.name: p for p in m.params})  # the step model
+        if seq is not None:
+            self.attempted |= set(seq.states)  # a state is an input of the step, given, not modelled
         self._declare_in_order(m)
         for g in m.groups:
             self.statement = g
@@ -90,6 +95,9 @@ class Checker(DirectedChecks):
                        "declare at least one group, e.g. 'visible v[n]: binary'", kind="model")
         for name in self._let_order(m):
             self._let(name)
+        if seq is not None:
+            self._state_shapes(seq)
+        den = self._denoiser(m, prev)
         self._conditionals(m)
         for e in m.energies:
             self.statement = e
@@ -99,7 +107,20 @@ class Checker(DirectedChecks):
         self.sink.raise_if_any(self.source)
         return CheckedModel(m.name, self.sizes, self.consts, self.groups, self.params,
                             list(m.energies), m, self.source, dict(self.spans), dict(self.lets),
-                            model_conds, guide_conds, disc)
+                            model_conds, guide_conds, disc, den, seq)
+
+    def _state_shapes(self, seq) -> None:
+        """A state's update has the shape of the parameter it starts from."""
+        for name, start in seq.states.items():
+            let, g = self.lets.get(seq.update_let(name)), self.groups.get(name)
+            if let is None or g is None or let.type is None or tuple(let.type.shape) == tuple(g.shape):
+                continue
+            self.error(f"the state '{name}' starts from {start}, of shape {shape_str(g.shape)}, but its update "
+                       f"has shape {shape_str(let.type.shape)}", seq.state_spans[name],
+                       f"give {start} the update's shape, or change the update", kind="sequence")
+
+    def _sequence_error(self, message: str, span, hint: str) -> None:
+        self.error(message, span, hint, kind="sequence")
 
     def _arguments(self, m: ast.Model) -> None:
         """The model header: integer arguments are sizes, real ones constants."""

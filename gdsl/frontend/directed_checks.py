@@ -21,14 +21,17 @@ expression checks (`expr`, `error`, `_unknown`, `_kind`).
 """
 from __future__ import annotations
 
+import re
+
 import difflib
 from contextlib import contextmanager
+from dataclasses import fields
 from typing import Optional
 
 from ..errors import Span
 from ..ops import WRITTEN
 from . import ast
-from .checked import CondInfo, DiscInfo, GroupInfo, LetInfo, Type, shape_str
+from .checked import CondInfo, DenoiserInfo, DiscInfo, GroupInfo, LetInfo, Type, shape_str
 from .parser import MAX_NESTING
 
 # directed conditionals: family -> (argument names in positional order, the domain it defines)
@@ -55,6 +58,7 @@ class DirectedChecks:
         self.let_depths: dict[str, int] = {}  # name -> nesting depth of the binding with the lets it uses written out
         self.conditionals: list[CondInfo] = []
         self.attempted: set[str] = set()  # groups with a conditional statement (valid or not)
+        self.prev_init: dict = {}  # a denoiser's prev group -> (the parameter of prev(h, h0) or None, span)
 
     @contextmanager
     def _directed_context(self, in_guide: bool, scopes: list, free_names: set[str], in_discriminator: bool = False):
@@ -549,6 +553,186 @@ class DirectedChecks:
                     done.add(node.id)
                     stack.append(decl.expr)
 
+    # the chain of a denoising autoencoder (and a GSN) ------------------------------------
+    def _denoiser_prev(self, m: ast.Model) -> dict:
+        """`prev(h)` (h one chain step back) becomes a read of an implicit latent group `prev_h`
+        of h's shape, declared here (before the declarations are checked); `prev` anywhere but
+        in a denoiser block is an error. Returns {implicit group: h}."""
+        out: dict[str, str] = {}
+        if not re.search(r"\bprev\b", self.source.text):  # the walk below visits every node: skip it
+            return out
+        inside = {id(s) for s in m.denoiser}
+        decls = {g.name: g for g in m.groups}
+        roots = [(s, id(s) in inside) for s in list(m.lets) + list(m.samples) + list(m.energies)]
+        roots += [(s, False) for s in m.discriminator] + [(g, False) for g in m.groups]
+        roots += [(p, False) for p in m.params]
+        for root, ok in roots:
+            stack = [root]
+            while stack:
+                node = stack.pop()
+                for f in fields(node):
+                    value = getattr(node, f.name)
+                    items = value if isinstance(value, list) else [value]
+                    for k, x in enumerate(items):
+                        if not isinstance(x, ast.Node):
+                            continue
+                        if isinstance(x, ast.Call) and x.fn == "prev":
+                            x = self._prev_call(x, ok, decls, m, out)
+                            if isinstance(value, list):
+                                value[k] = x
+                            else:
+                                setattr(node, f.name, x)
+                        stack.append(x)
+        return out
+
+    def _prev_call(self, e: ast.Call, ok: bool, decls: dict, m: ast.Model, out: dict) -> ast.Node:
+        """The node that stands for `prev(...)`: a name of the implicit group, or (reported) its argument."""
+        stand_in = e.args[0] if e.args else ast.Num(e.span, 0.0, "0")
+        if not ok:
+            self.error("prev(...) is the value of a state one step back along a denoiser's chain, so it can be "
+                       "used only inside a denoiser block", e.span,
+                       "read the previous step's state in the denoiser: let h = tanh(W @ xt + U @ prev(h) + c)",
+                       kind="directed")
+            return stand_in
+        states = [s.name for s in m.denoiser if isinstance(s, ast.SampleDecl)][1:-1]
+        if len(e.args) not in (1, 2) or not isinstance(e.args[0], ast.Name):
+            self.error("prev takes the name of a state drawn in the denoiser, and optionally its value before "
+                       "the first step", e.span, "write prev(h), or prev(h, h0) with h0 a parameter of h's shape",
+                       kind="directed")
+            return stand_in
+        params = {p.name for p in m.params}
+        if len(e.args) == 2 and not (isinstance(e.args[1], ast.Name) and e.args[1].id in params):
+            self.error("the value before the first step, in prev(h, h0), must be a parameter", e.args[1].span,
+                       "declare one of h's shape, 'param h0[n]', and write prev(h, h0) (without it, h starts at "
+                       "zero)", kind="directed")
+            return stand_in
+        name = e.args[0].id
+        if name not in states or name not in decls:
+            self.error(f"prev({name}) reads '{name}' one chain step back, but '{name}' is not a state the "
+                       f"denoiser draws", e.span,
+                       "prev reads a latent drawn between the corruption (the first ~) and the reconstruction "
+                       "(the last ~): latent h[n]: real, then h ~ normal(mean = ..., std = ...) in the block",
+                       kind="directed")
+            return stand_in
+        implicit = f"prev_{name}"
+        init = e.args[1].id if len(e.args) == 2 else None
+        inits = self.prev_init
+        if implicit in inits and inits[implicit][0] != init:
+            self.error(f"prev({name}) is given two different values before the first step (the first at line "
+                       f"{inits[implicit][1].line})", e.span,
+                       f"write the same prev({name}{', ' + inits[implicit][0] if inits[implicit][0] else ''}) "
+                       f"everywhere", kind="directed")
+            return stand_in
+        inits.setdefault(implicit, (init, e.span))
+        if implicit not in out:
+            h = decls[name]
+            domain = h.domain if h.domain is not None else ast.Domain(e.span, "real", [])
+            m.groups.append(ast.GroupDecl(e.span, "latent", implicit, e.span, list(h.shape), domain))
+            out[implicit] = name
+            self.attempted.add(implicit)
+        return ast.Name(e.span, implicit)
+
+    def _denoiser(self, m: ast.Model, prev: dict) -> Optional[DenoiserInfo]:
+        """`denoiser { xt ~ C(x)  [h ~ ...]  let ...  x ~ p(x | ...) }`: the corruption of a
+        visible group into a latent, any latent states (normal: trained through their draws),
+        and the reconstruction of that visible group; nothing else defines the model. A broken
+        block is taken out of the model (its statements are not checked further)."""
+        if m.denoiser_span is None:
+            return None
+        span = m.denoiser_span
+        samples = [s for s in m.denoiser if isinstance(s, ast.SampleDecl)]
+        ok = self._denoiser_alone(m, span)
+        if len(samples) < 2:
+            self.error("a denoiser needs a corruption and a reconstruction: its first '~' draws the corrupted "
+                       "data, its last '~' reconstructs the data", samples[0].span if samples else span,
+                       "for example: xt ~ normal(mean = x, std = s)  let h = tanh(W @ xt + c)  "
+                       "x ~ normal(mean = V @ h + b, std = s)", kind="directed")
+            ok = False
+        for s in samples:
+            if s.name not in self.groups:
+                ok = False  # reported by _conditionals
+        if ok:
+            ok = self._denoiser_roles(samples)
+        if not ok:
+            dropped = {id(s) for s in samples}
+            m.samples[:] = [s for s in m.samples if id(s) not in dropped]
+            self.attempted |= {s.name for s in samples}
+            return None
+        first, last = samples[0], samples[-1]
+        init = {}
+        for implicit, (param, at) in self.prev_init.items():
+            if param is None or implicit not in prev or param not in self.params:
+                continue
+            want, got = self.groups[prev[implicit]].shape, self.params[param].shape
+            if tuple(want) != tuple(got):
+                self.error(f"'{param}' has shape {shape_str(got)}, but it is the value of '{prev[implicit]}' "
+                           f"before the first step, of shape {shape_str(want)}", at,
+                           f"declare {param} with the shape of {prev[implicit]}", kind="shape")
+                return None
+            init[implicit] = param
+        return DenoiserInfo(last.name, first.name, tuple(s.name for s in samples[1:-1]), dict(prev), span, init)
+
+    def _denoiser_alone(self, m: ast.Model, span: Span) -> bool:
+        """A model with a denoiser is defined by it alone: no energy, no other conditional or block."""
+        if m.energies:
+            self.error(f"a model with a denoiser is defined by its chain, but it has an energy (line "
+                       f"{m.energies[0].span.line})", span,
+                       "remove the energy: the denoiser's corruption and reconstruction define the model",
+                       kind="directed")
+            return False
+        for what, at in (("guide", m.guide_span), ("discriminator", m.discriminator_span)):
+            if at is not None:
+                self.error(f"a model with a denoiser cannot have a {what} block as well", at,
+                           "a denoiser's chain is trained by fit(method=\"denoising\" or \"walkback\")",
+                           kind="directed")
+                return False
+        other = [s for s in m.samples if not s.in_denoiser] + [g for g in m.groups if g.dist is not None]
+        if other:
+            s = other[0]
+            self.error(f"a model with a denoiser is defined by its chain, so '{s.name}' cannot have a conditional "
+                       f"outside the denoiser block", s.span,
+                       "declare the variable (visible x[d]: real) and define it in the block", kind="directed")
+            return False
+        return True
+
+    def _denoiser_roles(self, samples: list) -> bool:
+        first, last = samples[0], samples[-1]
+        ok = True
+        if self.groups[last.name].role != "visible":
+            self.error(f"the reconstruction (the denoiser's last '~') must define the data, a visible variable, "
+                       f"but '{last.name}' is latent", last.name_span,
+                       "end the block with the reconstruction of the visible variable: x ~ ...", kind="directed")
+            return False
+        if self.groups[first.name].role != "latent":
+            self.error(f"the corruption (the denoiser's first '~') draws a corrupted copy of the data, so "
+                       f"'{first.name}' must be latent, not visible", first.name_span,
+                       f"declare it 'latent {first.name}[...]: {self.groups[first.name].domain}'; the data is the "
+                       f"visible variable the last '~' reconstructs", kind="directed")
+            return False
+        read = {n.id for a in first.dist.args for n in self._names_through_lets(a.value)
+                if n.id in self.groups and self.groups[n.id].role == "visible"}
+        if not read:
+            self.error(f"the corruption of '{first.name}' reads no visible variable: it must corrupt the data",
+                       first.span, f"for example {first.name} ~ normal(mean = {last.name}, std = s), or "
+                                   f"bernoulli(probs = {last.name} * (1 - p) + (1 - {last.name}) * p)",
+                       kind="directed")
+            return False
+        if read != {last.name}:
+            other = sorted(read - {last.name}) or sorted(read)
+            self.error(f"the denoiser reconstructs '{last.name}', but its corruption corrupts "
+                       f"'{other[0]}'", first.span, "corrupt the variable the last '~' reconstructs",
+                       kind="directed")
+            return False
+        for s in samples[1:-1]:
+            if self.groups[s.name].role != "latent" or s.dist.family != "normal":
+                self.error(f"a state drawn inside the denoiser (between the corruption and the reconstruction) "
+                           f"must be a latent with a normal conditional; '{s.name}' is "
+                           f"{self.groups[s.name].role} and drawn from {s.dist.family}", s.span,
+                           "the chain is trained through its draws, h = mean + std * noise: "
+                           "h ~ normal(mean = ..., std = s)", kind="directed")
+                ok = False
+        return ok
+
     # the graph of conditionals ----------------------------------------------------------
     def _directed_structure(self, m: ast.Model):
         """Group-level acyclicity, the guide's coverage, and topological orders."""
@@ -558,7 +742,7 @@ class DirectedChecks:
         guide_order = self._topological(guide, "guide", m)
         if model:
             self._check_every_group_defined(model, m)
-        if guide:
+        if guide and m.denoiser_span is None:  # (a denoiser's q conditionals are its chain's)
             self._check_guide_covers_latents(guide, m)
         return model_order, guide_order
 

@@ -44,9 +44,9 @@ MAX_NESTING = 256  # levels of expression nesting, counted as the module docstri
 MAX_INT = 2**63 - 1  # integer literals must fit the int64 of the generated kernels
 MAX_INT_DIGITS = len(str(MAX_INT))  # longer integers are too large without converting them
 MAX_SOURCE_CHARS = 10_000_000  # a longer file is refused before it is parsed (driver.compile_source)
-STATEMENT_KEYWORD = re.compile(r"\b(visible|latent|param|energy|let|guide|discriminator)\b")
-KEYWORDS = {"MODEL", "ROLE", "PARAM", "ENERGY", "SUM", "LET", "GUIDE", "DISCRIMINATOR"}
-STATEMENT_STARTS = {"ROLE", "PARAM", "ENERGY", "LET", "GUIDE", "DISCRIMINATOR"}
+STATEMENT_KEYWORD = re.compile(r"\b(visible|latent|param|energy|let|guide|discriminator|denoiser|time)\b")
+KEYWORDS = {"MODEL", "ROLE", "PARAM", "ENERGY", "SUM", "LET", "GUIDE", "DISCRIMINATOR", "DENOISER", "TIME", "FROM"}
+STATEMENT_STARTS = {"ROLE", "PARAM", "ENERGY", "LET", "GUIDE", "DISCRIMINATOR", "DENOISER", "TIME"}
 EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR"}
 OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "CIRCUMFLEX"}
 OPENERS = {"(": ")", "[": "]", "{": "}"}
@@ -316,7 +316,7 @@ def _keyword_before(code: str, offset: int, pattern: re.Pattern = STATEMENT_KEYW
         width *= 4
 
 
-GUIDE_KEYWORD = re.compile(r"\b(guide|discriminator)\b")  # the keywords that open a block
+GUIDE_KEYWORD = re.compile(r"\b(guide|discriminator|denoiser)\b")  # the keywords that open a block
 
 
 def _open_guide(code: str, begin: int, body: int) -> int | None:
@@ -458,7 +458,8 @@ def _syntax_errors(e: UnexpectedInput, text: str) -> tuple[list[GdslError], tupl
                           _span_at(text, offset - 1, 2), kind="syntax")], (offset, False)
     if token.type in KEYWORDS and "NAME" in accepts and not _starts_line(code, offset):
         return [GdslError(f"'{token.value}' is a keyword and cannot be used as a name", span,
-                          "the keywords are model, visible, latent, param, energy, let, guide, discriminator and sum; "
+                          "the keywords are model, visible, latent, param, energy, let, guide, discriminator, denoiser, "
+                          "time, from and sum; "
                           "rename it",
                           kind="name")], \
             (offset, True)
@@ -545,6 +546,9 @@ def _token_hint(token: Token, accepts: set, keyword: str | None) -> str | None:
         return f"a .gdl file holds one model: {EXAMPLE_HEADER}"
     if accepts == {"EQUAL"} and keyword == "discriminator":
         return "a discriminator block holds let bindings and its output, written 'logit = ...'"
+    if value == "=" and keyword == "denoiser":
+        return ("a denoiser block holds let bindings and '~' statements: the corruption first (xt ~ ...), "
+                "the reconstruction of the data last (x ~ ...)")
     if value == "=" and keyword == "energy":
         return "an energy statement is just 'energy EXPR', with no name or '='"
     if value == "sum":
@@ -633,6 +637,21 @@ def _short(text: str) -> str:
     return text if len(text) <= 24 else text[:10] + "..." + text[-10:]
 
 
+def _denoiser_statements(model: ast.Model, statements: list) -> None:
+    """A denoiser block's statements join the model's: its `~` statements but the last (the
+    corruption C(x~ | x), then any latent states of a GSN) as q's conditionals, the last (the
+    reconstruction p(x | ...)) as p's, all marked in_denoiser (frontend/directed_checks.py)."""
+    samples = [g for g in statements if isinstance(g, ast.SampleDecl)]
+    for g in statements:
+        g.in_denoiser = True
+        if isinstance(g, ast.LetDecl):
+            model.lets.append(g)
+        else:
+            g.in_guide = g is not samples[-1]
+            model.samples.append(g)
+        model.denoiser.append(g)
+
+
 class _ToAst:
     """Builds the AST, one method per rule of the grammar, called by `_build` with the tree's
     meta and its children already built; number literals that cannot be represented are
@@ -660,6 +679,14 @@ class _ToAst:
                 model.lets.append(s)
             elif isinstance(s, ast.SampleDecl):
                 model.samples.append(s)
+            elif isinstance(s, ast.TimeDecl):
+                if model.time is not None:
+                    self.errors.append(GdslError(
+                        f"a model has one time axis (the first is declared at line {model.time.span.line})",
+                        s.span, "a sequence model unfolds along one axis; remove this declaration",
+                        kind="sequence"))
+                    continue
+                model.time = s
             elif isinstance(s, tuple) and s[0] == "discriminator":
                 if model.discriminator_span is not None:
                     self.errors.append(GdslError(
@@ -673,6 +700,15 @@ class _ToAst:
                         g.in_discriminator = True
                         model.lets.append(g)
                     model.discriminator.append(g)
+            elif isinstance(s, tuple) and s[0] == "denoiser":
+                if model.denoiser_span is not None:
+                    self.errors.append(GdslError(
+                        f"a model has one denoiser block (the first is at line {model.denoiser_span.line})",
+                        s[1], "put the corruption, the network and the reconstruction in one block",
+                        kind="directed"))
+                    continue
+                model.denoiser_span = s[1]
+                _denoiser_statements(model, s[2])
             elif isinstance(s, tuple) and s[0] == "guide":
                 if model.guide_span is not None:
                     self.errors.append(GdslError(
@@ -710,8 +746,17 @@ class _ToAst:
         return ast.GroupDecl(_span(meta), str(role), str(name), _span(name), shape or [], None, dist)
 
     def let_decl(self, meta, children):
-        name, expr = children
-        return ast.LetDecl(_span(meta), str(name), _span(name), expr)
+        name, index, expr, start = children
+        return ast.LetDecl(_span(meta), str(name), _span(name), expr, index=index, start=start)
+
+    def let_index(self, meta, children):
+        return str(children[0])
+
+    def let_start(self, meta, children):
+        return children[0]
+
+    def time_decl(self, meta, children):
+        return ast.TimeDecl(_span(meta), str(children[0]), _span(children[0]))
 
     def sample_decl(self, meta, children):
         name, indices, dist = children
@@ -725,6 +770,9 @@ class _ToAst:
 
     def discriminator_block(self, meta, children):
         return ("discriminator", _span(meta), [c for c in children if c is not None])
+
+    def denoiser_block(self, meta, children):
+        return ("denoiser", _span(meta), [c for c in children if c is not None])
 
     def output_decl(self, meta, children):
         name, expr = children

@@ -47,6 +47,31 @@ class DiscIR:
     span: Span  # the `logit = ...` statement
 
 
+@dataclass(frozen=True)
+class StateIR:
+    """A state along the time axis: u[t] = update(step's values, u[t - 1]), u[-1] = start."""
+    name: str
+    start: str  # the parameter it starts from
+    update: IExpr  # at element `elem` of the state, reading the group `name` as the state before the step
+    elem: tuple[str, ...]
+    span: Span  # the `let u[t] = ... from ...` statement
+
+
+@dataclass(frozen=True)
+class SequenceIR:
+    axis: str  # the time index as written
+    steps: tuple[str, ...]  # the groups along the axis, one frame per step
+    states: tuple[StateIR, ...]
+    line: int = 0  # the `time t` statement
+
+    def dump(self) -> str:
+        out = [f"  time axis {self.axis}: steps of {', '.join(self.steps)}"]
+        for s in self.states:
+            out.append(f"  state {s.name}[{', '.join(s.elem)}] (line {s.span.line}), from {s.start}")
+            out.append(f"    next = {iexpr_text(s.update)}")
+        return "\n".join(out)
+
+
 @dataclass
 class DirectedIR:
     groups: dict[str, GroupIR]  # every group of the model, directed or not
@@ -55,6 +80,8 @@ class DirectedIR:
     undirected: tuple[str, ...]  # groups of the energy part (the top of a chain graph)
     source_lines: list[str] = field(default_factory=list)  # the .gdl text, for quoting it in messages
     discriminator: DiscIR | None = None
+    denoiser: object = None  # frontend.checked.DenoiserInfo: a denoising autoencoder's chain
+    sequence: SequenceIR | None = None  # `time t`: this is the step model of a sequence
 
     def dump(self) -> str:
         out = []
@@ -71,6 +98,10 @@ class DirectedIR:
             out.append(f"  discriminator of {', '.join(d.reads)} (line {d.span.line}), parameters "
                        f"{', '.join(d.params)}")
             out.append(f"    logit = {iexpr_text(d.logit)}")
+        if self.denoiser is not None:
+            out.append(_denoiser_text(self.denoiser))
+        if self.sequence is not None:
+            out.append(self.sequence.dump())
         return "\n".join(out) + ("\n" if out else "")
 
 
@@ -87,9 +118,31 @@ def lower_directed(checked, el) -> DirectedIR:
         d = checked.discriminator
         el.index_scopes = []
         disc = DiscIR(el.elab(d.logit, ()), d.reads, d.params, d.logit_span)
+    seq = _lower_sequence(checked, el) if checked.sequence is not None else None
     sink.raise_if_any(checked.source)
     undirected = tuple(n for n in groups if n not in checked.directed)
-    return DirectedIR(groups, model, guide, undirected, lines, disc)
+    return DirectedIR(groups, model, guide, undirected, lines, disc, checked.denoiser, seq)
+
+
+def _lower_sequence(checked, el) -> SequenceIR:
+    info = checked.sequence
+    states = []
+    for name, start in info.states.items():
+        let = checked.lets.get(info.update_let(name))
+        if let is None:  # its update was not checked (reported)
+            continue
+        elem = tuple(el.fresh() for _ in checked.groups[name].shape)
+        el.index_scopes = []
+        update = el.elab(let.decl.expr, tuple(Poly.sym(n) for n in elem) if let.type.shape else ())
+        states.append(StateIR(name, start, update, elem, info.state_spans[name]))
+    return SequenceIR(info.axis, info.steps, tuple(states), info.span.line)
+
+
+def _denoiser_text(d) -> str:
+    states = f", states {', '.join(d.states)}" if d.states else ""
+    prev = "".join(f", {k} = {v} one step back" + (f" ({d.init[k]} before the first)" if k in d.init else "")
+                   for k, v in d.prev.items())
+    return f"  denoiser of {d.visible} (line {d.span.line}): corruption {d.corrupt}{states}{prev}"
 
 
 def _lower_cond(checked, el, c, sink: ErrorSink, lines) -> CondIR:

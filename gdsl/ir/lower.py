@@ -620,6 +620,8 @@ def lower(checked: CheckedModel) -> ModelIR:
         m.id = k
     sink.raise_if_any(checked.source)
     directed = checked.directed
+    if checked.energies:  # a sequence's per-step energy reads its states as given inputs
+        directed = directed - set(checked.states)
     groups = {name: group_ir(g) for name, g in checked.groups.items() if name not in directed}
     params = {name: ParamIR(p.name, p.shape, p.constraints, _init(el, p.init), p.decl.span.line, p.decl.name_span)
               for name, p in checked.params.items()}
@@ -628,7 +630,7 @@ def lower(checked: CheckedModel) -> ModelIR:
     from .graph import build_factor_graph
 
     ir.graph = build_factor_graph(ir)
-    if checked.conditionals:
+    if checked.conditionals or checked.sequence is not None:
         from .directed import lower_directed
 
         ir.directed = lower_directed(checked, el)

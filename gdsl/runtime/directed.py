@@ -35,6 +35,7 @@ class DirectedModel(ModelBase):
     PARAMS_Q: tuple = ()
     DISCRIMINATOR: tuple = ()  # a GAN: the visible groups its discriminator reads
     PARAMS_D: tuple = ()  # ... and the discriminator's parameters
+    DENOISER: dict = {}  # a denoising autoencoder's chain: visible, corrupt, states, prev (runtime/denoising.py)
     DBN_LAYERS: tuple = ()  # the stack greedy training trains (runtime/dgreedy.py)
     DBN_REFUSED = None  # or why the model is not such a stack
     LAYER_RBM = None  # the compiled binary RBM each layer is trained as
@@ -53,6 +54,9 @@ class DirectedModel(ModelBase):
     def supported(self) -> tuple:
         """The public methods this model supports (the energy methods only with an energy part)."""
         out = ["log_prob", "log_joint", "sample"]
+        if self.DENOISER:
+            return ("sample", "corrupt", "reconstruct_log_prob", "reconstruction_mean", "denoising_gradients",
+                    "fit", "save", "load_params")
         if self.GUIDE:
             out += ["elbo", "log_q", "sample_guide"]
         if self.DISCRIMINATOR:
@@ -253,6 +257,10 @@ class DirectedModel(ModelBase):
         (and the top's log Z) when they are few enough; otherwise use elbo(data, k=...)."""
         if method not in ("auto", "exact"):
             raise ValueError(f"unknown method {method!r}: use 'auto' or 'exact'")
+        if self.DENOISER:
+            raise ValueError(f"{self.NAME} is a denoiser's Markov chain, which has no tractable density: "
+                             f"reconstruct_log_prob(data, corrupted) gives log p(x | x~), and its samples "
+                             f"can be scored with gdsl.parzen_log_likelihood")
         max_states = real(max_states, "max_states", 1.0)
         log_z = None if log_z is None else log_z_value(log_z)
         given, n = self._state64(data, [])  # checks names, shapes and domains once; zeros elsewhere
@@ -317,6 +325,13 @@ class DirectedModel(ModelBase):
         the top first), with clamped elements kept. When the clamps are evidence about a free
         variable upstream (a clamped descendant of a free variable), one ancestral pass is not
         exact, and `steps + burn_in` sweeps of single-site Gibbs on the free discrete variables follow."""
+        if self.DENOISER:  # the denoiser's Markov chain (runtime/denoising.py)
+            from .denoising import sample_chain
+
+            if chains is not None:
+                raise ValueError("a denoiser's chains are the n rows: start them with init=")
+            return sample_chain(self, n, steps=steps, burn_in=burn_in, clamp=clamp, mask=mask, init=init,
+                                progress=progress)
         n, steps, burn_in = whole(n, "n", 1), whole(steps, "steps", 1), whole(burn_in, "burn_in")
         if chains is not None or init is not None:
             raise ValueError("directed models draw independent samples: chains and init do not apply")
@@ -603,8 +618,48 @@ class DirectedModel(ModelBase):
         st, n = self._state64(data, self.DISCRIMINATOR)
         return losses_and_gradients(self, st, self._gan_noise(n, noise), n, loss)
 
+    # ------------------------------------------------------------------ a denoiser's chain
+    def corrupt(self, data: Mapping) -> dict:
+        """One corruption of each row, x~ ~ C(x~ | x) (with a GSN's states, drawn from x~ and
+        prev given in `data`, else at their start: zero, or h0 of prev(h, h0)): every group, the data kept."""
+        from .denoising import _corrupt, _initial_states, need_denoiser
+
+        need_denoiser(self, "corrupt")
+        st, n = self._state64(data, [self.DENOISER["visible"]])
+        _initial_states(self, st, given=data)
+        _corrupt(self, st, n)
+        return st
+
+    def reconstruct_log_prob(self, data: Mapping, corrupted: Mapping) -> np.ndarray:
+        """log p(x | x~ [, states]) per row: `corrupted` holds x~ (and a GSN's states)."""
+        from .denoising import need_denoiser
+
+        d = need_denoiser(self, "reconstruct_log_prob")
+        need = [d["corrupt"], *d["states"]]
+        both = {**dict(corrupted), d["visible"]: data[d["visible"]]} if d["visible"] in data else dict(corrupted)
+        st, n = self._state64(both, [d["visible"], *need])
+        return self._forward("joint", st, self._eps_zeros(n), n)[0]
+
+    def reconstruction_mean(self, corrupted: Mapping) -> np.ndarray:
+        """E[x | x~ (, states)] per row: the mean of the reconstruction distribution."""
+        from .denoising import reconstruction_mean
+
+        return reconstruction_mean(self, corrupted)
+
+    def denoising_gradients(self, data: Mapping, walkbacks: int = 1):
+        """(mean over rows of sum over `walkbacks` chain steps of log p(x | x~_t), its gradient)."""
+        from .denoising import denoising_gradients
+
+        return denoising_gradients(self, data, walkbacks)
+
     # ------------------------------------------------------------------ learning
     def fit(self, data: Mapping, method: str | None = None, **options):
+        if method in ("denoising", "walkback") or (method is None and self.DENOISER):
+            from .denoising import fit_denoising
+
+            return fit_denoising(self, data, method or "denoising", **options)
+        if self.DENOISER:
+            raise ValueError(f"unknown method {method!r} for a denoiser's chain: use 'denoising' or 'walkback'")
         if method == "adversarial" or (method is None and self.DISCRIMINATOR):
             from .adversarial import fit_adversarial
 

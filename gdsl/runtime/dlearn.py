@@ -275,6 +275,9 @@ _STEPS = {"ml": _step_ml, "elbo": lambda *a: _step_bound(*a, iw=False), "iwae": 
 
 def _measure(model, method, data, prefix, k) -> dict:
     """The objective on a fixed subset after the epoch: log-likelihood (ml) or the bound."""
+    own = getattr(model, "_epoch_measure", None)  # a model may measure its own way (a sequence RNN-RBM)
+    if own is not None:
+        return own(data, prefix)
     if method == "ml":
         return {f"{prefix}_loglik": float(np.mean(model.log_prob(data)))}
     out = {f"{prefix}_elbo": float(np.mean(model.elbo(data, k=1)))}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from .products import (SMALL_OUTER, SMALL_PRODUCT, SPARSE_BELOW, density, dot_t, sparse_dot, sparse_outer,
                        use_loops)
 from .rng import next_uniform, next_uniform_pair32, normal, seed_streams, uniform
+from .sequences import active_rows
 from .samplers import (LOG_PI, add_slab_integral, any_clamped, gaussian_block_draw, gaussian_block_lognorm,
                        gaussian_block_mean, spike_slab_lognorm, categorical_draw, categorical_lognorm, categorical_mean, categorical_off_draw,
                        categorical_off_lognorm, categorical_off_mean, draw_binary, draw_spin,
@@ -27,6 +28,8 @@ from .vecmath import _BLOCK, _EXP, _SIGMOID, _TANH, _exp_family  # noqa: F401 (t
 __all__ = [
     # rng
     "uniform", "normal", "next_uniform", "next_uniform_pair32", "seed_streams",
+    # sequences
+    "active_rows",
     # samplers
     "LOG_PI", "draw_binary", "draw_spin", "two_state_draw", "two_state_draw_from_mean", "two_state_draw_from_means",
     "two_state_means_into", "two_state_mean", "two_state_lognorm", "gaussian_draw", "gaussian_mean",

@@ -1,0 +1,384 @@
+"""The runtime of models that unfold in time (`time t` in the .gdl file).
+
+A sequence model's data are sequences: for each group along the time axis, either a list of
+arrays `(T_i, ...)` (one per sequence, lengths may differ) or one padded array
+`(n, T, ...)` with `lengths=` (every sequence T frames long when not given). Results are per
+sequence. The compiled kernels (codegen/sequence.py) run the steps along time for a whole
+batch at once, rows sorted longest first; this class sorts, calls and unsorts.
+
+- `log_prob(data)`: log p(sequence) = sum over steps of log p(step | past), exact;
+- `gradients(data)`: the mean log p and its gradient (backpropagation through time);
+- `sample(n, length, clamp=..., mask=...)`: step by step, clamped elements kept;
+- `fit(data, method="ml")`: maximum likelihood with the directed learner (Adam, minibatches
+  of sequences, progress, checkpoints), whose per-batch gradient is `sequence_backward`.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .checks import mapping, whole
+from .directed import DirectedModel
+
+MEASURED = 50  # sequences the learner's after-epoch record of a per-step energy is measured on
+LENGTHS = "lengths"  # the key under which the learner's minibatches carry each sequence's length
+
+
+class SequenceModel(DirectedModel):
+    TIME_AXIS = "t"
+    STEPS: tuple = ()  # the groups along the time axis (the data)
+    STATES: tuple = ()  # (state, the parameter it starts from)
+
+    def supported(self) -> tuple:
+        return ("log_prob", "sample", "gradients", "fit", "save", "load_params")
+
+    @property
+    def has_step_energy(self) -> bool:
+        """Each step is an energy model normalised given the past (an RNN-RBM), not directed."""
+        return "sequence_cd" in self.KERNEL_SPEC
+
+    @property
+    def _hidden(self) -> list[str]:
+        return [g for g in self.STEPS if self.all_roles[g] == "latent"]
+
+    def _with_hidden(self, seqs: dict, lens) -> dict:
+        """The step's latent sequences (not data) as zeros beside the data."""
+        n, T = len(lens), int(lens.max())
+        return {**seqs, **{g: np.zeros((n, T) + self._shapes[g]) for g in self._hidden if g not in seqs}}
+
+    def __init__(self, seed=None, dtype="float64", **overrides):
+        super().__init__(seed=seed, dtype=dtype, **overrides)
+        # a per-step energy's groups are the step's own, not the top of a chain graph: the
+        # directed learner sees sequences, which its minibatches carry with their lengths
+        self.UNDIRECTED = ()
+        self.PARAMS_P = tuple(self._p)  # the steps' and the recurrence's: the learner updates them all
+
+    @property
+    def group_names(self) -> list[str]:
+        """The groups data give: the visible sequences."""
+        return [g for g in self.STEPS if self.all_roles[g] == "visible"]
+
+    @property
+    def visible(self) -> list[str]:
+        return self.group_names
+
+    @property
+    def latent(self) -> list[str]:
+        return [g for g in self.STEPS if self.all_roles[g] == "latent"]
+
+    # ------------------------------------------------------------------ data
+    def sequences(self, data: Mapping, lengths=None) -> tuple[dict, np.ndarray]:
+        """(padded float64 arrays {group: (n, T_max, ...)}, lengths (n,) int64) from lists of
+        per-sequence arrays or padded arrays (with `lengths`, default: all full)."""
+        data = mapping(data, "data")
+        if LENGTHS in data and lengths is None:
+            data = dict(data)
+            lengths = data.pop(LENGTHS)
+        unknown = [k for k in data if k not in self.STEPS]
+        if unknown:
+            raise ValueError(f"{self.NAME} has no sequence {unknown[0]!r} (its sequences: {', '.join(self.STEPS)})")
+        missing = [g for g in self.visible if g not in data]
+        if missing:
+            raise ValueError(f"{self.NAME} needs the sequences {', '.join(missing)}")
+        out, found = {}, None
+        for g in [g for g in self.STEPS if g in data]:
+            arr, lens = self._padded(g, data[g], lengths)
+            if found is not None and not np.array_equal(lens, found):
+                raise ValueError(f"the sequences of {g} and {self.STEPS[0]} have different lengths")
+            out[g], found = arr, lens
+        return out, found
+
+    def _padded(self, g: str, value, lengths):
+        shape = self._shapes[g]
+        want = f"(T, {', '.join(map(str, shape))})" if shape else "(T,)"
+        if isinstance(value, (list, tuple)):
+            if lengths is not None:
+                raise ValueError("lengths= goes with a padded array; a list of sequences has its own lengths")
+            if not value:
+                raise ValueError(f"{g}: no sequences given")
+            seqs = [np.asarray(self._in_dtype(g, s), dtype=np.float64) for s in value]
+            for i, s in enumerate(seqs):
+                if s.ndim != len(shape) + 1 or s.shape[1:] != shape or s.shape[0] < 1:
+                    raise ValueError(f"{g}: sequence {i} has shape {s.shape}; expected {want}, T >= 1 frames")
+            lens = np.array([len(s) for s in seqs], dtype=np.int64)
+            arr = np.zeros((len(seqs), int(lens.max())) + shape)
+            for i, s in enumerate(seqs):
+                arr[i, :len(s)] = s
+        else:
+            arr = np.asarray(self._in_dtype(g, value), dtype=np.float64)
+            if arr.ndim != len(shape) + 2 or arr.shape[2:] != shape or arr.shape[1] < 1:
+                raise ValueError(f"{g} has shape {arr.shape}; expected (sequences, T, "
+                                 f"{', '.join(map(str, shape))}) padded, or a list of {want} arrays")
+            if lengths is None:
+                lens = np.full(arr.shape[0], arr.shape[1], dtype=np.int64)
+            else:
+                lens = np.asarray(lengths)
+                if lens.shape != (arr.shape[0],) or not np.all(np.isfinite(lens)) or np.any(lens != np.round(lens)):
+                    raise ValueError(f"lengths must be {arr.shape[0]} whole numbers, one per sequence")
+                lens = lens.astype(np.int64)
+                if lens.min() < 1 or lens.max() > arr.shape[1]:
+                    raise ValueError(f"lengths must be between 1 and the padded length {arr.shape[1]}")
+            arr = arr.copy()
+            for i, n in enumerate(lens):  # what lies past a sequence's end is never read: zero it
+                arr[i, n:] = 0.0
+        for i, n in enumerate(lens):
+            self._check_domain(g, arr[i, :n])
+        return np.ascontiguousarray(arr), lens
+
+    @staticmethod
+    def _sorted(lengths: np.ndarray) -> np.ndarray:
+        return np.argsort(-lengths, kind="stable")
+
+    # ------------------------------------------------------------------ densities
+    def log_prob(self, data: Mapping, lengths=None, max_states: int = 2 ** 16, **options) -> np.ndarray:
+        """log p of each sequence: the sum over its steps of log p(step | the past), exact (for a
+        per-step energy, each step's log Z(past) by enumerating the step's visibles, at most
+        `max_states` of them)."""
+        if options:
+            raise TypeError(f"unexpected options {', '.join(options)}")
+        options = {"max_states": max_states} if self.has_step_energy else None
+        seqs, lens = self.sequences(data, lengths)
+        if self.has_step_energy:
+            return self._energy_log_prob(seqs, lens, **(options or {}))
+        order = self._sorted(lens)
+        out = np.zeros(len(lens))
+        self.call("sequence_logp", n_rows=len(lens), lengths=np.ascontiguousarray(lens[order]),
+                  seqs={g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}, params=self._p64, out=out)
+        result = np.empty_like(out)
+        result[order] = out
+        return result
+
+    def _backward(self, mode: str, st: dict, eps: dict, n: int, seed_p, seed_q):
+        """(log p, None, grads) of a minibatch of sequences (the directed learner's step); for a
+        per-step energy, (minus the free-energy gap, None, the CD-k gradients)."""
+        seqs, lens = self.sequences(st)
+        if self.has_step_energy:
+            gap, grads = self._cd_step(seqs, lens, seed_p, self._cd_k)
+            return gap, None, grads
+        return self._sequence_backward(seqs, lens, seed_p)
+
+    @property
+    def _epoch_measure(self):
+        """What the learner records after each epoch for a per-step energy: the exact
+        log-likelihood when each step's visibles can be enumerated (on a fixed sample of
+        sequences), else nothing more than the epoch's mean free-energy gap (train_objective)."""
+        if not self.has_step_energy:
+            return None
+
+        def measure(data, prefix):
+            seqs, lens = self.sequences(data)
+            seqs, lens = {g: a[:MEASURED] for g, a in seqs.items()}, lens[:MEASURED]  # a fixed sample
+            try:
+                return {f"{prefix}_loglik": float(np.mean(self._energy_log_prob(seqs, lens, 2 ** 12)))}
+            except ValueError:  # too many states: the epoch's train_objective (the CD gap) is the record
+                return {}
+        return measure
+
+    def _sequence_backward(self, seqs: dict, lens: np.ndarray, seed):
+        n = len(lens)
+        order = self._sorted(lens)
+        seed = np.ascontiguousarray(np.broadcast_to(seed, (n,)), dtype=np.float64)[order]
+        out = np.zeros(n)
+        grads = {k: np.zeros(self._shapes[k]) for k in self._p}
+        flat = {k: g if g.ndim else g.reshape(1) for k, g in grads.items()}
+        self.call("sequence_backward", n_rows=n, lengths=np.ascontiguousarray(lens[order]),
+                  seqs={g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}, params=self._p64,
+                  seed=np.ascontiguousarray(seed), out=out, grads=flat)
+        logp = np.empty_like(out)
+        logp[order] = out
+        return logp, None, grads
+
+    def gradients(self, data: Mapping, objective: str | None = None, lengths=None, k: int = 1, **options):
+        """(mean log p per sequence, its gradient for every parameter), by backpropagation through
+        time; for a per-step energy (objective "cd"), minus the mean free-energy gap and the CD-k
+        estimate of the log-likelihood's gradient."""
+        if options:
+            raise TypeError(f"unexpected options {', '.join(options)}")
+        objective = objective or ("cd" if self.has_step_energy else "ml")
+        if self.has_step_energy:
+            if objective != "cd":
+                raise ValueError(f"{self.NAME} has an energy at every step: its gradients are CD-k estimates, "
+                                 f"objective='cd'")
+            seqs, lens = self.sequences(data, lengths)
+            gap, grads = self._cd_step(seqs, lens, 1.0 / len(lens), whole(k, "k", 1))
+            return float(gap.mean()), grads
+        if objective != "ml":
+            raise ValueError("a sequence model's gradients are those of the exact log-likelihood: objective='ml'")
+        seqs, lens = self.sequences(data, lengths)
+        logp, _, grads = self._sequence_backward(seqs, lens, 1.0 / len(lens))
+        return float(logp.mean()), grads
+
+    # ------------------------------------------------------------------ the learner's view of the data
+    def _n_of(self, data: Mapping) -> int:
+        if isinstance(data, Mapping) and LENGTHS in data:
+            return len(data[LENGTHS])
+        return super()._n_of(data)
+
+    def _array(self, name, value, n=None, check_domain=True):
+        if name == LENGTHS:
+            return np.asarray(value, dtype=np.float64)
+        return np.asarray(value, dtype=np.float64)  # padded sequences, checked by `sequences` first
+
+    def fit(self, data: Mapping, method: str | None = None, lengths=None, validation=None, **options):
+        """Train by maximum likelihood (method "ml", the default): Adam on minibatches of
+        sequences (batch_size sequences), epochs, lr, progress, checkpoint, resume and
+        callback as for every directed model (docs/learning.md)."""
+        from .dlearn import fit_directed
+
+        if self.has_step_energy:
+            method = method or "cd"
+            if method != "cd":
+                raise ValueError(f"{self.NAME} has an energy at every step: train it with method='cd' (CD-k at "
+                                 f"each step, backpropagated through time), not {method!r}")
+            self._cd_k = whole(options.pop("k", 1), "k", 1)
+        else:
+            method = method or "ml"
+            if method != "ml":
+                raise ValueError(f"{self.NAME} unfolds in time and has an exact likelihood: train it with "
+                                 f"method='ml' (not {method!r})")
+        seqs, lens = self.sequences(data, lengths)
+        packed = {**seqs, LENGTHS: lens}
+        if validation is not None:
+            vseqs, vlens = self.sequences(validation)
+            validation = {**vseqs, LENGTHS: vlens}
+        options.setdefault("batch_size", 10)
+        return fit_directed(self, packed, method="ml", validation=validation, **options)
+
+    # ------------------------------------------------------------------ sampling
+    _cd_k = 1
+
+    def sample(self, n: int, length=16, clamp: Mapping | None = None, mask: Mapping | None = None,
+               k: int = 25, **options) -> dict:
+        """n sequences drawn step by step: `length` frames each (or one length per sequence;
+        shorter ones are zero past their end). `clamp` gives values (padded (n, T, ...) arrays
+        or lists) and `mask` where they hold (True: kept; default everywhere clamped); each step
+        is drawn given the past and the clamped values of the step as ancestral sampling draws
+        them (docs/sequences.md: exact when, within a step, the clamped elements come first in
+        the step's order)."""
+        if options:
+            raise TypeError(f"unexpected options {', '.join(options)}")
+        n = whole(n, "n", 1)
+        lens = np.broadcast_to(np.asarray(length), (n,))
+        if np.any(lens != np.round(lens)) or lens.min() < 1:
+            raise ValueError("length must be a whole number >= 1, or one per sequence")
+        lens = lens.astype(np.int64)
+        T = int(lens.max())
+        clamp, mask = dict(mapping(clamp, "clamp")), dict(mapping(mask, "mask"))
+        for g in list(clamp) + list(mask):
+            if g not in self.STEPS:
+                raise ValueError(f"cannot clamp {g!r}: {self.NAME}'s sequences are {', '.join(self.STEPS)}")
+        for g in mask:
+            if g not in clamp:
+                raise ValueError(f"mask given for {g} but {g} is not clamped")
+        seqs = {g: np.zeros((n, T) + self._shapes[g]) for g in self.STEPS}
+        masks = {g: np.zeros((n, T) + self._shapes[g], np.uint8) for g in self.STEPS}
+        for g, v in clamp.items():
+            if isinstance(v, (list, tuple)):
+                arr, _ = self._padded(g, v, None)
+            else:
+                arr = np.asarray(self._in_dtype(g, v), dtype=np.float64)
+            if arr.shape[0] != n or arr.shape[2:] != self._shapes[g] or arr.shape[1] < T:
+                raise ValueError(f"clamp[{g!r}] has shape {arr.shape}; expected ({n}, {T}, "
+                                 f"{', '.join(map(str, self._shapes[g]))})")
+            arr = arr[:, :T]
+            m = np.ones(arr.shape, bool) if g not in mask else np.broadcast_to(np.asarray(mask[g], bool)[:, :T]
+                                                                                if np.ndim(mask[g]) > 1
+                                                                                else np.asarray(mask[g], bool),
+                                                                                arr.shape)
+            for i, L in enumerate(lens):
+                m_i = m[i, :L]
+                if m_i.any():
+                    self._check_domain(g, arr[i, :L][m_i])
+            seqs[g] = np.where(m, arr, 0.0)
+            masks[g] = m.astype(np.uint8)
+        order = self._sorted(lens)
+        sorted_seqs = {g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}
+        sorted_masks = {g: np.ascontiguousarray(a[order]) for g, a in masks.items()}
+        if self.has_step_energy:
+            self.call("sequence_gibbs_sample", n_rows=n, lengths=np.ascontiguousarray(lens[order]),
+                      seqs=sorted_seqs, seq_masks=sorted_masks, params=self._p64, k=whole(k, "k", 1),
+                      rng=self._streams(n))
+        else:
+            self.call("sequence_sample", n_rows=n, lengths=np.ascontiguousarray(lens[order]), seqs=sorted_seqs,
+                      seq_masks=sorted_masks, params=self._p64, rng=self._streams(n))
+        out = {}
+        for g, a in sorted_seqs.items():
+            back = np.empty_like(a)
+            back[order] = a
+            for i, L in enumerate(lens):
+                back[i, L:] = 0.0
+            out[g] = back.astype(self.dtype) if self.dtype != np.float64 else back
+        return out
+
+    # ------------------------------------------------------------------ a per-step energy (RNN-RBM)
+    def _kept_states(self, seqs: dict, lens, order) -> dict:
+        n, T = len(lens), int(lens.max())
+        kept = {g: np.zeros((T, n) + self._shapes[g]) for g, _ in self.STATES}
+        self.call("sequence_states", n_rows=n, lengths=np.ascontiguousarray(lens[order]),
+                  seqs={g: np.ascontiguousarray(a[order]) for g, a in self._with_hidden(seqs, lens).items()},
+                  params=self._p64, kept=kept)
+        return kept
+
+    def _step_free_energy(self, frames: dict, states: dict, n: int) -> np.ndarray:
+        """F(step's visibles, states) per row, the step's latents summed out."""
+        state = {g: np.ascontiguousarray(frames[g]) if g in frames else np.zeros((n,) + self._shapes[g])
+                 for g in self.ORDERS["groups"] if g not in states}
+        state.update({g: np.ascontiguousarray(v) for g, v in states.items()})
+        out = np.zeros(n)
+        self.call("free_energy", state=state, params=self._p64, summed={g: g in self._hidden for g in state},
+                  beta=1.0, out=out)
+        return out
+
+    def _energy_log_prob(self, seqs: dict, lens, max_states: int) -> np.ndarray:
+        """sum over steps of -F(v_t, u) - log Z(u), log Z enumerated over the step's visibles."""
+        import itertools
+
+        visible = self.visible
+        count = 2 ** sum(int(np.prod(self._shapes[g])) for g in visible)
+        if any(self.all_domains[g] != "binary" for g in visible) or count > max_states:
+            raise ValueError(f"log_prob of {self.NAME} sums each step's partition function over its "
+                             f"{count if count <= 2 ** 62 else 'too many'} visible states (max_states="
+                             f"{max_states}); the chorale-sized model needs an estimate (AIS per step), which "
+                             f"gdsl does not provide yet")
+        order = self._sorted(lens)
+        kept = self._kept_states(seqs, lens, order)
+        sizes = [int(np.prod(self._shapes[g])) for g in visible]
+        table = np.array(list(itertools.product([0.0, 1.0], repeat=sum(sizes))))
+        total = np.zeros(len(lens))
+        srt = {g: a[order] for g, a in seqs.items()}
+        for t in range(int(lens.max())):
+            na = int(np.sum(lens > t))
+            states = {g: kept[g][t, :na] for g, _ in self.STATES}
+            frames = {g: srt[g][:na, t] for g in visible}
+            f_data = self._step_free_energy(frames, states, na)
+            reps = len(table)
+            all_frames, at = {}, 0
+            for g, k in zip(visible, sizes):
+                all_frames[g] = np.tile(table[:, at:at + k], (na, 1)).reshape((na * reps,) + self._shapes[g])
+                at += k
+            rep_states = {g: np.repeat(v, reps, axis=0) for g, v in states.items()}
+            f_all = self._step_free_energy(all_frames, rep_states, na * reps).reshape(na, reps)
+            top = (-f_all).max(axis=1)
+            log_z = top + np.log(np.exp(-f_all - top[:, None]).sum(axis=1))
+            total[:na] += -f_data - log_z
+        result = np.empty_like(total)
+        result[order] = total
+        return result
+
+    def _cd_step(self, seqs: dict, lens, seed, k: int):
+        """(-(free-energy gap) per sequence, CD-k gradients backpropagated through time)."""
+        n = len(lens)
+        order = self._sorted(lens)
+        seed = np.ascontiguousarray(np.broadcast_to(seed, (n,)), dtype=np.float64)[order]
+        out = np.zeros(n)
+        grads = {p: np.zeros(self._shapes[p]) for p in self._p}
+        flat = {p: g if g.ndim else g.reshape(1) for p, g in grads.items()}
+        self.call("sequence_cd", n_rows=n, lengths=np.ascontiguousarray(lens[order]),
+                  seqs={g: np.ascontiguousarray(a[order]) for g, a in self._with_hidden(seqs, lens).items()},
+                  params=self._p64, seed=np.ascontiguousarray(seed), k=int(k), rng=self._streams(int(lens.sum())),
+                  out=out,
+                  grads=flat)
+        gap = np.empty_like(out)
+        gap[order] = out
+        return -gap, grads
