@@ -351,3 +351,31 @@ def _finished(fig, title, path):
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
+
+
+def piano_rolls(rolls, path=None, titles=None, lowest: int = 21, title=None):
+    """Binary piano rolls (frames, keys), one panel each (a list, or an array (n, frames, keys)),
+    time across and pitch up, as a sequence model samples them; returns the Figure. Only the
+    range of keys any roll uses is shown."""
+    rolls = [np.asarray(r) for r in (rolls if isinstance(rolls, (list, tuple)) else list(np.asarray(rolls)))]
+    if not rolls or any(r.ndim != 2 for r in rolls):
+        raise ValueError("piano_rolls takes rolls of shape (frames, keys): a list, or an array (n, frames, keys)")
+    used = np.nonzero(np.any([r.any(axis=0) for r in rolls], axis=0))[0]
+    lo, hi = (int(used.min()), int(used.max()) + 1) if used.size else (0, rolls[0].shape[1])
+    n = len(rolls)
+    top = 0.35 if title else 0.0
+    fig = _figure(figsize=(8.0, 1.8 * n + top))
+    axes = fig.subplots(n, 1, squeeze=False)
+    for i, (ax, r) in enumerate(zip(axes[:, 0], rolls)):
+        ax.imshow(r[:, lo:hi].T, origin="lower", aspect="auto", cmap="Greys", interpolation="nearest",
+                  extent=(0, r.shape[0], lowest + lo - 0.5, lowest + hi - 0.5), vmin=0, vmax=1)
+        ax.set_ylabel("MIDI pitch")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    axes[-1, 0].set_xlabel("frame (quarter note)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig

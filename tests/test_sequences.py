@@ -1,0 +1,299 @@
+"""Models that unfold in time: the RNN-NADE (models/rnn_nade.gdl) against a numpy reference
+written from its equations, exact normalisation over all short sequences, BPTT gradients
+against finite differences, step-by-step sampling against the exact distribution, clamps."""
+import itertools
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gdsl
+
+ROOT = Path(__file__).resolve().parent.parent
+NADE = str(ROOT / "models" / "rnn_nade.gdl")
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def reference_logp(p, seq):
+    """log p(v_1..v_T) of the RNN-NADE, from the equations of issue 29 / the paper."""
+    nv = p["bv"].shape[0]
+    u, total = p["u0"].copy(), 0.0
+    for v in seq:
+        bv = p["bv"] + p["Wuv"] @ u
+        bh = p["bh"] + p["Wuh"] @ u
+        for i in range(nv):
+            h = sigmoid(bh + p["W"][:, :i] @ v[:i])
+            q = sigmoid(bv[i] + p["V"][i] @ h)
+            total += np.log(q if v[i] else 1 - q)
+        u = np.tanh(p["bu"] + p["Wvu"] @ v + p["Wuu"] @ u)
+    return total
+
+
+def randomised(model, seed, scale=0.7):
+    rng = np.random.default_rng(seed)
+    model.params = {k: rng.normal(0, scale, size=np.shape(v)) for k, v in model.params.items()}
+    return {k: np.asarray(v, np.float64) for k, v in model.params.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return gdsl.load(NADE, nv=5, nh=3, nu=4, seed=1)
+
+
+@pytest.fixture(scope="module")
+def two_keys():
+    return gdsl.load(NADE, nv=2, nh=2, nu=2, seed=2)
+
+
+def sequences(seed, lengths, nv=5):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((n, nv)) < 0.4).astype(float) for n in lengths]
+
+
+def test_log_prob_matches_the_equations_for_sequences_of_different_lengths(tiny):
+    p = randomised(tiny, 0)
+    seqs = sequences(1, (4, 2, 3, 1, 4))
+    got = tiny.log_prob({"v": seqs})
+    want = np.array([reference_logp(p, s) for s in seqs])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # the same batch padded, with lengths
+    padded = np.zeros((5, 4, 5))
+    for i, s in enumerate(seqs):
+        padded[i, :len(s)] = s
+    np.testing.assert_allclose(tiny.log_prob({"v": padded}, lengths=[len(s) for s in seqs]), want, rtol=1e-6)
+
+
+def test_the_sequence_distribution_is_normalised(two_keys):
+    """Summed over every binary sequence of T frames, p is 1 (each step's NADE and the
+    recurrence together define a distribution over whole sequences)."""
+    randomised(two_keys, 3, scale=1.5)
+    for T in (1, 3):
+        frames = list(itertools.product([0.0, 1.0], repeat=2 * T))
+        allseq = np.array(frames).reshape(-1, T, 2)
+        total = np.exp(two_keys.log_prob({"v": allseq})).sum()
+        assert abs(total - 1.0) < 1e-9
+
+
+def test_bptt_gradient_matches_finite_differences(tiny):
+    p = randomised(tiny, 4, scale=0.5)
+    seqs = sequences(5, (4, 1, 3))
+    value, grads = tiny.gradients({"v": seqs})
+    assert value == pytest.approx(np.mean([reference_logp(p, s) for s in seqs]), rel=1e-9)
+    rng = np.random.default_rng(6)
+    eps = 1e-6
+    for name, g in grads.items():
+        for _ in range(3):
+            at = tuple(int(rng.integers(d)) for d in np.shape(g))
+            up = {k: v.copy() for k, v in p.items()}
+            down = {k: v.copy() for k, v in p.items()}
+            up[name][at] += eps
+            down[name][at] -= eps
+            fd = (np.mean([reference_logp(up, s) for s in seqs])
+                  - np.mean([reference_logp(down, s) for s in seqs])) / (2 * eps)
+            assert g[at] == pytest.approx(fd, rel=1e-5, abs=1e-8), (name, at)
+
+
+def exact_and_counts(model, samples, T):
+    frames = list(itertools.product([0.0, 1.0], repeat=2 * T))
+    allseq = np.array(frames).reshape(-1, T, 2)
+    exact = np.exp(model.log_prob({"v": allseq}))
+    codes = samples.reshape(len(samples), -1) @ (2 ** np.arange(2 * T)[::-1])
+    counts = np.bincount(codes.astype(int), minlength=len(frames))
+    return exact, counts
+
+
+def noise_band(p, n, rng, draws=20):
+    """2.5 times the mean TV distance of n exact draws from p: the band sampling noise spans."""
+    tv = [0.5 * np.abs(rng.multinomial(n, p) / n - p).sum() for _ in range(draws)]
+    return 2.5 * float(np.mean(tv))
+
+
+def test_step_by_step_sampling_matches_the_exact_distribution(two_keys):
+    randomised(two_keys, 7, scale=1.5)
+    T, n = 3, 40_000
+    s = two_keys.sample(n, length=T)["v"]
+    exact, counts = exact_and_counts(two_keys, s, T)
+    tv = 0.5 * np.abs(counts / n - exact).sum()
+    assert tv < noise_band(exact, n, np.random.default_rng(0)), tv
+
+
+def test_clamped_beginning_gives_the_exact_continuation(two_keys):
+    """Given the first frame (clamped), the later frames follow p(v_2.. | v_1) exactly."""
+    randomised(two_keys, 8, scale=1.5)
+    T, n = 3, 30_000
+    first = np.array([1.0, 0.0])
+    clamp = np.zeros((n, T, 2))
+    clamp[:, 0] = first
+    mask = np.zeros((n, T, 2), bool)
+    mask[:, 0] = True
+    s = two_keys.sample(n, length=T, clamp={"v": clamp}, mask={"v": mask})["v"]
+    assert np.all(s[:, 0] == first)
+    exact, counts = exact_and_counts(two_keys, s, T)
+    code_first = int(first @ np.array([2, 1]))
+    keep = (np.arange(len(exact)) >> (2 * T - 2)) == code_first
+    cond = np.where(keep, exact, 0.0)
+    cond /= cond.sum()
+    tv = 0.5 * np.abs(counts / n - cond).sum()
+    assert tv < noise_band(cond, n, np.random.default_rng(1)), tv
+
+
+def test_clamped_elements_never_change(tiny):
+    randomised(tiny, 9)
+    rng = np.random.default_rng(10)
+    n, T = 50, 6
+    values = (rng.random((n, T, 5)) < 0.5).astype(float)
+    mask = rng.random((n, T, 5)) < 0.3
+    s = tiny.sample(n, length=T, clamp={"v": values}, mask={"v": mask})["v"]
+    assert np.array_equal(s[mask], values[mask])
+    # lengths per sequence: zero past each end
+    s = tiny.sample(4, length=[2, 5, 1, 3])["v"]
+    assert s.shape == (4, 5, 5) and not s[0, 2:].any() and not s[2, 1:].any()
+
+
+def test_sampling_is_reproducible_from_the_seed():
+    a = gdsl.load(NADE, nv=5, nh=3, nu=4, seed=11).sample(20, length=5)["v"]
+    b = gdsl.load(NADE, nv=5, nh=3, nu=4, seed=11).sample(20, length=5)["v"]
+    assert np.array_equal(a, b)
+
+
+def test_fit_raises_the_likelihood_of_a_repeating_pattern():
+    m = gdsl.load(NADE, nv=5, nh=3, nu=4, seed=12)
+    pattern = np.eye(5)[[0, 1, 2, 3, 4, 0, 1, 2]]
+    data = {"v": [pattern[k:k + 5] for k in range(4)] * 5}
+    before = m.log_prob(data).mean()
+    m.fit(data, epochs=60, lr=0.05, batch_size=5, progress=False)
+    after = m.log_prob(data).mean()
+    assert after > before + 5.0, (before, after)
+
+
+def test_bad_sequences_are_value_errors_naming_the_variable(tiny):
+    with pytest.raises(ValueError, match=r"v: sequence 1 has shape \(3, 4\); expected \(T, 5\)"):
+        tiny.log_prob({"v": [np.zeros((2, 5)), np.zeros((3, 4))]})
+    with pytest.raises(ValueError, match="binary"):
+        tiny.log_prob({"v": [np.full((2, 5), 0.5)]})
+    with pytest.raises(ValueError, match="lengths must be between 1 and the padded length 3"):
+        tiny.log_prob({"v": np.zeros((2, 3, 5))}, lengths=[3, 4])
+    with pytest.raises(ValueError, match="no sequence 'x'"):
+        tiny.log_prob({"v": [np.zeros((2, 5))], "x": [np.zeros((2, 5))]})
+
+
+# an energy at every step: the RNN-RBM ------------------------------------------------------------
+RBM = str(ROOT / "models" / "rnnrbm.gdl")
+CRBM = str(ROOT / "models" / "crbm.gdl")
+
+
+def reference_rbm_logp(p, seq):
+    """log p(v_1..v_T) of the RNN-RBM, each step's log Z(u) by enumerating v (h summed)."""
+    nv = p["bv"].shape[0]
+    frames = np.array(list(itertools.product([0.0, 1.0], repeat=nv)))
+    u, total = p["u0"].copy(), 0.0
+    for v in seq:
+        bv, bh = p["bv"] + p["Wuv"] @ u, p["bh"] + p["Wuh"] @ u
+
+        def neg_free(x):
+            return x @ bv + np.sum(np.logaddexp(0, bh + x @ p["W"]))
+        log_z = np.logaddexp.reduce([neg_free(x) for x in frames])
+        total += neg_free(v) - log_z
+        u = np.tanh(p["bu"] + p["Wvu"] @ v + p["Wuu"] @ u)
+    return total
+
+
+@pytest.fixture(scope="module")
+def rbm_tiny():
+    return gdsl.load(RBM, nv=3, nh=2, nu=2, seed=3)
+
+
+def test_rnnrbm_log_prob_matches_the_equations(rbm_tiny):
+    p = randomised(rbm_tiny, 20, scale=0.8)
+    seqs = sequences(21, (3, 1, 4, 2), nv=3)
+    want = np.array([reference_rbm_logp(p, s) for s in seqs])
+    np.testing.assert_allclose(rbm_tiny.log_prob({"v": seqs}), want, rtol=1e-6)
+
+
+def test_rnnrbm_cd_gradient_approaches_the_exact_gradient_with_a_long_chain(rbm_tiny):
+    """CD-k from the data, with k long enough to mix, estimates d log p / dparam (including
+    through the recurrence, BPTT) without bias: averaged over many copies of the data it
+    matches central differences of the exact log-likelihood."""
+    p = randomised(rbm_tiny, 22, scale=0.8)
+    seqs = sequences(23, (3, 1, 2), nv=3)
+    copies = 2000
+    _, grads = rbm_tiny.gradients({"v": seqs * copies}, k=100)
+    eps = 1e-5
+    worst = 0.0
+    for name, g in grads.items():
+        for j in range(g.size):
+            up = {k: v.copy() for k, v in p.items()}
+            down = {k: v.copy() for k, v in p.items()}
+            up[name].flat[j] += eps
+            down[name].flat[j] -= eps
+            fd = (np.mean([reference_rbm_logp(up, s) for s in seqs])
+                  - np.mean([reference_rbm_logp(down, s) for s in seqs])) / (2 * eps)
+            worst = max(worst, abs(g.flat[j] - fd))
+    # Monte Carlo error of a mean over 6000 sequences of terms of size ~1: a few hundredths
+    assert worst < 0.05, worst
+
+
+def test_rnnrbm_sampling_matches_the_exact_distribution():
+    m = gdsl.load(RBM, nv=2, nh=2, nu=2, seed=4)
+    randomised(m, 24, scale=1.2)
+    T, n = 2, 30_000
+    s = m.sample(n, length=T, k=30)["v"]
+    exact, counts = exact_and_counts(m, s, T)
+    assert abs(exact.sum() - 1.0) < 1e-9
+    tv = 0.5 * np.abs(counts / n - exact).sum()
+    assert tv < noise_band(exact, n, np.random.default_rng(2)), tv
+
+
+def test_rnnrbm_clamped_keys_within_a_step_follow_the_exact_conditional():
+    """Within a step, Gibbs sampling with clamped keys draws the others from p(free | clamped, past)."""
+    m = gdsl.load(RBM, nv=2, nh=2, nu=2, seed=5)
+    randomised(m, 25, scale=1.2)
+    n = 30_000
+    values = np.zeros((n, 1, 2))
+    values[:, 0, 1] = 1.0
+    mask = np.zeros((n, 1, 2), bool)
+    mask[:, 0, 1] = True
+    s = m.sample(n, length=1, clamp={"v": values}, mask={"v": mask}, k=30)["v"]
+    assert np.all(s[:, 0, 1] == 1.0)
+    exact, counts = exact_and_counts(m, s, 1)
+    keep = (np.arange(4) & 1) == 1  # second key on
+    cond = np.where(keep, exact, 0.0)
+    cond /= cond.sum()
+    tv = 0.5 * np.abs(counts / n - cond).sum()
+    assert tv < noise_band(cond, n, np.random.default_rng(3)), tv
+
+
+def test_rnnrbm_fit_by_cd_raises_the_likelihood(rbm_tiny):
+    rbm_tiny.params = gdsl.load(RBM, nv=3, nh=2, nu=2, seed=6).params
+    pattern = np.eye(3)[[0, 1, 2, 0, 1, 2, 0]]
+    data = {"v": [pattern[k:k + 4] for k in range(3)] * 4}
+    before = rbm_tiny.log_prob(data).mean()
+    history = rbm_tiny.fit(data, method="cd", k=5, epochs=40, lr=0.05, batch_size=4, progress=False)
+    after = rbm_tiny.log_prob(data).mean()
+    assert after > before + 2.0, (before, after)
+    assert "train_loglik" in history[-1]
+
+
+def test_crbm_carries_the_two_frames_before_as_states():
+    """crbm.gdl's states p1, p2 hold v[t - 1] and v[t - 2]: its log p matches a direct numpy sum."""
+    m = gdsl.load(CRBM, nv=3, nh=2, seed=7)
+    p = randomised(m, 26, scale=0.6)
+    frames = np.array(list(itertools.product([0.0, 1.0], repeat=3)))
+    seqs = sequences(27, (4, 2), nv=3)
+
+    def ref(seq):
+        p1, p2, total = p["v1"], p["v2"], 0.0
+        for v in seq:
+            b = p["b"] + p["A1"] @ p1 + p["A2"] @ p2
+            c = p["c"] + p["B1"] @ p1 + p["B2"] @ p2
+
+            def neg_free(x):
+                return x @ b + np.sum(np.logaddexp(0, c + x @ p["W"]))
+            total += neg_free(v) - np.logaddexp.reduce([neg_free(x) for x in frames])
+            p1, p2 = v, p1
+        return total
+    np.testing.assert_allclose(m.log_prob({"v": seqs}), [ref(s) for s in seqs], rtol=1e-6)
