@@ -55,6 +55,7 @@ FAMILIES = {f.name: f for f in (
     _per("seqs", "steps", "xs_"), _per("seq_masks", "steps", "ms_"),
     _per("next_adjoints", "states", "dn_"), _per("prev_adjoints", "states", "dx_"),
     _per("kept", "states", "kept_"),
+    _per("seq_chains", "steps", "cs_"),  # persistent chains of CD (PCD), one per frame, padded as seqs
 )}
 
 MODEL = ("state", "params", "sizes", "consts")  # the leading arguments of every energy kernel
@@ -101,7 +102,8 @@ SPECS: dict[str, tuple[str, ...]] = {
     # ... and with an energy at every step (an RNN-RBM): the states before every step, CD-k
     # backpropagated through time, and step-by-step block Gibbs
     "sequence_states": ("n_rows", "lengths", "seqs", "params", "sizes", "consts", "kept"),
-    "sequence_cd": ("n_rows", "lengths", "seqs", "params", "sizes", "consts", "seed", "k", "rng", "out", "grads"),
+    "sequence_cd": ("n_rows", "lengths", "seqs", "seq_chains", "params", "sizes", "consts", "seed", "k",
+                    "persistent", "rng", "out", "grads"),
     "sequence_gibbs_sample": ("n_rows", "lengths", "seqs", "seq_masks", "params", "sizes", "consts", "k", "rng"),
     # a denoiser's chain with latent states (a GSN), on the "reparam" program: the states drawn
     # as mean + std * eps into all_state; and the reverse mode of sum_r seed_p[r] log p_r +

@@ -251,7 +251,9 @@ class SequenceEmitter:
                    "al. 2012): g_<param> += seed-weighted CD-k estimates of d log p(v_t | past)/dparam for the "
                    "step's energy, and through the states, whose adjoint at each step is the CD estimate of "
                    "d log p(v_t | u)/du = f_u(data) - f_u(model) plus what the later steps send back. "
-                   "out[r] += sum over steps of F(v_t^-) - F(v_t), the free-energy gap CD descends. Given the "
+                   "out[r] += sum over steps of F(v_t^-) - F(v_t), the free-energy gap CD descends. With "
+                   "`persistent` (PCD) the model's side starts from each frame's chain in cs_<group> and leaves "
+                   "its last state there. Given the "
                    "states (which depend on the data only), the steps' chains are independent: they run as one "
                    "batch of every frame (rng holds a stream per frame).")
         self.w("n_steps = lengths[0] if n_rows > 0 else 0", 1)
@@ -291,6 +293,8 @@ class SequenceEmitter:
         self.w("# the model's side: k Gibbs sweeps from the data, the states held", ind)
         for g in self.energy_groups:
             self.w(f"y_{P.ident(g)} = {P.group(g)}.copy()", ind)
+        self.w("if persistent:  # PCD: each frame's chain goes on from where its last update left it", ind)
+        self.gather_chains(ind + 1, "y_", "cs_")
         hidden = set(self.hidden)
         first = {"masks": self.masks(set(self.energy_groups) - hidden), "free": self.flags(hidden),
                  "rng": "rng", "steps": "1"}
@@ -298,6 +302,8 @@ class SequenceEmitter:
         sweeps = {"masks": self.masks(set()), "free": self.flags(set(self.steps_energy)), "rng": "rng",
                   "steps": "k"}
         self.w(self.energy_call("gibbs", "gibbs", sweeps).replace("x_", "y_"), ind)
+        self.w("if persistent:", ind)
+        self.gather_chains(ind + 1, "y_", "cs_", back=True)
         self.hidden_means(ind, "y")
         self.w(self.energy_call("energy_grad_rows", "energy_grad_rows", {"weights": "w"}).replace("x_", "y_"), ind)
         for g in self.states:
@@ -327,6 +333,16 @@ class SequenceEmitter:
         for g in self.states:
             self.w("for r in range(n_rows):", 1)
             self.w(f"g_{P.ident(self.start[g])} += dn_{P.ident(g)}[r]", 2)
+
+    def gather_chains(self, ind: int, flat: str, padded: str, back: bool = False) -> None:
+        """Copy the persistent chains' frames into the batch of every frame (or back)."""
+        self.w("for t in range(n_steps):", ind)
+        self.w("nt = first[t + 1] - first[t]  # the sequences running at step t", ind + 1)
+        for g in self.steps_energy:
+            if g in self.hidden:
+                continue
+            a, b = f"{flat}{P.ident(g)}[first[t]:first[t + 1]]", f"{padded}{P.ident(g)}[:nt, t]"
+            self.w(f"{b} = {a}" if back else f"{a} = {b}", ind + 1)
 
     def grads(self) -> str:
         return ", ".join(abi.parameter_names(("grads",), self.dem.orders))

@@ -21,6 +21,7 @@ import numpy as np
 from .checks import mapping, whole
 from .directed import DirectedModel
 
+ROWS = "rows"  # ... and, for PCD, which training sequences they are (their persistent chains)
 MEASURED = 50  # sequences the learner's after-epoch record of a per-step energy is measured on
 LENGTHS = "lengths"  # the key under which the learner's minibatches carry each sequence's length
 
@@ -71,9 +72,9 @@ class SequenceModel(DirectedModel):
     def sequences(self, data: Mapping, lengths=None) -> tuple[dict, np.ndarray]:
         """(padded float64 arrays {group: (n, T_max, ...)}, lengths (n,) int64) from lists of
         per-sequence arrays or padded arrays (with `lengths`, default: all full)."""
-        data = mapping(data, "data")
+        data = dict(mapping(data, "data"))
+        data.pop(ROWS, None)
         if LENGTHS in data and lengths is None:
-            data = dict(data)
             lengths = data.pop(LENGTHS)
         unknown = [k for k in data if k not in self.STEPS]
         if unknown:
@@ -154,7 +155,8 @@ class SequenceModel(DirectedModel):
         per-step energy, (minus the free-energy gap, None, the CD-k gradients)."""
         seqs, lens = self.sequences(st)
         if self.has_step_energy:
-            gap, grads = self._cd_step(seqs, lens, seed_p, self._cd_k)
+            rows = np.asarray(st[ROWS]).astype(np.int64) if ROWS in st and self._pcd_chains else None
+            gap, grads = self._cd_step(seqs, lens, seed_p, self._cd_k, rows)
             return gap, None, grads
         return self._sequence_backward(seqs, lens, seed_p)
 
@@ -210,13 +212,15 @@ class SequenceModel(DirectedModel):
         return float(logp.mean()), grads
 
     # ------------------------------------------------------------------ the learner's view of the data
+    _pcd_chains: dict = {}  # PCD: the persistent chains of the training sequences, padded
+
     def _n_of(self, data: Mapping) -> int:
         if isinstance(data, Mapping) and LENGTHS in data:
             return len(data[LENGTHS])
         return super()._n_of(data)
 
     def _array(self, name, value, n=None, check_domain=True):
-        if name == LENGTHS:
+        if name in (LENGTHS, ROWS):
             return np.asarray(value, dtype=np.float64)
         return np.asarray(value, dtype=np.float64)  # padded sequences, checked by `sequences` first
 
@@ -228,9 +232,9 @@ class SequenceModel(DirectedModel):
 
         if self.has_step_energy:
             method = method or "cd"
-            if method != "cd":
-                raise ValueError(f"{self.NAME} has an energy at every step: train it with method='cd' (CD-k at "
-                                 f"each step, backpropagated through time), not {method!r}")
+            if method not in ("cd", "pcd"):
+                raise ValueError(f"{self.NAME} has an energy at every step: train it with method='cd' or 'pcd' "
+                                 f"(CD-k at each step, backpropagated through time), not {method!r}")
             self._cd_k = whole(options.pop("k", 1), "k", 1)
         else:
             method = method or "ml"
@@ -239,6 +243,10 @@ class SequenceModel(DirectedModel):
                                  f"method='ml' (not {method!r})")
         seqs, lens = self.sequences(data, lengths)
         packed = {**seqs, LENGTHS: lens}
+        self._pcd_chains = {}
+        if method == "pcd":  # one chain per training frame, started at the data
+            self._pcd_chains = {g: a.copy() for g, a in self._with_hidden(seqs, lens).items()}
+            packed[ROWS] = np.arange(len(lens))
         if validation is not None:
             vseqs, vlens = self.sequences(validation)
             validation = {**vseqs, LENGTHS: vlens}
@@ -366,19 +374,26 @@ class SequenceModel(DirectedModel):
         result[order] = total
         return result
 
-    def _cd_step(self, seqs: dict, lens, seed, k: int):
-        """(-(free-energy gap) per sequence, CD-k gradients backpropagated through time)."""
+    def _cd_step(self, seqs: dict, lens, seed, k: int, rows=None):
+        """(-(free-energy gap) per sequence, CD-k gradients backpropagated through time); with
+        `rows` (PCD), the model's side goes on from those training sequences' persistent chains."""
         n = len(lens)
         order = self._sorted(lens)
         seed = np.ascontiguousarray(np.broadcast_to(seed, (n,)), dtype=np.float64)[order]
         out = np.zeros(n)
         grads = {p: np.zeros(self._shapes[p]) for p in self._p}
         flat = {p: g if g.ndim else g.reshape(1) for p, g in grads.items()}
+        padded = self._with_hidden(seqs, lens)
+        T = next(iter(padded.values())).shape[1]
+        chains = ({g: np.ascontiguousarray(self._pcd_chains[g][rows[order], :T]) for g in padded} if rows is not None
+                  else {g: np.zeros((0, 0) + self._shapes[g]) for g in padded})
         self.call("sequence_cd", n_rows=n, lengths=np.ascontiguousarray(lens[order]),
-                  seqs={g: np.ascontiguousarray(a[order]) for g, a in self._with_hidden(seqs, lens).items()},
-                  params=self._p64, seed=np.ascontiguousarray(seed), k=int(k), rng=self._streams(int(lens.sum())),
-                  out=out,
-                  grads=flat)
+                  seqs={g: np.ascontiguousarray(a[order]) for g, a in padded.items()}, seq_chains=chains,
+                  params=self._p64, seed=np.ascontiguousarray(seed), k=int(k), persistent=rows is not None,
+                  rng=self._streams(int(lens.sum())), out=out, grads=flat)
+        if rows is not None:
+            for g, c in chains.items():
+                self._pcd_chains[g][rows[order], :T] = c
         gap = np.empty_like(out)
         gap[order] = out
         return -gap, grads
