@@ -653,12 +653,24 @@ class DirectedEmitter:
                     "for the discriminator's parameters and the groups it reads.")
         self.unpack(prog, 1)
         self.w(f"logit[:] = {self.row_vector(prog, prog.logit)}", 1)
-        self.wrt = set(prog.inputs)
+        self.reverse(prog, set(prog.inputs), {prog.logit: "seed"}, {})
+
+    def reverse(self, prog: Program, wrt: set, seeds: dict, adjoints: dict) -> None:
+        """The reverse pass of `prog` (its values unpacked): adjoints zeroed, then seeded, per row,
+        from `seeds` (value -> a vector of per-row seeds, summed for a value without rows) and
+        `adjoints` (value -> an array of its shape), then propagated back to the parameters and
+        to the groups in `wrt` (dx_<group>)."""
+        self.wrt = set(wrt)
         try:
             need = self.needs_grad(prog)
             self.zero_adjoints(prog, need)
-            rv = prog.value(prog.logit)
-            self.w(f"d_{prog.logit}[:] += seed" if rv.rows else f"d_{prog.logit}[0] += np.sum(seed)", 1)
+            for name, seed in seeds.items():
+                if name in need:
+                    rows = prog.value(name).rows
+                    self.w(f"d_{name}[:] += {seed}" if rows else f"d_{name}[0] += np.sum({seed})", 1)
+            for name, adjoint in adjoints.items():
+                if name in need:
+                    self.w(f"d_{name} += {adjoint}", 1)
             for v in reversed(prog.values):
                 if v.name in need:
                     self.adjoint(v, prog, need)
@@ -682,22 +694,8 @@ class DirectedEmitter:
                     "later steps).")
         self.unpack(prog, 1)
         self.w(f"logp[:] = {self.row_vector(prog, prog.logp)}", 1)
-        self.wrt = set(d.prev)
-        try:
-            need = self.needs_grad(prog)
-            self.zero_adjoints(prog, need)
-            rv = prog.value(prog.logp)
-            if prog.logp in need:
-                self.w(f"d_{prog.logp}[:] += seed_p" if rv.rows else f"d_{prog.logp}[0] += np.sum(seed_p)", 1)
-            for g in d.states:
-                name = prog.reparam_values[g]
-                if name in need:
-                    self.w(f"d_{name} += dx_{P.ident(g)}", 1)
-            for v in reversed(prog.values):
-                if v.name in need:
-                    self.adjoint(v, prog, need)
-        finally:
-            self.wrt = set()
+        self.reverse(prog, set(d.prev), {prog.logp: "seed_p"},
+                     {prog.reparam_values[g]: f"dx_{P.ident(g)}" for g in d.states})
 
     # module ------------------------------------------------------------------------------------
     def kernels(self) -> list[str]:

@@ -63,21 +63,8 @@ class SequenceEmitter:
                    "Reverse mode of one step: g_<param> += d/dparam and dx_<state> += d/d(the state before the "
                    "step) of sum_r (seed_p[r] log p_r + sum dn_<state>[r] * (the state after the step)_r).")
         dem.unpack(prog, 1)
-        dem.wrt = set(self.states)
-        try:
-            need = dem.needs_grad(prog)
-            dem.zero_adjoints(prog, need)
-            if prog.logp in need:
-                rv = prog.value(prog.logp)
-                self.w(f"d_{prog.logp}[:] += seed_p" if rv.rows else f"d_{prog.logp}[0] += np.sum(seed_p)", 1)
-            for g, v in prog.states.items():
-                if v in need:
-                    self.w(f"d_{v} += dn_{P.ident(g)}", 1)
-            for v in reversed(prog.values):
-                if v.name in need:
-                    dem.adjoint(v, prog, need)
-        finally:
-            dem.wrt = set()
+        dem.reverse(prog, set(self.states), {prog.logp: "seed_p"},
+                    {v: f"dn_{P.ident(g)}" for g, v in prog.states.items()})
 
     # the loops along time ---------------------------------------------------------------------
     def open_states(self, indent: int) -> None:
@@ -99,6 +86,22 @@ class SequenceEmitter:
         for g, v in self.prog.states.items():
             self.w(f"{P.group(g)} = values[{self.index(v)}]  # {g}[t], from its update", indent)
 
+    def forward_loop(self, keep: str = "", masks: bool = False, allocate: bool = False) -> None:
+        """Open the loop over steps at indent 1 (its body at 2): the states from their starts,
+        each step's frames, the states cut to the running rows; `keep` ("kept_") stores the
+        states before each step (allocated here when `allocate`, else an argument)."""
+        self.w("n_steps = lengths[0] if n_rows > 0 else 0", 1)
+        self.open_states(1)
+        if allocate:
+            for g in self.states:
+                self.w(f"{keep}{P.ident(g)} = np.zeros({self.rows_shape(['n_steps', 'n_rows'], g)})", 1)
+        self.w("for t in range(n_steps):", 1)
+        self.frames("t", 2, masks=masks)
+        for g in self.states:
+            self.w(f"{P.group(g)} = {P.group(g)}[:na]", 2)
+            if keep:
+                self.w(f"{keep}{P.ident(g)}[t, :na] = {P.group(g)}", 2)
+
     def step_values(self, indent: int) -> None:
         self.w(f"values = {self.step_call('joint_values', [])}", indent)
 
@@ -107,11 +110,7 @@ class SequenceEmitter:
         dem.kernel("sequence_logp", "sequence_logp",
                    "log p of each sequence (rows sorted longest first): the sum over its steps of log p(step | "
                    "the past), the states carried from each step to the next.")
-        self.open_states(1)
-        self.w("for t in range(lengths[0] if n_rows > 0 else 0):", 1)
-        self.frames("t", 2)
-        for g in self.states:
-            self.w(f"{P.group(g)} = {P.group(g)}[:na]", 2)
+        self.forward_loop()
         self.step_values(2)
         self.w(f"out[:na] += values[{self.index(self.prog.logp)}]", 2)
         self.advance(2)
@@ -122,15 +121,7 @@ class SequenceEmitter:
                    "log p of each sequence into `out`, and g_<param> += d/dparam of sum_r seed[r] log p_r: the "
                    "forward pass keeps the states before every step, then reverse mode runs the steps backwards "
                    "(backpropagation through time).")
-        self.w("n_steps = lengths[0] if n_rows > 0 else 0", 1)
-        self.open_states(1)
-        for g in self.states:
-            self.w(f"kept_{P.ident(g)} = np.zeros({self.rows_shape(['n_steps', 'n_rows'], g)})", 1)
-        self.w("for t in range(n_steps):", 1)
-        self.frames("t", 2)
-        for g in self.states:
-            self.w(f"{P.group(g)} = {P.group(g)}[:na]", 2)
-            self.w(f"kept_{P.ident(g)}[t, :na] = {P.group(g)}", 2)
+        self.forward_loop(keep="kept_", allocate=True)
         self.step_values(2)
         self.w(f"out[:na] += values[{self.index(self.prog.logp)}]", 2)
         self.advance(2)
@@ -158,11 +149,7 @@ class SequenceEmitter:
                    "Draw every sequence step by step (rows sorted longest first): each step's groups given the "
                    "states, where ms_<group> is set the value in xs_<group> is kept (clamped), then the states "
                    "advance.")
-        self.open_states(1)
-        self.w("for t in range(lengths[0] if n_rows > 0 else 0):", 1)
-        self.frames("t", 2, masks=True)
-        for g in self.states:
-            self.w(f"{P.group(g)} = {P.group(g)}[:na]", 2)
+        self.forward_loop(masks=True)
         masks = [f"m_{P.ident(g)}" for g in dem.orders["directed"]]
         self.w(self.step_call("sample_model", masks + ["rng"]), 2)
         for g in self.steps:
@@ -217,30 +204,11 @@ class SequenceEmitter:
                  "damping": "0.0", "tol": "0.0", "max_iter": "1"}
         self.w(self.energy_call("mean_field", "mean_field", extra).replace("x_", f"{x}_"), indent)
 
-    def states_forward(self, indent: int) -> None:
-        """kept_<state>[t, :na]: every sequence's states before each step."""
-        self.open_states(indent)
-        for g in self.states:
-            self.w(f"kept_{P.ident(g)} = np.zeros({self.rows_shape(['n_steps', 'n_rows'], g)})", indent)
-        self.w("for t in range(n_steps):", indent)
-        self.frames("t", indent + 1)
-        for g in self.states:
-            self.w(f"{P.group(g)} = {P.group(g)}[:na]", indent + 1)
-            self.w(f"kept_{P.ident(g)}[t, :na] = {P.group(g)}", indent + 1)
-        self.step_values(indent + 1)
-        self.advance(indent + 1)
-
     def states_kernel(self) -> None:
         self.dem.kernel("sequence_states", "sequence_states",
                         "The states before every step of every sequence (rows sorted longest first), into "
                         "kept_<state>[t, r].")
-        self.w("n_steps = lengths[0] if n_rows > 0 else 0", 1)
-        self.open_states(1)
-        self.w("for t in range(n_steps):", 1)
-        self.frames("t", 2)
-        for g in self.states:
-            self.w(f"{P.group(g)} = {P.group(g)}[:na]", 2)
-            self.w(f"kept_{P.ident(g)}[t, :na] = {P.group(g)}", 2)
+        self.forward_loop(keep="kept_")
         self.step_values(2)
         self.advance(2)
 
@@ -256,8 +224,9 @@ class SequenceEmitter:
                    "its last state there. Given the "
                    "states (which depend on the data only), the steps' chains are independent: they run as one "
                    "batch of every frame (rng holds a stream per frame).")
-        self.w("n_steps = lengths[0] if n_rows > 0 else 0", 1)
-        self.states_forward(1)
+        self.forward_loop(keep="kept_", allocate=True)
+        self.step_values(2)
+        self.advance(2)
         self.w("# every frame of every sequence, in step order (first[t]: the row of step t's first frame)", 1)
         self.w("n_frames = 0", 1)
         self.w("for r in range(n_rows):", 1)
@@ -364,11 +333,8 @@ class SequenceEmitter:
                    "Draw every sequence step by step (rows sorted longest first): k block-Gibbs sweeps of the "
                    "step's energy given the states, where ms_<group> is set the value in xs_<group> kept "
                    "(clamped), then the states advance.")
-        self.open_states(1)
-        self.w("for t in range(lengths[0] if n_rows > 0 else 0):", 1)
-        self.frames("t", 2, masks=True)
+        self.forward_loop(masks=True)
         for g in self.states:
-            self.w(f"{P.group(g)} = {P.group(g)}[:na]", 2)
             self.w(f"m_{P.ident(g)} = np.ones({self.rows_shape(['na'], g)}, np.uint8)", 2)
         hidden = set(self.hidden)
         first = {"masks": lambda g: f"m_{P.ident(g)}", "free": self.flags(hidden), "rng": "rng", "steps": "1"}

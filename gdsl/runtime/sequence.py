@@ -146,9 +146,7 @@ class SequenceModel(DirectedModel):
         out = np.zeros(len(lens))
         self.call("sequence_logp", n_rows=len(lens), lengths=np.ascontiguousarray(lens[order]),
                   seqs={g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}, params=self._p64, out=out)
-        result = np.empty_like(out)
-        result[order] = out
-        return result
+        return self._unsorted(out, order)
 
     def _backward(self, mode: str, st: dict, eps: dict, n: int, seed_p, seed_q):
         """(log p, None, grads) of a minibatch of sequences (the directed learner's step); for a
@@ -177,19 +175,28 @@ class SequenceModel(DirectedModel):
                 return {}
         return measure
 
-    def _sequence_backward(self, seqs: dict, lens: np.ndarray, seed):
+    def _gradient_call(self, lens: np.ndarray, seed):
+        """What a learning kernel takes, rows sorted longest first: (order, sorted lengths, sorted
+        seeds, out, grads and their flat views); `_unsorted(out, order)` puts `out` back."""
         n = len(lens)
         order = self._sorted(lens)
-        seed = np.ascontiguousarray(np.broadcast_to(seed, (n,)), dtype=np.float64)[order]
-        out = np.zeros(n)
+        seed = np.ascontiguousarray(np.ascontiguousarray(np.broadcast_to(seed, (n,)), dtype=np.float64)[order])
         grads = {k: np.zeros(self._shapes[k]) for k in self._p}
         flat = {k: g if g.ndim else g.reshape(1) for k, g in grads.items()}
-        self.call("sequence_backward", n_rows=n, lengths=np.ascontiguousarray(lens[order]),
+        return order, np.ascontiguousarray(lens[order]), seed, np.zeros(n), grads, flat
+
+    @staticmethod
+    def _unsorted(out: np.ndarray, order: np.ndarray) -> np.ndarray:
+        back = np.empty_like(out)
+        back[order] = out
+        return back
+
+    def _sequence_backward(self, seqs: dict, lens: np.ndarray, seed):
+        order, lengths, seed, out, grads, flat = self._gradient_call(lens, seed)
+        self.call("sequence_backward", n_rows=len(lens), lengths=lengths,
                   seqs={g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}, params=self._p64,
-                  seed=np.ascontiguousarray(seed), out=out, grads=flat)
-        logp = np.empty_like(out)
-        logp[order] = out
-        return logp, None, grads
+                  seed=seed, out=out, grads=flat)
+        return self._unsorted(out, order), None, grads
 
     def gradients(self, data: Mapping, objective: str | None = None, lengths=None, k: int = 1, **options):
         """(mean log p per sequence, its gradient for every parameter), by backpropagation through
@@ -377,23 +384,17 @@ class SequenceModel(DirectedModel):
     def _cd_step(self, seqs: dict, lens, seed, k: int, rows=None):
         """(-(free-energy gap) per sequence, CD-k gradients backpropagated through time); with
         `rows` (PCD), the model's side goes on from those training sequences' persistent chains."""
+        order, lengths, seed, out, grads, flat = self._gradient_call(lens, seed)
         n = len(lens)
-        order = self._sorted(lens)
-        seed = np.ascontiguousarray(np.broadcast_to(seed, (n,)), dtype=np.float64)[order]
-        out = np.zeros(n)
-        grads = {p: np.zeros(self._shapes[p]) for p in self._p}
-        flat = {p: g if g.ndim else g.reshape(1) for p, g in grads.items()}
         padded = self._with_hidden(seqs, lens)
         T = next(iter(padded.values())).shape[1]
         chains = ({g: np.ascontiguousarray(self._pcd_chains[g][rows[order], :T]) for g in padded} if rows is not None
                   else {g: np.zeros((0, 0) + self._shapes[g]) for g in padded})
-        self.call("sequence_cd", n_rows=n, lengths=np.ascontiguousarray(lens[order]),
+        self.call("sequence_cd", n_rows=n, lengths=lengths,
                   seqs={g: np.ascontiguousarray(a[order]) for g, a in padded.items()}, seq_chains=chains,
-                  params=self._p64, seed=np.ascontiguousarray(seed), k=int(k), persistent=rows is not None,
+                  params=self._p64, seed=seed, k=int(k), persistent=rows is not None,
                   rng=self._streams(int(lens.sum())), out=out, grads=flat)
         if rows is not None:
             for g, c in chains.items():
                 self._pcd_chains[g][rows[order], :T] = c
-        gap = np.empty_like(out)
-        gap[order] = out
-        return -gap, grads
+        return -self._unsorted(out, order), grads
