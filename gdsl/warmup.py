@@ -26,8 +26,8 @@ def warm_up(path, dtype: str | None = None, only=WORK, report=print) -> list[tup
     drawn = {}
 
     def rows() -> dict:  # two rows of the visible groups, drawn once for every kind of work
-        if not drawn:
-            s = m.sample(2, steps=1)
+        if not drawn:  # (a sequence model draws two sequences of three steps)
+            s = m.sample(2, length=3, k=1) if getattr(m, "STEPS", ()) else m.sample(2, steps=1)
             drawn.update({g: s[g] for g in m.visible})
         return drawn
 

@@ -361,3 +361,14 @@ def test_a_gated_recurrence_written_from_functions_has_exact_log_p_and_gradients
         down[name].flat[1] -= eps
         fd = (np.mean([ref(up, s) for s in seqs]) - np.mean([ref(down, s) for s in seqs])) / (2 * eps)
         assert grads[name].flat[1] == pytest.approx(fd, rel=1e-5, abs=1e-8), name
+
+
+@pytest.mark.parametrize("path", [NADE, RBM])
+def test_methods_of_other_models_are_refused_with_what_to_use(path):
+    m = gdsl.load(path, nv=3, nh=2, nu=2, seed=0)
+    frames = {"v": np.zeros((2, 3))}
+    with pytest.raises(ValueError, match="log_prob"):
+        m.log_joint(frames)
+    for call in (m.energy, m.free_energy, m.gibbs):
+        with pytest.raises(ValueError, match="unfolds in time"):
+            call(frames)

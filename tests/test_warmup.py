@@ -6,6 +6,7 @@ The model is a small RBM of its own name, so no other test has compiled it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -53,3 +54,14 @@ def test_warmup_says_what_it_needs():
     p = subprocess.run([sys.executable, "-m", "gdsl", "warmup", "rbm", "--only", "nothing"], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2 and "unknown kind of work nothing" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_warmup_of_a_sequence_model_compiles_its_sampler_and_learner():
+    """A model with a time axis is warmed on sequences (two of three steps), and the work that
+    does not apply to it says so instead of failing."""
+    from gdsl.warmup import warm_up
+
+    done = dict((work, outcome) for work, outcome, _ in
+                warm_up(str(Path(__file__).resolve().parent.parent / "models" / "rnn_nade.gdl"), report=None))
+    assert done["sample"] == done["fit"] == done["log-prob"] == "compiled"
+    assert done["free-energy"].startswith("does not apply: rnn_nade unfolds in time")

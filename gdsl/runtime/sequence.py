@@ -34,6 +34,15 @@ class SequenceModel(DirectedModel):
     def supported(self) -> tuple:
         return ("log_prob", "sample", "gradients", "fit", "save", "load_params")
 
+    def _need_energy(self, what: str, instead: str = "") -> None:
+        raise ValueError(f"{self.NAME} unfolds in time and has no {what} of its own: each step is normalised "
+                         f"given the past, so the model is used on whole sequences (docs/sequences.md). "
+                         f"{self.NAME} supports: {', '.join(self.supported())}")
+
+    def log_joint(self, state: Mapping) -> np.ndarray:
+        raise ValueError(f"{self.NAME} unfolds in time: log_prob({{'{self.STEPS[0]}': sequences}}) gives log p of "
+                         f"each sequence")
+
     @property
     def has_step_energy(self) -> bool:
         """Each step is an energy model normalised given the past (an RNN-RBM), not directed."""
