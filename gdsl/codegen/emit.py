@@ -256,6 +256,9 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.field_kernel(g)
             if g.coupled:
                 self.precision_kernel(g)
+            if self._splits(g):
+                self.field_part_kernel(g, held=True)
+                self.field_part_kernel(g, held=False)
         self.gibbs_kernel()
         self.mean_field_kernel()
         self.free_energy_kernel()
@@ -285,6 +288,46 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             m = self.plan.monomials[mid]
             self.w(f"# {self.src(m)}  (quadratic)", 1)
             self.scatter(m, fi, "q", negate=False)
+
+    # a field in two parts, where a model has groups Gibbs never moves (a sequence's states)
+    def _held_terms(self, g: GroupPlan) -> list[tuple[int, int]]:
+        """The linear terms of g's field whose other factors are all states (or none): they do
+        not change during a Gibbs call."""
+        states = {n for n, gp in self.plan.groups.items() if gp.role == "state"}
+        return [(mid, fi) for mid, fi in g.linear
+                if all(f.group in states for k, f in enumerate(self.plan.monomials[mid].factors) if k != fi)]
+
+    def _splits(self, g: GroupPlan) -> bool:
+        """Whether Gibbs computes g's field as a held part (once per call) plus a moving part
+        (every sweep): only in models with states, for a group with terms of each kind."""
+        if (g.role == "state" or g.domain == "real" or g.coupled or g.lateral or g.name not in self.blocked
+                or not any(gp.role == "state" for gp in self.plan.groups.values())):
+            return False
+        held = self._held_terms(g)
+        return bool(held) and len(held) < len(g.linear)
+
+    @property
+    def blocked(self) -> set:
+        return {n for b in self.plan.blocks for n in b}
+
+    def field_part_kernel(self, g: GroupPlan, held: bool) -> None:
+        part = "held" if held else "moving"
+        self.kernel(f"field_{g.name}_{part}", "field",
+                    f"f = the terms of -dE/d{g.name} whose other groups are all states (held during a Gibbs call)"
+                    if held else f"f += the other terms of -dE/d{g.name} (those with a group Gibbs moves).")
+        self.w("n = f.shape[0]", 1)
+        terms = set(self._held_terms(g))
+        chosen = [(mid, fi) for mid, fi in g.linear if ((mid, fi) in terms) == held]
+        first = chosen[0][0] if held and chosen[0][0] in g.dense else None
+        if held and first is None:
+            self.w("f.fill(0.0)", 1)
+        for mid, fi in chosen:
+            m = self.plan.monomials[mid]
+            self.w(f"# {self.src(m)}", 1)
+            if mid in g.dense:
+                self.dense_field(g, m, fi, overwrite=mid == first)
+            else:
+                self.scatter(m, fi, "f", negate=True)
 
     def precision_kernel(self, g: GroupPlan) -> None:
         """pp[c, a, b] += d2E / dx_a dx_b from the monomials holding two elements of x (both orders,
@@ -476,7 +519,12 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         return f"field_{g.name}({self.args}, f_{g.name}{extra})"
 
     def fields(self, g: GroupPlan, indent: int) -> None:
-        """The field of g (and, for a coupled real group, the coupling part of its precision)."""
+        """The field of g (and, for a coupled real group, the coupling part of its precision);
+        in Gibbs, a split field is its held part (computed once per call) plus its moving part."""
+        if getattr(self, "held_fields", False) and self._splits(g):
+            self.w(f"f_{g.name}[...] = held_{g.name}", indent)
+            self.w(f"field_{g.name}_moving({self.args}, f_{g.name})", indent)
+            return
         self.w(self._field_call(g), indent)
         if g.coupled:
             self.w(f"precision_{g.name}({self.args}, pp_{g.name})", indent)
@@ -562,6 +610,10 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w(f"kept_{spike} = np.empty_like({P.group(spike)})", 1)
             for a in (f"f0_{slab}", f"q0_{slab}", f"f1_{slab}", f"q1_{slab}"):
                 self.w(f"{a} = np.empty_like({P.group(slab)})", 1)
+        for g in self.plan.groups.values():
+            if self._splits(g):  # the states' terms do not change during the sweeps
+                self.w(f"held_{g.name} = np.empty_like({P.group(g.name)})", 1)
+                self.w(f"field_{g.name}_held({self.args}, held_{g.name})", 1)
         self.w("ok = True", 1)
         self.w("for step in range(steps):", 1)
 
@@ -572,7 +624,11 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             call = f"_k.{self.domain_kernel('draw', g)}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, indent)
 
-        self._each_block(draw, collapse=True)
+        self.held_fields = True
+        try:
+            self._each_block(draw, collapse=True)
+        finally:
+            self.held_fields = False
         self.w("return ok", 1)
 
     def site_sweep(self, g: GroupPlan, indent: int, draw: bool, lateral_scale: str = "") -> None:
