@@ -277,13 +277,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w("f.fill(0.0)", 1)
         if real:
             self.w("q.fill(0.0)", 1)
-        for mid, fi in g.linear:
-            m = self.plan.monomials[mid]
-            self.w(f"# {self.src(m)}", 1)
-            if mid in g.dense:
-                self.dense_field(g, m, fi, overwrite=mid == first)
-            else:
-                self.scatter(m, fi, "f", negate=True)
+        self.linear_terms(g, g.linear, first)
         for mid, fi in g.quadratic:
             m = self.plan.monomials[mid]
             self.w(f"# {self.src(m)}  (quadratic)", 1)
@@ -321,7 +315,11 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         first = chosen[0][0] if held and chosen[0][0] in g.dense else None
         if held and first is None:
             self.w("f.fill(0.0)", 1)
-        for mid, fi in chosen:
+        self.linear_terms(g, chosen, first)
+
+    def linear_terms(self, g: GroupPlan, terms, first) -> None:
+        """f += each term's -dE/dg; the dense term `first` writes its product in place."""
+        for mid, fi in terms:
             m = self.plan.monomials[mid]
             self.w(f"# {self.src(m)}", 1)
             if mid in g.dense:
