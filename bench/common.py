@@ -95,3 +95,21 @@ def versus_table(times, thread_counts, unit: str, scale: float, ours="gdsl", the
 
 def verdict(ok: bool, text: str) -> None:
     print(f"  {'PASS' if ok else 'FAIL'}: {text}")
+
+
+def load_binarised_mnist(path, n_train: int, n_valid: int, log) -> tuple:
+    """(train, valid, test) float64 from ../shared/data/binarized_mnist.npz (nothing is
+    downloaded: a missing file ends the bench with where to look)."""
+    import sys
+
+    import numpy as np
+
+    if not path.exists():
+        sys.exit(f"no data at {path} (see ../shared/data/README.md; nothing is downloaded)")
+    with np.load(path) as f:
+        train = f["train"][:n_train].astype(np.float64)
+        valid = f["valid"][:n_valid].astype(np.float64)
+        test = f["test"].astype(np.float64)
+    log(f"binarised MNIST: {len(train)} training, {len(valid)} validation, {len(test)} test images; "
+        f"load average {load_average()}")
+    return train, valid, test

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load_average, set_blas_threads  # noqa: E402
+from common import load_binarised_mnist, set_blas_threads  # noqa: E402
 
 set_blas_threads(sys.argv)
 
@@ -101,14 +101,7 @@ def main(argv=None) -> None:
     def log(text: str) -> None:
         print(text, flush=True)
 
-    if not DATA.exists():
-        sys.exit(f"no data at {DATA} (see ../shared/data/README.md; nothing is downloaded)")
-    with np.load(DATA) as f:
-        train = f["train"][:args.n_train].astype(np.float64)
-        valid = f["valid"][:args.n_valid].astype(np.float64)
-        test = f["test"].astype(np.float64)
-    log(f"binarised MNIST: {len(train)} training, {len(valid)} validation, {len(test)} test images; "
-        f"load average {load_average()}")
+    train, valid, test = load_binarised_mnist(DATA, args.n_train, args.n_valid, log)
     rows = []
     for key in args.models:
         name, options, epochs, grid = SETTINGS[key]

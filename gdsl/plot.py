@@ -373,9 +373,4 @@ def piano_rolls(rolls, path=None, titles=None, lowest: int = 21, title=None):
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
     axes[-1, 0].set_xlabel("frame (quarter note)")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finished(fig, title, path)

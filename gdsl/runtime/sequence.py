@@ -160,7 +160,9 @@ class SequenceModel(DirectedModel):
     def _backward(self, mode: str, st: dict, eps: dict, n: int, seed_p, seed_q):
         """(log p, None, grads) of a minibatch of sequences (the directed learner's step); for a
         per-step energy, (minus the free-energy gap, None, the CD-k gradients)."""
-        seqs, lens = self.sequences(st)
+        # a minibatch of what fit() checked and padded once: no second check per minibatch
+        lens = np.asarray(st[LENGTHS]).astype(np.int64)
+        seqs = {g: np.ascontiguousarray(st[g][:, :int(lens.max())]) for g in self.visible}
         if self.has_step_energy:
             rows = np.asarray(st[ROWS]).astype(np.int64) if ROWS in st and self._pcd_chains else None
             gap, grads = self._cd_step(seqs, lens, seed_p, self._cd_k, rows)
