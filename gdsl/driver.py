@@ -7,18 +7,49 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .analysis.directed import analyse_directed
-from .analysis.layers import DBN_LAYER_TEXT, dbn_stack, greedy_plan
-from .analysis.plan import Plan, analyse
-from .codegen.emit import emit
+from typing import TYPE_CHECKING
+
 from .errors import CompilerBug, GdslError, ModelErrors, Source, Span
-from .frontend import ast as ast_mod
-from .frontend.checker import CheckedModel, check
-from .frontend.parser import _collector_paused, parse
-from .ir.lower import lower
-from .ir.model import ModelIR
+
+if TYPE_CHECKING:
+    from .analysis.plan import Plan
+    from .frontend import ast as ast_mod
+    from .frontend.checker import CheckedModel
+    from .ir.model import ModelIR
 
 STAGES = ("ast", "ir", "plan", "py")
+
+# The stages are imported on the first compile, not with this module: loading a cached model
+# needs none of them (they and networkx and lark are a fifth of a second of start-up).
+_COMPILER_NAMES = ("analyse_directed", "DBN_LAYER_TEXT", "dbn_stack", "greedy_plan", "analyse", "emit", "ast_mod",
+                   "check", "_collector_paused", "parse", "lower")
+
+
+def _load_compiler() -> None:
+    """Bind the stages' entry points as this module's globals (once; a name already bound, e.g.
+    by a test's monkeypatch, is kept)."""
+    g = globals()
+    if all(name in g for name in _COMPILER_NAMES):
+        return
+    from .analysis.directed import analyse_directed
+    from .analysis.layers import DBN_LAYER_TEXT, dbn_stack, greedy_plan
+    from .analysis.plan import analyse
+    from .codegen.emit import emit
+    from .frontend import ast as ast_mod
+    from .frontend.checker import check
+    from .frontend.parser import _collector_paused, parse
+    from .ir.lower import lower
+
+    found = locals()
+    for name in _COMPILER_NAMES:
+        g.setdefault(name, found[name])
+
+
+def __getattr__(name: str):
+    if name in _COMPILER_NAMES:
+        _load_compiler()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -128,6 +159,7 @@ def compile_source(source: Source, until: str = "py") -> Compiled:
     """Run the stages in order up to `until`; user errors raise ModelErrors, our own bugs CompilerBug."""
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; the stages are {', '.join(STAGES)}")
+    _load_compiler()
     from .frontend.parser import MAX_SOURCE_CHARS
 
     if len(source.text) > MAX_SOURCE_CHARS:  # refused before any stage reads the text
@@ -223,6 +255,7 @@ def _attach(e: GdslError, source: Source) -> None:
 
 
 def dump(compiled: Compiled, stage: str) -> str:
+    _load_compiler()
     if stage == "ast":
         return ast_mod.dump(compiled.ast) + "\n"
     if stage == "ir":

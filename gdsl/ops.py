@@ -32,6 +32,7 @@ class Function:
     vector: str | None = None  # `_k.<vector>(array)`: f over a whole array in place, in SIMD blocks
     written: bool = True  # False: introduced by the compiler only (the derivative of relu)
     in_energy: bool = True  # may appear in an energy (applied to parameters and constants)
+    numpy: str = ""  # the numpy tier's callable on arrays (`np`, and `_nk`, runtime/npkernels.py, in scope)
 
     @property
     def arity(self) -> int:
@@ -90,18 +91,20 @@ def _tanh(a: float) -> float:
 
 
 _TABLE = (
-    Function("exp", "math.exp", _exp, "y", "e^a", vector="vexp_inplace"),
-    Function("log", "math.log", _log, ("/", 1.0, "a"), "natural logarithm (a > 0)"),
-    Function("sqrt", "math.sqrt", _sqrt, ("/", 0.5, "y"), "square root (a >= 0)"),
+    Function("exp", "math.exp", _exp, "y", "e^a", vector="vexp_inplace", numpy="_nk.exp"),
+    Function("log", "math.log", _log, ("/", 1.0, "a"), "natural logarithm (a > 0)", numpy="_nk.log"),
+    Function("sqrt", "math.sqrt", _sqrt, ("/", 0.5, "y"), "square root (a >= 0)", numpy="_nk.sqrt"),
     Function("tanh", "math.tanh", _tanh, ("-", 1.0, ("*", "y", "y")), "hyperbolic tangent",
-             vector="vtanh_inplace"),
+             vector="vtanh_inplace", numpy="np.tanh"),
     Function("sigmoid", "_k.sigmoid", _sigmoid, ("*", "y", ("-", 1.0, "y")), "1 / (1 + e^-a)",
-             vector="vsigmoid_inplace"),
-    Function("softplus", "_k.softplus", _softplus, ("sigmoid", "a"), "log(1 + e^a), without overflow"),
-    Function("relu", "_k.relu", _relu, ("step", "a"), "max(a, 0); its derivative is 0 at 0"),
+             vector="vsigmoid_inplace", numpy="_nk.sigmoid"),
+    Function("softplus", "_k.softplus", _softplus, ("sigmoid", "a"), "log(1 + e^a), without overflow",
+             numpy="_nk.softplus"),
+    Function("relu", "_k.relu", _relu, ("step", "a"), "max(a, 0); its derivative is 0 at 0", numpy="_nk.relu"),
     Function("log_sigmoid", "_k.log_sigmoid", _log_sigmoid, ("sigmoid", ("neg", "a")),
-             "log(sigmoid(a)) = -softplus(-a), without overflow"),
-    Function("step", "_k.step", _step, 0.0, "1 if a > 0 else 0 (the derivative of relu)", written=False),
+             "log(sigmoid(a)) = -softplus(-a), without overflow", numpy="_nk.log_sigmoid"),
+    Function("step", "_k.step", _step, 0.0, "1 if a > 0 else 0 (the derivative of relu)", written=False,
+             numpy="_nk.step"),
 )
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in _TABLE}

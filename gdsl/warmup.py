@@ -8,12 +8,7 @@ machines: run it once after installing, with the same GDSL_CACHE_DIR as the real
 """
 from __future__ import annotations
 
-import time
-import warnings
-
-import numpy as np
-
-WORK = ("sample", "mean-field", "free-energy", "fit", "ais", "log-prob")
+from .runtime.warming import WORK, warm_model
 
 
 def warm_up(path, dtype: str | None = None, only=WORK, report=print) -> list[tuple[str, str, float]]:
@@ -22,42 +17,4 @@ def warm_up(path, dtype: str | None = None, only=WORK, report=print) -> list[tup
     An outcome is "compiled" or why the work does not apply to this model (a ValueError's text)."""
     from . import load
 
-    m = load(path, seed=0, dtype=dtype)
-    drawn = {}
-
-    def rows() -> dict:  # two rows of the visible groups, drawn once for every kind of work
-        if not drawn:  # (a sequence model draws two sequences of three steps)
-            s = m.sample(2, length=3, k=1) if getattr(m, "STEPS", ()) else m.sample(2, steps=1)
-            drawn.update({g: s[g] for g in m.visible})
-        return drawn
-
-    steps = {"sample": rows,
-             "mean-field": lambda: m.mean_field(rows(), max_iter=2),
-             "free-energy": lambda: m.free_energy(rows()),
-             "fit": lambda: m.fit(rows(), epochs=1, batch_size=2, progress=False),
-             "ais": lambda: m.log_partition(method="ais", runs=2, betas=np.linspace(0.0, 1.0, 3), workers=1),
-             "log-prob": lambda: _log_prob(m, rows())}
-    done = []
-    for work in only:
-        start = time.perf_counter()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # two rows give poor estimates: not the point here
-                steps[work]()
-            outcome = "compiled"
-        except (ValueError, NotImplementedError, AttributeError) as e:
-            outcome = f"does not apply: {str(e).splitlines()[0][:100]}"
-        seconds = time.perf_counter() - start
-        done.append((work, outcome, seconds))
-        if report is not None:
-            report(f"  {work:<12} {seconds:6.1f} s  {outcome}")
-    return done
-
-
-def _log_prob(m, rows):
-    # any log Z will do: what is compiled is the float64 free energy of the rows (or the directed
-    # model's log-density); a log Z by enumeration can be out of reach at the default sizes
-    if getattr(m, "ALL_GROUPS", ()):
-        m.log_prob(rows)
-    else:
-        m.log_prob(rows, log_z=0.0)
+    return warm_model(load(path, seed=0, dtype=dtype, jit="numba"), only, report)

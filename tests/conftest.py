@@ -8,6 +8,7 @@ seed should build its own instance with `load_model(...)`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,10 @@ import pytest
 
 import gdsl
 from small_data import digits_4x4
+
+# The tests check numba's kernels, which the runtime uses once compiled; tests/test_tiers.py
+# checks the numpy tier against them. No background compiles from the suite's processes.
+os.environ.setdefault("GDSL_JIT", "numba")
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"

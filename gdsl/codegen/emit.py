@@ -21,6 +21,7 @@ from . import contract
 from .companions import companion_source, dbn_attributes, greedy_attributes
 from .tidy import docstring, tidy
 from .learning import LearningEmitter
+from .numpy_tier import NumpyTierEmitter
 
 DRAW = {"binary": "two_state_draw", "spin": "two_state_draw", "real": "gaussian_draw",
         "categorical": "categorical_draw", "categorical_off": "categorical_off_draw"}
@@ -214,9 +215,19 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         digest = source_hash(self.source_text)
         self.header(self.lines, self.ir, self.source_text, "ModelBase", self.plan.schedule())
         self.energy_kernels()
+        tier = self.numpy_tier() if finish else []  # a layer model inside a module runs on numba
         classes = self.layer_models(greedy)
-        self.model_class(digest, extra=greedy_attributes(greedy, classes))
+        self.model_class(digest, extra=greedy_attributes(greedy, classes) + tier)
         return "\n".join(tidy(self.lines) if finish else self.lines) + "\n"
+
+    def numpy_tier(self) -> list[str]:
+        """Write the numpy tier's kernels (codegen/numpy_tier.py); return its class attributes."""
+        lines, attributes = NumpyTierEmitter(self.plan, self.sizes, self.orders, self.src).section()
+        if lines:
+            at = self.lines.index("from gdsl.runtime import kernels as _k") + 1
+            self.lines.insert(at, "from gdsl.runtime import npkernels as _nk")
+            self.lines += lines
+        return attributes
 
     def layer_models(self, greedy) -> list:
         """The layer RBMs of greedy pretraining as companion classes (None: the model itself)."""

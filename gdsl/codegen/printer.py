@@ -60,7 +60,9 @@ def bound(bounds, fn: str, sizes) -> str:
     return texts[0] if len(texts) == 1 else f"{fn}(" + ", ".join(texts) + ")"
 
 
-def expr(e: IExpr, sizes, scalar_params=frozenset()) -> str:
+def expr(e: IExpr, sizes, scalar_params=frozenset(), numpy: bool = False) -> str:
+    """A coefficient as a numba scalar expression, or with `numpy` as the numpy tier's (its
+    functions take arrays too)."""
     if isinstance(e, INum):
         return number(e.value)
     if isinstance(e, ISym):
@@ -75,13 +77,14 @@ def expr(e: IExpr, sizes, scalar_params=frozenset()) -> str:
             return f"{param(e.name)}[0]"
         return f"{param(e.name)}[" + ", ".join(poly(p, sizes) for p in e.index) + "]"
     if isinstance(e, IUn):
-        inner = expr(e.arg, sizes)
+        inner = expr(e.arg, sizes, numpy=numpy)
         if e.op == "neg":
             return f"(-{inner})"
-        return f"{ops.lookup(e.op).numba}({inner})"
+        fn = ops.lookup(e.op)
+        return f"{fn.numpy if numpy else fn.numba}({inner})"
     if isinstance(e, IBin):
         op = "**" if e.op == "^" else e.op
-        return f"({expr(e.left, sizes)} {op} {expr(e.right, sizes)})"
+        return f"({expr(e.left, sizes, numpy=numpy)} {op} {expr(e.right, sizes, numpy=numpy)})"
     from ..errors import CompilerBug
 
     raise CompilerBug(f"cannot print {type(e).__name__} as a coefficient")

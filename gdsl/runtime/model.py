@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import abi, cache
 from . import kernels as _k
+from . import npkernels as _nk
 from .checks import generator, mapping, numeric_array, real, whole
 from .consts import check_constants, check_memory
 from .enumerate import Enumeration
@@ -25,6 +26,7 @@ from .ais import AISMixin, log_z_value
 from .classify import ClassifyMixin
 from .learn import LearningMixin
 from .rows import call_by_rows, default_threads
+from .tiers import Tiers, choose
 
 DEFAULT_MAX_STATES = 2 ** 24
 _DOMAIN_VALUES = {"binary": (0.0, 1.0), "spin": (-1.0, 1.0)}
@@ -94,13 +96,15 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     CENTRING_REFUSED: str | None = None
     SCHEDULE = ""
     KERNELS: dict = {}
+    NUMPY_KERNELS: dict = {}  # the numpy tier (codegen/numpy_tier.py), or why there is none:
+    NUMPY_REFUSED = "numba only: a model with conditionals"
     NONZERO_CONSTS: tuple = ()  # what the arithmetic needs of the constants (analysis/constants.py),
     POSITIVE_CONSTS: tuple = ()  # checked by the constructor (runtime/consts.py)
     CONST_CHECKS: tuple = ()
     GREEDY: tuple = ()  # the layer RBMs of greedy pretraining (runtime/greedy.py)
     GREEDY_REFUSED = None  # or why the model has none
 
-    def __init__(self, seed=None, dtype="float32", **overrides):
+    def __init__(self, seed=None, dtype="float32", jit=None, **overrides):
         self.sizes = dict(self.SIZES)
         self.consts = dict(self.CONSTS)
         for name, value in overrides.items():
@@ -130,11 +134,22 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
         self._constraints = dict(self.PARAMS)
         self._rng = generator(seed)
         self.threads = default_threads()  # chains split over this many threads (runtime/rows.py)
+        self._tiers = Tiers(type(self), choose(jit), self.dtype.name)  # numba's kernels or numpy's
         self._version = 0
         raw = self.initial_params(self.sizes, self.consts, self._rng, self._shapes)
         self._p = ParamDict(self, {k: self._validated_param(k, self._apply_constraints(k, v)) for k, v in raw.items()})
 
     # ------------------------------------------------------------------ metadata
+    @property
+    def jit(self) -> str:
+        """"background", "numba" or "numpy": which kernels answer while numba compiles (runtime/tiers.py)."""
+        return self._tiers.jit
+
+    @property
+    def tier(self) -> str:
+        """"numpy" while the numpy tier answers sampling, mean field and free energies, else "numba"."""
+        return self._tiers.tier
+
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in {**self.sizes, **self.consts}.items())
         return f"<gdsl model {self.NAME}({sizes}) {self.dtype.name}>"
@@ -357,7 +372,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     def _streams(self, n):
         seeds = self._rng.integers(0, 2 ** 63, size=n, dtype=np.int64).astype(np.uint64)
         rng = np.empty((n, 2), dtype=np.uint64)
-        _k.seed_streams(seeds, rng)
+        _nk.seed_streams(seeds, rng)  # numpy's splitmix64: the streams of rng.seed_streams, nothing to compile
         return rng
 
     def random_state(self, n: int) -> dict:
@@ -390,7 +405,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
         values = dict(self._model_values(families.pop("state", None), families.pop("params", None)), **families)
         args = abi.arguments(spec, self.ORDERS, values)
         try:
-            return self.KERNELS[kernel](*args)
+            return self._tiers.run(kernel, args)
         except Exception as e:
             if not cache.raised_by_numba_cache(e):
                 raise
@@ -404,7 +419,8 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
 
     def _by_rows(self, kernel: str, n: int, rowwise: dict, shared: dict) -> list:
         """`kernel` over the rows (chains) of `rowwise`, cut into parts run on `self.threads` threads."""
-        return call_by_rows(lambda **families: self.call(kernel, **families), n, self.threads, rowwise, shared)
+        threads = 1 if self._tiers.uses_numpy(kernel) else self.threads  # numpy's Python holds the GIL
+        return call_by_rows(lambda **families: self.call(kernel, **families), n, threads, rowwise, shared)
 
     def _model_values(self, state=None, params=None) -> dict:
         """The families every energy kernel starts with; scalar parameters as 1-element views."""
