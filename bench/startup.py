@@ -42,7 +42,7 @@ elif hasattr(m, "ALL_GROUPS") and not m.BLOCKS:
 else:
     m.sample(10, steps=10)
 t2 = time.perf_counter()
-workers = [w.proc.pid for w in tiers._WORKERS.values()]
+workers = [w.pid for w in tiers._WORKERS.values()]
 print(json.dumps({"import_load": t1 - t0, "sample": t2 - t1, "tier": m._tiers.tier, "workers": workers}))
 """
 

@@ -178,6 +178,19 @@ def test_training_runs_on_numba_whatever_the_tier():
     assert m._tiers.uses_numpy("gibbs") and not m._tiers.uses_numpy("train_epoch")
 
 
+def test_a_long_run_in_parts_is_the_same_run():
+    """While a background compile may finish, Gibbs runs in calls of CHUNK sweeps on the same
+    streams: the same samples as one call."""
+    a = gdsl.load(model_path("rbm"), seed=9, dtype="float64", jit="numpy", **TINY["rbm"])
+    b = gdsl.load(model_path("rbm"), seed=9, dtype="float64", jit="numpy", **TINY["rbm"])
+    b._tiers.jit = "background"  # as a background model before the switch (no process here: numpy answers)
+    b._tiers.uses_numpy = lambda kernel: kernel in b._tiers.numpy
+    assert len(b._tiers.chunks(3 * tiers.CHUNK + 1)) == 4
+    sa, sb = a.sample(20, steps=3 * tiers.CHUNK + 1), b.sample(20, steps=3 * tiers.CHUNK + 1)
+    for g in sa:
+        np.testing.assert_array_equal(sa[g], sb[g])
+
+
 def test_background_hands_over_to_numba(tmp_path):
     """A fresh cache in a child process: the first sample comes from numpy while a worker
     compiles; after `tiers.wait()` numba answers, and the samples of both tiers are the same
@@ -193,14 +206,21 @@ def test_background_hands_over_to_numba(tmp_path):
         second = again.sample(50, steps=3)
         print("second", again.tier)
         print("same", all(np.array_equal(first[g], second[g]) for g in first))
+        print("sums", [float(first[g].sum()) for g in sorted(first)])
     """)
     env = dict(__import__("os").environ, GDSL_CACHE_DIR=str(tmp_path / "cache"), NUMBA_CACHE_DIR=str(tmp_path / "nb"))
     env.pop("GDSL_JIT", None)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900)
-    assert out.returncode == 0, out.stderr
-    assert "first numpy" in out.stdout
-    assert "second numba" in out.stdout
-    assert "same True" in out.stdout
+    # two processes at once on the empty caches: both compile the module and both background
+    # processes write numba's cache at the same time
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=900) + (p.returncode,) for p in procs]
+    for stdout, stderr, code in outs:
+        assert code == 0, stderr
+        assert "first numpy" in stdout
+        assert "second numba" in stdout
+        assert "same True" in stdout
+    assert [o[0].splitlines()[-1] for o in outs][0] == [o[0].splitlines()[-1] for o in outs][1]
     # numba's cache is warm now: no background process; numpy answers until it has taken about
     # what loading numba's kernels would, then numba does
     cached = textwrap.dedent(f"""
@@ -258,3 +278,15 @@ def test_functions_in_energies_agree(function_model):
     a, b = _pair(path, "float64", seed=6)
     assert b.NUMPY_KERNELS, b.NUMPY_REFUSED
     _compare(a, b, exact=True)
+
+
+def test_a_failed_background_compile_warns_and_numba_takes_over():
+    m = gdsl.load(model_path("rbm"), seed=0, jit="background", **TINY["rbm"])
+    m._tiers.key = ("/nonexistent/gdsl_model.py", "gdsl_no_such_module", "float32")
+    m._tiers._in_numbas_cache = lambda kernel: False  # as on a fresh machine: start the process
+    m.sample(4, steps=1)
+    assert m.tier == "numpy"
+    with pytest.warns(RuntimeWarning, match="compiling in the background failed"):
+        assert gdsl.wait_compiled(timeout=300)
+    m.sample(4, steps=1)
+    assert m.tier == "numba"

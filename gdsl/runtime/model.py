@@ -472,8 +472,10 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     def _run_gibbs(self, st, masks, steps: int):
         n = next(iter(st.values())).shape[0]
         free = {g: bool(not masks[g].all()) for g in self.domains}
-        oks = self._by_rows("gibbs", n, {"state": st, "masks": masks, "rng": self._streams(n)},
-                            {"free": free, "steps": steps})
+        rng = self._streams(n)
+        oks = []
+        for part in self._tiers.chunks(steps):  # the kernels advance the streams in place: parts continue them
+            oks += self._by_rows("gibbs", n, {"state": st, "masks": masks, "rng": rng}, {"free": free, "steps": part})
         if not all(oks):
             raise ValueError(self._precision_problem() + ": the energy is not bounded below for these parameters")
         return st

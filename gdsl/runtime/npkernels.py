@@ -34,52 +34,61 @@ def seed_streams(seeds: np.ndarray, rng: np.ndarray) -> None:
         rng[:, w] = y ^ (y >> _U64(31))
 
 
-def _rotl(x, k: int):
-    return (x << _U64(k)) | (x >> _U64(64 - k))
+_SHIFT = {k: _U64(k) for k in (11, 16, 24, 27, 37, 40)}
 
 
-def _step(s0, s1):
-    """(output, s0, s1): one step of every chain's xoroshiro128+ stream."""
-    r = s0 + s1
-    s1 = s1 ^ s0
-    return r, _rotl(s0, 24) ^ s1 ^ (s1 << _U64(16)), _rotl(s1, 37)
+def _outputs(rng: np.ndarray, steps: int, live=None) -> np.ndarray:
+    """(steps, chains): the next `steps` outputs of every chain's stream, the streams advanced
+    in place (a chain whose live[k] is False at step k keeps its state: it takes fewer steps).
+    Ten in-place array operations a step, no allocations: the chains are few, so the
+    operations' fixed cost is what counts."""
+    n = rng.shape[0]
+    out = np.empty((steps, n), np.uint64)
+    a, b = rng[:, 0].copy(), rng[:, 1].copy()
+    t = np.empty(n, np.uint64)
+    if live is not None:
+        a0, b0 = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    for k in range(steps):
+        if live is not None:
+            a0[...], b0[...] = a, b
+        np.add(a, b, out=out[k])
+        np.bitwise_xor(b, a, out=b)  # s1 ^= s0
+        np.left_shift(a, _SHIFT[24], out=t)  # s0 = rotl(s0, 24) ^ s1 ^ (s1 << 16)
+        np.right_shift(a, _SHIFT[40], out=a)
+        np.bitwise_or(a, t, out=a)
+        np.bitwise_xor(a, b, out=a)
+        np.left_shift(b, _SHIFT[16], out=t)
+        np.bitwise_xor(a, t, out=a)
+        np.left_shift(b, _SHIFT[37], out=t)  # s1 = rotl(s1, 37)
+        np.right_shift(b, _SHIFT[27], out=b)
+        np.bitwise_or(b, t, out=b)
+        if live is not None:
+            np.copyto(a, a0, where=~live[k])
+            np.copyto(b, b0, where=~live[k])
+    rng[:, 0], rng[:, 1] = a, b
+    return out
 
 
 def row_uniforms(rng: np.ndarray, m: int, dtype) -> np.ndarray:
     """(chains, m) uniforms, every chain's stream advanced as rng._fill_uniforms advances it:
     float64 rows take m steps of 53 bits, float32 rows (m + 1) // 2 steps of two 24-bit draws."""
-    s0, s1 = rng[:, 0].copy(), rng[:, 1].copy()
     n = rng.shape[0]
     if np.dtype(dtype) == np.float32:
-        steps = (m + 1) // 2
-        u = np.empty((n, 2 * steps), np.float32)
-        for k in range(steps):
-            r, s0, s1 = _step(s0, s1)
-            u[:, 2 * k] = (r >> _U64(40)).astype(np.float32) * _TWO_POW_M24
-            u[:, 2 * k + 1] = ((r >> _U64(16)) & _U64(0xFFFFFF)).astype(np.float32) * _TWO_POW_M24
-        u = u[:, :m]
-    else:
-        u = np.empty((n, m), np.float64)
-        for k in range(m):
-            r, s0, s1 = _step(s0, s1)
-            u[:, k] = (r >> _U64(11)).astype(np.float64) * _TWO_POW_M53
-    rng[:, 0], rng[:, 1] = s0, s1
-    return u
+        r = _outputs(rng, (m + 1) // 2).T
+        u = np.empty((n, 2 * r.shape[1]), np.float32)
+        u[:, 0::2] = (r >> _SHIFT[40]).astype(np.float32)
+        u[:, 1::2] = ((r >> _SHIFT[16]) & _U64(0xFFFFFF)).astype(np.float32)
+        u *= _TWO_POW_M24
+        return u[:, :m]
+    return (_outputs(rng, m).T >> _SHIFT[11]).astype(np.float64) * _TWO_POW_M53
 
 
 def counted_uniforms(rng: np.ndarray, need: np.ndarray) -> np.ndarray:
     """(chains, max need) float64 uniforms (rng.uniform), chain c's stream advanced need[c] steps
     (its row past need[c] is not meaningful)."""
-    s0, s1 = rng[:, 0].copy(), rng[:, 1].copy()
     top = int(need.max()) if need.size else 0
-    u = np.zeros((rng.shape[0], top), np.float64)
-    for k in range(top):
-        r, t0, t1 = _step(s0, s1)
-        live = k < need
-        u[:, k] = (r >> _U64(11)).astype(np.float64) * _TWO_POW_M53
-        s0, s1 = np.where(live, t0, s0), np.where(live, t1, s1)
-    rng[:, 0], rng[:, 1] = s0, s1
-    return u
+    live = np.arange(top)[:, None] < need[None, :]
+    return (_outputs(rng, top, live).T >> _SHIFT[11]).astype(np.float64) * _TWO_POW_M53
 
 
 # functions of the operator table on arrays and scalars (ops.Function.numpy) ------------------------

@@ -7,10 +7,11 @@ A generated module also holds numpy versions of the sampling kernels (codegen/nu
 - "background" (the default): the numpy versions answer while a separate process compiles the
   numba kernels into numba's on-disk cache (`python -m gdsl.runtime.background`); once it has
   finished, every call goes to numba (the first loads the kernel from the cache). A separate
-  process, not a thread: numba's compiler holds the GIL, and would stall the numpy tier. When
-  numba's cache already holds the Gibbs kernel, no process is started: the numpy versions
-  answer until they have taken LOAD_SECONDS in all (loading numba's kernels from the cache
-  costs about that much; a short script never pays it), then numba does.
+  process, not a thread: numba's compiler holds the GIL, and would stall the numpy tier. A
+  kernel numba's cache already holds needs no process: its numpy version answers until the
+  numpy versions have taken LOAD_SECONDS in all (loading numba's kernels from the cache costs
+  about that much; a short script never pays it), then numba's does. Long Gibbs runs are cut
+  into calls of CHUNK sweeps meanwhile (on the same streams), so a run switches as it goes.
 - "numba": numba only, each kernel compiled (or loaded from the cache) on its first call.
 - "numpy": the numpy versions wherever the module has them, numba for the rest (training,
   AIS), never a background process.
@@ -22,7 +23,6 @@ give the same samples up to rounding (runtime/npkernels.py says how rarely that 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +31,7 @@ import warnings
 CHOICES = ("background", "numba", "numpy")
 WORKER = "gdsl.runtime.background"
 LOAD_SECONDS = 0.3  # about what loading a model's sampling kernels from numba's cache takes
+CHUNK = 10  # Gibbs sweeps per call while a background compile may finish
 
 # one background compile per (module file, dtype) and process: later models of the class share it
 _WORKERS: dict = {}
@@ -48,24 +49,36 @@ def choose(jit) -> str:
 
 
 class BackgroundCompile:
-    """A process compiling a module's numba kernels for one dtype; `done()` once it has exited."""
+    """A process compiling a module's numba kernels for one dtype; `done()` once it has exited.
+
+    Started with os.posix_spawn and reaped with waitpid, so a process that ends first leaves it
+    running to completion (it fills the cache for the next run) without a warning."""
 
     def __init__(self, module_file: str, module_name: str, dtype: str):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, "-m", WORKER, module_file, module_name, dtype],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log,
-                                     env=dict(os.environ, GDSL_JIT="numba"))
-        self.reported = False
+        fd, name = tempfile.mkstemp(prefix="gdsl-background-")
+        os.unlink(name)  # its stderr, read if it fails
+        self.log = fd
+        argv = [sys.executable, "-m", WORKER, module_file, module_name, dtype]
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, fd, 2)]
+        self.pid = os.posix_spawn(sys.executable, argv, dict(os.environ, GDSL_JIT="numba"), file_actions=actions)
+        self.returncode = None
 
     def done(self) -> bool:
-        if self.proc.poll() is None:
-            return False
-        if self.proc.returncode != 0 and not self.reported:
-            self.reported = True
-            self.log.seek(0)
-            tail = self.log.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-            warnings.warn(f"gdsl: compiling in the background failed ({tail[0]}); the kernels compile in this "
-                          "process instead", RuntimeWarning, stacklevel=4)
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                pid, status = self.pid, 0
+            if pid == 0:
+                return False
+            self.returncode = os.waitstatus_to_exitcode(status)
+            if self.returncode != 0:
+                os.lseek(self.log, 0, os.SEEK_SET)
+                text = os.read(self.log, 1 << 16).decode("utf-8", "replace").strip().splitlines()
+                warnings.warn(f"gdsl: compiling in the background failed ({(text or ['no message'])[-1]}); the "
+                              "kernels compile in this process instead", RuntimeWarning, stacklevel=5)
+            os.close(self.log)
         return True
 
 
@@ -76,9 +89,11 @@ class Tiers:
         self.cls, self.jit, self.dtype = cls, jit, dtype
         self.numba = cls.KERNELS
         self.numpy = dict(getattr(cls, "NUMPY_KERNELS", {})) if jit != "numba" else {}
-        self.switched = not self.numpy or (jit == "background" and self._compiled_here())
-        self.key = (sys.modules[cls.__module__].__file__, cls.__module__, dtype) if self.numpy else None
-        self.cached = None  # whether numba's cache has the Gibbs kernel (looked up on the first call)
+        module_file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+        self.key = (module_file, cls.__module__, dtype)
+        self.ready: set = set()  # kernels numba answers from now on
+        if jit == "background" and (module_file is None or not hasattr(os, "posix_spawn")):
+            self.ready = set(self.numpy)  # nothing can compile elsewhere: numba, as jit="numba"
         self.spent = 0.0  # seconds the numpy versions have taken
 
     def __reduce__(self):  # a copied model chooses afresh (never copies kernels or a process)
@@ -87,34 +102,38 @@ class Tiers:
     def __deepcopy__(self, memo):
         return Tiers(self.cls, self.jit, self.dtype)
 
-    def _compiled_here(self) -> bool:
-        """numba has already compiled (or loaded) this module's Gibbs kernel in this process."""
-        dispatcher = self.numba.get("gibbs")
-        return bool(getattr(dispatcher, "overloads", None))
+    def _compiled_here(self, kernel: str) -> bool:
+        """numba has compiled (or loaded) `kernel` in this process already."""
+        return bool(getattr(self.numba.get(kernel), "overloads", None))
 
-    def _in_numbas_cache(self) -> bool:
-        """numba's on-disk cache has an index for this module's Gibbs kernel (for some types)."""
+    def _in_numbas_cache(self, kernel: str) -> bool:
+        """numba's on-disk cache has an index for `kernel` (for some argument types)."""
         try:
-            return os.path.exists(self.numba["gibbs"]._cache._cache_file._index_path)
-        except (AttributeError, KeyError, TypeError):  # another numba: start the background process
+            return os.path.exists(self.numba[kernel]._cache._cache_file._index_path)
+        except (AttributeError, KeyError, TypeError):  # another numba's layout: compile in the background
             return False
 
     def uses_numpy(self, kernel: str) -> bool:
-        if kernel not in self.numpy or self.switched:
+        """Whether the numpy version answers a call of `kernel` now (may start the background compile)."""
+        if kernel not in self.numpy or kernel in self.ready:
             return False
         if self.jit == "numpy":
             return True
-        if self.cached is None:
-            self.cached = self.key not in _WORKERS and self._in_numbas_cache()
-        if self.cached:
-            self.switched = self.spent >= LOAD_SECONDS
-            return not self.switched
-        worker = _WORKERS.get(self.key)
-        if worker is None:
-            worker = _WORKERS[self.key] = BackgroundCompile(*self.key)
-        if worker.done():
-            self.switched = True
+        if self._compiled_here(kernel):
+            self.ready.add(kernel)
             return False
+        worker = _WORKERS.get(self.key)
+        if worker is not None:
+            if worker.done():
+                self.ready.update(self.numpy)
+                return False
+            return True
+        if self._in_numbas_cache(kernel):
+            if self.spent >= LOAD_SECONDS:
+                self.ready.add(kernel)
+                return False
+            return True
+        _WORKERS[self.key] = BackgroundCompile(*self.key)
         return True
 
     def run(self, name: str, args):
@@ -127,17 +146,25 @@ class Tiers:
         finally:
             self.spent += time.perf_counter() - start
 
+    def chunks(self, steps: int) -> list[int]:
+        """`steps` Gibbs sweeps as the calls to make: one, or (while numpy answers and numba may
+        take over) calls of CHUNK sweeps."""
+        if self.jit != "background" or steps <= CHUNK or not self.uses_numpy("gibbs"):
+            return [steps]
+        return [CHUNK] * (steps // CHUNK) + ([steps % CHUNK] if steps % CHUNK else [])
+
     @property
     def tier(self) -> str:
-        """"numpy" while the numpy versions answer, else "numba"."""
-        return "numba" if self.switched or not self.numpy else "numpy"
+        """"numpy" while the numpy versions answer Gibbs sampling, else "numba"."""
+        return "numpy" if "gibbs" in self.numpy and "gibbs" not in self.ready else "numba"
 
 
 def wait(timeout: float | None = None) -> bool:
     """Wait for this process's background compiles; True if all have finished."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     for worker in list(_WORKERS.values()):
-        try:
-            worker.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
+        while not worker.done():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
     return True
