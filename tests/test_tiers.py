@@ -24,8 +24,9 @@ from gdsl.runtime import tiers
 from conftest import SPIN_RBM, TINY, model_path, random_params
 
 # Every kind of term the tier writes: a dense product, a three-way einsum over spins and
-# pooling rows, a constant subscript (v[0] * r[1]), a range shorter than its axis, functions
-# of parameters as coefficients, a scalar parameter, and a real group's quadratic term.
+# pooling rows, a constant subscript (v[0] * r[1]), a range shorter than its axis, a shifted
+# subscript (r[i + 1]), functions of parameters as coefficients, a scalar parameter, and a real
+# group's quadratic term.
 MIX = """
 model mix(n = 3, m = 2, k = 3, t = 0.7) {
     visible v[n]: binary
@@ -39,6 +40,7 @@ model mix(n = 3, m = 2, k = 3, t = 0.7) {
 
     energy -(v @ W @ h) - sum[i, j](tanh(U[i, j]) * h[i] * z[i, j]) - s * v[0] * r[1]
     energy sum(r^2) * exp(s) / 2 - t * sum[i < n - 1](a[i] * v[i]) + sum(a^2)
+    energy -sum[i < m - 1](h[i] * r[i + 1])
 }
 """
 CATEGORICAL = """
@@ -111,7 +113,7 @@ def _compare(a, b, n=300, exact=True):
     np.testing.assert_array_equal(cb[g][mask], state[g][mask])
 
 
-@pytest.mark.parametrize("name", ["rbm", "grbm", "dbm", "softmax_rbm", "threeway"])
+@pytest.mark.parametrize("name", ["rbm", "grbm", "dbm", "softmax_rbm", "threeway", "ising"])
 def test_shipped_models_agree_in_float32(name):
     a, b = _pair(model_path(name), "float32", seed=3, **TINY[name])
     _compare(a, b, exact=False)
@@ -155,10 +157,19 @@ def test_two_state_draws_take_numbas_uniforms(dtype):
     np.testing.assert_array_equal(s1, s2)
 
 
+def test_a_coloured_lattice_agrees_in_float64():
+    """A checkerboard sweep, one colour at a time: the same sites take the same uniforms."""
+    a, b = _pair(model_path("ising"), "float64", seed=7, n=4, m=5)
+    for m in (a, b):
+        m.params["J"] = np.full(m.shape("J"), 0.45)
+        m.params["field"] = np.full(m.shape("field"), 0.15)
+    _compare(a, b, exact=True)
+
+
 def test_models_the_tier_does_not_cover_say_why():
     bm = gdsl.load(model_path("bm"), seed=0, jit="numpy", **TINY["bm"])
     assert bm.NUMPY_KERNELS == {}
-    assert "site-by-site" in bm.NUMPY_REFUSED
+    assert "site by site" in bm.NUMPY_REFUSED
     bm.sample(4, steps=2)  # numba answers
     assert bm._tiers.tier == "numba"
 

@@ -57,8 +57,8 @@ class NumpyTierEmitter:
         for g in self.plan.groups.values():
             if g.role == "state":
                 return "its steps are normalised given states (a time axis)"
-            if g.lateral:
-                return f"{g.name} is coupled to itself (a site-by-site sweep)"
+            if g.lateral and g.sweep != "stencil":
+                return f"{g.name} is coupled to itself and swept site by site"
             if g.coupled:
                 return f"{g.name} is drawn as one multivariate Gaussian"
         if self.plan.collapsed:
@@ -95,13 +95,16 @@ class NumpyTierEmitter:
                 raise Unsupported(f"subscript {p} is not an index or a constant")
             return P.poly(p, self.sizes), None
         var = next(iter(names))
-        if len(names) != 1 or p != Poly.sym(var):
-            raise Unsupported(f"subscript {p} is not a plain index (the numpy tier takes i, not i + 1 or 2 * i)")
+        shift = p - Poly.sym(var)
+        if len(names) != 1 or set(shift.symbols()) & set(labels):
+            raise Unsupported(f"subscript {p} is not an index plus a constant (the numpy tier takes i or "
+                              "i + 1, not 2 * i or i + j)")
         r = self._range(m, var)
-        if r.lo == (Poly.const(0),) and r.hi == (dim,):
+        lo, hi = (r.lo or (Poly.const(0),)), r.hi
+        if len(lo) == 1 and len(hi) == 1 and lo[0] + shift == Poly.const(0) and hi[0] + shift == dim:
             return ":", labels[var]
-        lo = P.bound(r.lo, "max", self.sizes) if r.lo else "0"
-        return f"{lo}:{P.bound(r.hi, 'min', self.sizes)}", labels[var]
+        bounds = [P.bound(tuple(b + shift for b in bs), fn, self.sizes) for bs, fn in ((lo, "max"), (hi, "min"))]
+        return f"{bounds[0]}:{bounds[1]}", labels[var]
 
     def array(self, m: Monomial, name: str, index, shape, labels: dict, chains: bool):
         """(text, labels) of an access as a whole array: x_v[:, 0:s_n] -> 'za'."""
@@ -220,12 +223,40 @@ class NumpyTierEmitter:
         self.w(f"{target} += {P.product([scalar, value])}" if scalar != "1.0" else f"{target} += {value}", indent)
 
     # kernels ------------------------------------------------------------------------------
-    def open(self, name: str, spec: str, doc: str) -> None:
-        self.names.append(name)
+    def open(self, name: str, spec: str, doc: str, listed: bool = True) -> None:
+        """Start np_<name> with the arguments of abi.SPECS[spec]; `listed`: a twin of numba's
+        kernel <name> (in NUMPY_KERNELS), else a helper of the tier's own."""
+        if listed:
+            self.names.append(name)
         self.w()
         self.w()
         self.w(f"def {abi.signature('np_' + name, abi.SPECS[spec], self.orders)}:")
         self.lines.extend(docstring(doc, 1))
+
+    def lateral(self, g: GroupPlan) -> None:
+        """np_lateral_<g>: a += the lateral terms' -dE/dg at every site, from each occurrence of g
+        (a site's neighbours as they are now: a colour's sites do not couple to each other)."""
+        self.open(f"lateral_{g.name}", "field", f"f += the lateral terms of -dE/d{g.name} at every site.", listed=False)
+        for mid in g.lateral:
+            m = self.plan.monomials[mid]
+            for k in m.occurrences(g.name):
+                self.w(f"# {self.src(m)}  ({g.name} occurrence {k + 1} at the site)", 1)
+                self.accumulate("f", m, k, (k,), True, 1)
+
+    def site_update(self, g: GroupPlan, indent: int, kernel: str, extra: str) -> None:
+        """A coloured group, one colour at a time: its field with the lateral terms, then
+        `kernel` on the colour's sites (numba's site sweep, vectorised per colour)."""
+        colours = g.colouring[1]
+        self.w(f"for colour in range({colours}):  # colour(k) = {g.colouring[0]} . k mod {colours}", indent)
+        self.w(f"a_{g.name} = f_{g.name}.astype(np.float64)", indent + 1)
+        self.w(f"np_lateral_{g.name}({self.args}, a_{g.name})", indent + 1)
+        views = self._views(g, [f"a_{g.name}", P.group(g.name), f"m_{g.name}"])
+        call = f"_nk.{kernel}({views}, (colour_{g.name} == colour).reshape(-1){extra}{LOW[g.domain]})"
+        if kernel == "site_mean":
+            self.w(f"d = {call}", indent + 1)
+            self.w("delta = max(delta, d)", indent + 1)
+        else:
+            self.w(call, indent + 1)
 
     @property
     def args(self) -> str:
@@ -279,6 +310,9 @@ class NumpyTierEmitter:
             if g.domain == "real":
                 self.w(f"q_{g.name} = np.empty_like({P.group(g.name)})", 1)
             self.w(f"rows_{g.name} = {self._rows(g)}", 1)
+            if g.lateral:
+                a, colours = g.colouring
+                self.w(f"colour_{g.name} = _nk.colours({P.group(g.name)}.shape[1:], {tuple(a)!r}, {colours})", 1)
 
     def _field_call(self, g: GroupPlan) -> str:
         q = f", q_{g.name}" if g.domain == "real" else ""
@@ -300,6 +334,9 @@ class NumpyTierEmitter:
         self.w("for step in range(steps):", 1)
 
         def draw(g: GroupPlan, indent: int) -> None:
+            if g.lateral:
+                self.site_update(g, indent, "site_draw", ", rng")
+                return
             call = f"_nk.{DRAW[g.domain]}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, indent)
 
@@ -313,12 +350,18 @@ class NumpyTierEmitter:
         for block in self.plan.blocks:
             flags = " or ".join(f"free_{n}" for n in block)
             blocks.append(f"({flags})" if len(block) > 1 else flags)
-        self.w(f"one_sweep = damping == 0.0 and {' + '.join(blocks)} <= 1", 1)
+        if any(g.lateral for g in self.plan.groups.values()):  # a coloured sweep is never exact in one pass
+            self.w("one_sweep = False", 1)
+        else:
+            self.w(f"one_sweep = damping == 0.0 and {' + '.join(blocks)} <= 1", 1)
         self.w("delta = 0.0", 1)
         self.w("for it in range(max_iter):", 1)
         self.w("delta = 0.0", 2)
 
         def update(g: GroupPlan, indent: int) -> None:
+            if g.lateral:
+                self.site_update(g, indent, "site_mean", ", damping")
+                return
             self.w(f"d = _nk.{MEAN[g.domain]}({self._views(g, self._arrays(g))}, damping{LOW.get(g.domain, '')})",
                    indent)
             self.w("if d < 0.0:", indent)
@@ -373,6 +416,8 @@ class NumpyTierEmitter:
                        "call,", "# as vectorised numpy on the same streams; the runtime uses them while numba compiles"]
         for g in self.plan.groups.values():
             self.field(g)
+            if g.lateral:
+                self.lateral(g)
         self.gibbs()
         self.mean_field()
         self.free_energy()

@@ -245,3 +245,28 @@ def categorical_lognorm(f, out, off=False) -> None:
 
 def categorical_off_lognorm(f, out) -> None:
     categorical_lognorm(f, out, True)
+
+
+# a coloured group's site sweep (lateral couplings), one colour at a time: a, x, mask are (chains, sites) ------
+def colours(shape, a, count) -> np.ndarray:
+    """The colour a . k mod count of every site k of a group of this shape."""
+    grid = np.indices(tuple(shape)) if len(shape) else np.zeros((0,), int)
+    return sum(int(w) * g for w, g in zip(a, grid)) % count
+
+
+def site_draw(a, x, mask, sites, rng, low) -> None:
+    """numba's draw_binary / draw_spin at each free site of the colour (`sites`), in site order,
+    one uniform each: x = 1 if u (1 + exp(-(1 - low) a)) < 1, else low."""
+    free = (mask == 0) & sites[None, :]
+    u = counted_uniforms(rng, free.sum(axis=1))
+    slot = np.where(free, np.cumsum(free, axis=1) - 1, 0)
+    un = u[np.arange(a.shape[0])[:, None], slot] if u.shape[1] else np.zeros(a.shape)
+    with np.errstate(over="ignore"):
+        new = np.where(un * (1.0 + np.exp(-(1.0 - low) * a)) < 1.0, 1.0, low)
+    x[...] = np.where(free, new, x)
+
+
+def site_mean(a, x, mask, sites, damping, low) -> float:
+    """numba's site mean-field update at the colour's free sites; the largest change."""
+    mean = sigmoid(a) if low == 0.0 else np.tanh(a)
+    return _damped(x, mean, (mask == 0) & sites[None, :], damping)
