@@ -24,8 +24,11 @@ _MODULES: dict = {}  # per process: sha256 of a model's text -> its compiled mod
 
 def model_spec(model) -> dict:
     """What a worker needs to rebuild `model`: plain data, no compiled code."""
+    # workers run numba's kernels (their long runs are what the cluster is for), or the numpy tier
+    # if the model itself is on it: the same draws as the local model's for the same seeds
     return {"text": model.SOURCE_TEXT, "name": model.NAME, "sizes": dict(model.sizes), "consts": dict(model.consts),
-            "dtype": model.dtype.name, "params": {k: np.array(v) for k, v in model.params.items()}}
+            "dtype": model.dtype.name, "params": {k: np.array(v) for k, v in model.params.items()},
+            "jit": "numpy" if getattr(model, "jit", "numba") == "numpy" else "numba"}
 
 
 def rebuild(spec: Mapping, seed=None):
@@ -36,7 +39,7 @@ def rebuild(spec: Mapping, seed=None):
     module = _MODULES.get(key)
     if module is None:
         module = _MODULES[key] = load_text(spec["text"], f"<{spec['name']} from a gdsl.distributed task>")
-    m = module.Model(seed=seed, dtype=spec["dtype"], **spec["sizes"], **spec["consts"])
+    m = module.Model(seed=seed, dtype=spec["dtype"], jit=spec.get("jit", "numba"), **spec["sizes"], **spec["consts"])
     m.params = spec["params"]
     m.threads = 1  # the cluster's worker processes are the parallelism: no threads on top of them
     return m
