@@ -6,6 +6,8 @@ frame), and the published JSB figures.
     python bench/sequences.py [--epochs 200] [--lr 1e-3] [--batch 10] [--out docs/results-sequences.md]
     python bench/sequences.py --speed [--threads 1] [--k 15] [--epochs 3]
     python bench/sequences.py --harmonise [--epochs 100] [--k 15] [--lr 1e-3]
+    python bench/sequences.py --ais [--params rnnrbm.npz] [--epochs 60 --k 15 --lr 3e-3] [--runs 20]
+                              [--temperatures 300 1000]
 
 The RNN-NADE is trained by maximum likelihood (Adam, minibatches of pieces) on the training
 pieces; the epoch with the best validation log-likelihood is kept (a checkpoint per epoch).
@@ -151,6 +153,36 @@ def harmonise(train, test, epochs: int, k: int, lr: float, batch: int, seed: int
 TEST_NAMES = []
 
 
+def rnnrbm_ais(train, test, a) -> None:
+    """The RNN-RBM's test log-likelihood per frame, every frame's log Z(past) estimated by AIS
+    (`log_prob(method="ais")`), once per schedule length in `a.temperatures`: the parameters from
+    `a.params` when that file exists, else trained here by CD-k with BPTT (and saved there)."""
+    from gdsl.runtime.ais import standard_schedule
+
+    m = gdsl.load("models/rnnrbm.gdl", seed=a.seed)
+    if a.params and os.path.exists(a.params):
+        m.load_params(a.params)
+        print(f"RNN-RBM parameters from {a.params}")
+    else:
+        t0 = time.perf_counter()
+        history = m.fit({"v": train}, method="cd", k=a.k, epochs=a.epochs, lr=a.lr, batch_size=a.batch,
+                        progress=False)
+        print(f"RNN-RBM: {a.epochs} epochs of CD-{a.k} (lr {a.lr:g}, {a.batch} pieces a minibatch) in "
+              f"{time.perf_counter() - t0:.0f} s; free-energy gap {-history[0]['train_objective']:.2f} -> "
+              f"{-history[-1]['train_objective']:.2f} per piece", flush=True)
+        if a.params:
+            m.save(a.params)
+    frames = sum(len(s) for s in test)
+    for count in a.temperatures:
+        t0 = time.perf_counter()
+        est = m.log_prob({"v": test}, method="ais", runs=a.runs, betas=standard_schedule(count), progress=False)
+        seconds = time.perf_counter() - t0
+        sd_frames = m.last_ais["sd"]
+        print(f"AIS, {a.runs} runs x {frames} frames, {count} temperatures ({seconds:.0f} s): test "
+              f"{np.sum(est.log_prob) / frames:.3f} +- {np.sqrt(np.sum(est.sd ** 2)) / frames:.3f} nats per frame; "
+              f"per-frame sd of log Z: median {np.median(sd_frames):.3f}, max {np.max(sd_frames):.3f}", flush=True)
+
+
 def autoregressive_keys(train, valid, test, l2: float = 1.0):
     """Logistic regressions of each key on the previous frame and on the keys below it in the
     same frame (an FVSBN per frame conditioned on the previous one), fitted jointly by L-BFGS
@@ -187,6 +219,12 @@ def main():
     ap.add_argument("--speed", action="store_true", help="time RNN-RBM epochs against PyTorch instead")
     ap.add_argument("--pictures", default=None, help="only draw samples of an RNN-NADE saved in this file")
     ap.add_argument("--harmonise", action="store_true", help="train the RNN-RBM and harmonise a soprano line")
+    ap.add_argument("--ais", action="store_true",
+                    help="the RNN-RBM's test log-likelihood, each frame's log Z by AIS (trained here unless --params)")
+    ap.add_argument("--params", default=None, help="--ais: RNN-RBM parameters (loaded if the file exists, else saved)")
+    ap.add_argument("--runs", type=int, default=20, help="--ais: AIS chains per frame")
+    ap.add_argument("--temperatures", type=int, nargs="+", default=[1000],
+                    help="--ais: schedule lengths (the standard schedule's shape), one estimate each")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--k", type=int, default=15)
     ap.add_argument("--epochs", type=int, default=200)
@@ -205,6 +243,9 @@ def main():
     train, valid, test = pieces(d, "train"), pieces(d, "valid"), pieces(d, "test")
     if a.speed:
         speed(train, a.threads, min(a.epochs, 5), a.k, a.batch)
+        return
+    if a.ais:
+        rnnrbm_ais(train, test, a)
         return
     if a.harmonise:
         TEST_NAMES[:] = list(d["test_names"])

@@ -41,7 +41,10 @@ FAMILIES = {f.name: f for f in (
     _per("state", "groups", "x_"), _per("params", "params", "p_"), _per("sizes", "sizes", "s_"),
     _per("consts", "consts", "k_"),
     _per("masks", "groups", "m_"), _per("free", "groups", "free_"), _per("summed", "groups", "sum_"),
-    _per("bases", "groups", "bf_", "bq_"), _per("rb", "groups", "rb_"), _per("rbfree", "groups", "rbfree_"),
+    _per("bases", "groups", "bf_", "bq_"), _per("rb", "groups", "rb_"),
+    # a base per chain, (rows, elements) per group, chain c using row c % rows (AIS of a step
+    # given its states: every chain anneals its own conditional energy)
+    _per("row_bases", "groups", "bf_", "bq_"), _per("rbfree", "groups", "rbfree_"),
     _per("grads", "params", "g_"), _per("velocity", "params", "v_"), _per("offsets", "groups", "mu_"),
     _per("data", "groups", "data_"), _per("has_data", "groups", "has_"), _per("pmask", "groups", "pmask_"),
     _per("pfree", "groups", "pfree_"), _per("init", "groups", "init_"), _per("chains", "groups", "chain_"),
@@ -78,6 +81,8 @@ SPECS: dict[str, tuple[str, ...]] = {
                     "offset_rate"),
     "gibbs_tempered": MODEL + ("masks", "free", "bases", "beta", "rng"),
     "ais_steps": MODEL + ("masks", "free", "bases", "summed", "betas", "rng", "logw"),
+    "gibbs_tempered_rows": MODEL + ("masks", "free", "row_bases", "beta", "rng"),
+    "ais_steps_rows": MODEL + ("masks", "free", "row_bases", "summed", "betas", "rng", "logw"),
     # directed kernels: one set per program mode ("joint", "reparam"): `<mode>_values` ...
     "values": DIRECTED_MODEL,
     "forward": DIRECTED_MODEL + ("logp", "logq"),

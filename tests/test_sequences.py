@@ -372,3 +372,83 @@ def test_methods_of_other_models_are_refused_with_what_to_use(path):
     for call in (m.energy, m.free_energy, m.gibbs):
         with pytest.raises(ValueError, match="unfolds in time"):
             call(frames)
+
+
+# log_prob(method="ais"): every step's log Z(past) by annealed importance sampling ----------------
+@pytest.fixture(scope="module")
+def rbm_five():
+    """A tiny RNN-RBM (nv = 5, nh = 3, nu = 4): 32 frames per step, so the exact log p is at hand."""
+    m = gdsl.load(RBM, nv=5, nh=3, nu=4, seed=8)
+    return m, randomised(m, 40, scale=0.8)
+
+
+@pytest.mark.parametrize("base", ["mean-field", "biases"])
+def test_ais_log_prob_agrees_with_the_exact_enumeration(rbm_five, base, capsys):
+    """Sequences of different lengths in one batch: each estimate within 4 of its own standard
+    deviations of the exact log p (the error band it states) and within 0.05 nats."""
+    from gdsl.runtime.ais import LogProbEstimate, standard_schedule
+
+    m, p = rbm_five
+    seqs = sequences(41, (4, 2, 3, 1), nv=5)
+    exact = m.log_prob({"v": seqs})
+    np.testing.assert_allclose(exact, [reference_rbm_logp(p, s) for s in seqs], rtol=1e-6)
+    est = m.log_prob({"v": seqs}, method="ais", runs=100, betas=standard_schedule(500), base=base)
+    assert isinstance(est, LogProbEstimate) and est.log_prob.shape == est.sd.shape == (4,)
+    assert np.all(est.sd > 0) and np.all(est.sd < 0.03), est.sd
+    assert np.all(np.abs(est.log_prob - exact) <= 4 * est.sd), (est.log_prob - exact, est.sd)
+    assert np.all(np.abs(est.log_prob - exact) < 0.05)
+    # one estimate of log Z per frame, in the order the data gave the sequences and steps
+    frames = m.last_ais
+    assert frames["log_weights"].shape == (10, 100) and frames["base"] == base
+    assert sorted(zip(frames["sequence"], frames["step"])) == [(i, t) for i, n in enumerate((4, 2, 3, 1))
+                                                                for t in range(n)]
+    assert capsys.readouterr() == ("", "")  # progress=False: quiet
+
+
+def test_ais_log_prob_is_reproducible_from_the_seed_whatever_the_threads():
+    """The chains' starts and random streams are drawn once, before the chains are cut into
+    the workers' parts: the same seed gives the same estimate with 1 or 2 workers."""
+    seqs = {"v": sequences(42, (3, 1, 2), nv=5)}
+    out = []
+    for workers in (1, 2):
+        m = gdsl.load(RBM, nv=5, nh=3, nu=4, seed=9)
+        randomised(m, 43, scale=0.8)
+        out.append(m.log_prob(seqs, method="ais", runs=6, betas=np.linspace(0, 1, 20), workers=workers))
+    np.testing.assert_array_equal(out[0].log_prob, out[1].log_prob)
+    np.testing.assert_array_equal(out[0].sd, out[1].sd)
+
+
+def test_ais_log_prob_mistakes_are_value_errors(rbm_five, tiny):
+    m, _ = rbm_five
+    data = {"v": sequences(44, (2, 1), nv=5)}
+    with pytest.raises(ValueError, match="method must be 'exact' or 'ais'.*'annealed'"):
+        m.log_prob(data, method="annealed")
+    with pytest.raises(ValueError, match="runs must be a whole number >= 2, got 1"):
+        m.log_prob(data, method="ais", runs=1)
+    with pytest.raises(ValueError, match="runs must be a whole number >= 2, got 2.5"):
+        m.log_prob(data, method="ais", runs=2.5)
+    with pytest.raises(ValueError, match="betas must rise from 0 to 1"):
+        m.log_prob(data, method="ais", runs=2, betas=[0.0, 0.5])
+    with pytest.raises(ValueError, match="base must be 'mean-field' or 'biases', got 'uniform'"):
+        m.log_prob(data, method="ais", runs=2, base="uniform")
+    with pytest.raises(ValueError, match="workers must be a whole number >= 1"):
+        m.log_prob(data, method="ais", runs=2, workers=0)
+    # too many states to enumerate: the message says what to pass instead
+    with pytest.raises(ValueError, match="max_states=16.*pass method='ais'"):
+        m.log_prob(data, max_states=16)
+    # a directed step's log p is exact already
+    with pytest.raises(ValueError, match="exact: method='exact'"):
+        tiny.log_prob({"v": sequences(45, (2,))}, method="ais")
+
+
+def test_ais_log_prob_of_a_conditional_rbm_agrees_with_the_exact_enumeration():
+    """The same kernels anneal any energy conditioned on states: crbm.gdl's two past frames."""
+    from gdsl.runtime.ais import standard_schedule
+
+    m = gdsl.load(CRBM, nv=4, nh=3, seed=10)
+    randomised(m, 46, scale=0.6)
+    data = {"v": sequences(47, (3, 1, 2), nv=4)}
+    exact = m.log_prob(data)
+    est = m.log_prob(data, method="ais", runs=50, betas=standard_schedule(300))
+    assert np.all(np.abs(est.log_prob - exact) <= 4 * est.sd), (est.log_prob - exact, est.sd)
+    assert np.all(np.abs(est.log_prob - exact) < 0.05)

@@ -28,15 +28,45 @@ class AISEstimate(NamedTuple):
     sd: float
 
 
+class LogProbEstimate(NamedTuple):
+    """log p per sequence estimated by AIS (a model that unfolds in time, with an energy at every
+    step), and its standard deviation: each step's log Z(past) has its own AIS estimate, and the
+    standard deviations of a sequence's steps (delta method over the runs) add in quadrature."""
+
+    log_prob: np.ndarray
+    sd: np.ndarray
+
+
 def log_z_value(log_z) -> float:
     """A finite log Z given as a number or as an AISEstimate (passing the estimate itself is natural)."""
     return real(log_z.log_z if isinstance(log_z, AISEstimate) else log_z, "log_z")
 
 
-def standard_schedule() -> np.ndarray:
-    """About 14,500 inverse temperatures: steps of 1e-3 to 0.5, 1e-4 to 0.9, 1e-5 to 1."""
-    return np.concatenate([np.arange(0.0, 0.5, 1e-3), np.arange(0.5, 0.9, 1e-4),
+def standard_schedule(count: int | None = None) -> np.ndarray:
+    """About 14,500 inverse temperatures: steps of 1e-3 to 0.5, 1e-4 to 0.9, 1e-5 to 1; with
+    `count`, that many of them, evenly spaced along it (the same shape, coarser steps)."""
+    full = np.concatenate([np.arange(0.0, 0.5, 1e-3), np.arange(0.5, 0.9, 1e-4),
                            np.arange(0.9, 1.0, 1e-5), [1.0]])
+    if count is None:
+        return full
+    if count < 2:
+        raise ValueError(f"count must be at least 2 (from beta = 0 to 1), got {count!r}")
+    return full[np.linspace(0, len(full) - 1, count).round().astype(int)]
+
+
+def checked_schedule(betas) -> np.ndarray:
+    """The inverse temperatures of an AIS run: the standard schedule when None."""
+    betas = standard_schedule() if betas is None else numeric_array(betas, np.float64, "betas")
+    if (betas.ndim != 1 or len(betas) < 2 or betas[0] != 0.0 or betas[-1] != 1.0
+            or not np.all(np.diff(betas) >= 0)):  # written so that a NaN fails it
+        raise ValueError("betas must rise from 0 to 1 (inclusive), with at least two values")
+    return betas
+
+
+def checked_runs(runs: int) -> int:
+    if runs < 2:
+        raise ValueError("runs must be at least 2 (the spread of the estimate needs two)")
+    return runs
 
 
 def ais_segments(schedule: np.ndarray):
@@ -151,12 +181,8 @@ class AISMixin:
         """Everything an AIS run needs, its chains split into `parts` (each with its own random streams,
         drawn here in order: a part's work depends only on what it is given, wherever it runs)."""
         summed, kept = self._ais_split()
-        betas = standard_schedule() if betas is None else numeric_array(betas, np.float64, "betas")
-        if (betas.ndim != 1 or len(betas) < 2 or betas[0] != 0.0 or betas[-1] != 1.0
-                or not np.all(np.diff(betas) >= 0)):  # written so that a NaN fails it
-            raise ValueError("betas must rise from 0 to 1 (inclusive), with at least two values")
-        if runs < 2:
-            raise ValueError("runs must be at least 2 (the spread of the estimate needs two)")
+        betas = checked_schedule(betas)
+        checked_runs(runs)
         if reverse and start == "data" and data is None:
             raise ValueError("reverse AIS starts its chains at data: pass data={...} (or start='chains' "
                              "after a persistent-chain fit)")
@@ -284,6 +310,64 @@ class AISMixin:
             else:
                 entropy -= np.sum(m * np.log(m), axis=1)
         return -energy + entropy - log_z
+
+
+def estimates(log_z0: np.ndarray, logw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward AIS estimates of many partition functions at once: logw (rows, runs), one row
+    per partition function. (log Z per row, its standard deviation in the log domain)."""
+    top = logw.max(axis=1, keepdims=True)
+    w = np.exp(logw - top)
+    mean = w.mean(axis=1)
+    sd = w.std(axis=1, ddof=1) / math.sqrt(logw.shape[1]) / mean
+    return log_z0 + top[:, 0] + np.log(mean), sd
+
+
+def base_from_means(m: np.ndarray, domain: str, k: int | None) -> np.ndarray:
+    """The fields of independent units whose means are m (rows, elements): a discrete group's
+    base fitted to mean-field means (clipped away from 0 and 1, so every state keeps some mass)."""
+    if domain == "binary":
+        p = np.clip(m, BASE_CLIP, 1.0 - BASE_CLIP)
+        return np.log(p) - np.log1p(-p)
+    if domain == "spin":
+        p = np.clip((m + 1.0) / 2.0, BASE_CLIP, 1.0 - BASE_CLIP)
+        return 0.5 * (np.log(p) - np.log1p(-p))
+    units = np.clip(m.reshape(len(m), -1, k), BASE_CLIP, 1.0)
+    if domain == "categorical_off":  # logits relative to the all-zero state's
+        off = np.clip(1.0 - m.reshape(len(m), -1, k).sum(-1, keepdims=True), BASE_CLIP, 1.0)
+        return np.log(units / off).reshape(len(m), -1)
+    return np.log(units).reshape(len(m), -1)
+
+
+BASE_CLIP = 1e-6
+
+
+def row_log_z0(bf: np.ndarray, domain: str, k: int | None) -> np.ndarray:
+    """log of the normaliser of independent discrete units with fields bf (rows, elements), per row."""
+    if domain == "binary":
+        return np.logaddexp(0.0, bf).sum(axis=1)
+    if domain == "spin":
+        return np.logaddexp(-bf, bf).sum(axis=1)
+    rows = bf.reshape(len(bf), -1, k)
+    if domain == "categorical_off":
+        rows = np.concatenate([rows, np.zeros(rows.shape[:-1] + (1,))], axis=-1)
+    return np.logaddexp.reduce(rows, axis=-1).sum(axis=1)
+
+
+def row_draws(rng: np.random.Generator, bf: np.ndarray, n: int, domain: str, k: int | None) -> np.ndarray:
+    """n draws of independent discrete units, draw c from the fields of row c % rows of bf."""
+    f = bf[np.arange(n) % len(bf)]
+    if domain == "binary":
+        return (rng.random(f.shape) < 1.0 / (1.0 + np.exp(-f))).astype(np.float64)
+    if domain == "spin":
+        return np.where(rng.random(f.shape) < 1.0 / (1.0 + np.exp(-2.0 * f)), 1.0, -1.0)
+    logits = f.reshape(n, -1, k)
+    if domain == "categorical_off":
+        logits = np.concatenate([logits, np.zeros(logits.shape[:-1] + (1,))], axis=-1)
+    p = np.exp(logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True))
+    u = rng.random(p.shape[:-1] + (1,))
+    states = p.shape[-1]
+    idx = (u > np.cumsum(p, axis=-1)).sum(-1).clip(max=states - 1)
+    return np.eye(states)[idx][..., :k].reshape(n, -1)
 
 
 def _row_logits(bf: np.ndarray, domain: str, k: int) -> np.ndarray:

@@ -6,7 +6,9 @@ arrays `(T_i, ...)` (one per sequence, lengths may differ) or one padded array
 sequence. The compiled kernels (codegen/sequence.py) run the steps along time for a whole
 batch at once, rows sorted longest first; this class sorts, calls and unsorts.
 
-- `log_prob(data)`: log p(sequence) = sum over steps of log p(step | past), exact;
+- `log_prob(data)`: log p(sequence) = sum over steps of log p(step | past), exact (for an
+  energy at every step, each step's log Z(past) enumerated; `method="ais"` estimates every
+  step's log Z by annealed importance sampling, all frames' chains in one batch);
 - `gradients(data)`: the mean log p and its gradient (backpropagation through time);
 - `sample(n, length, clamp=..., mask=...)`: step by step, clamped elements kept;
 - `fit(data, method="ml")`: maximum likelihood with the directed learner (Adam, minibatches
@@ -18,12 +20,15 @@ from typing import Mapping
 
 import numpy as np
 
+from .ais import LogProbEstimate, ais_segments, base_from_means, checked_runs, checked_schedule, estimates
+from .ais import row_draws, row_log_z0
 from .checks import mapping, whole
 from .directed import DirectedModel
 
 ROWS = "rows"  # ... and, for PCD, which training sequences they are (their persistent chains)
 MEASURED = 50  # sequences the learner's after-epoch record of a per-step energy is measured on
 LENGTHS = "lengths"  # the key under which the learner's minibatches carry each sequence's length
+MF_ITERS = 50  # damped mean-field iterations of the AIS base (a base need not be converged: it is only a start)
 
 
 class SequenceModel(DirectedModel):
@@ -141,16 +146,42 @@ class SequenceModel(DirectedModel):
         return np.argsort(-lengths, kind="stable")
 
     # ------------------------------------------------------------------ densities
-    def log_prob(self, data: Mapping, lengths=None, max_states: int = 2 ** 16, **options) -> np.ndarray:
-        """log p of each sequence: the sum over its steps of log p(step | the past), exact (for a
-        per-step energy, each step's log Z(past) by enumerating the step's visibles, at most
-        `max_states` of them)."""
+    METHODS = ("exact", "ais")
+    BASES = ("mean-field", "biases")
+
+    def log_prob(self, data: Mapping, lengths=None, max_states: int = 2 ** 16, method: str = "exact",
+                 runs: int = 100, betas=None, base: str = "mean-field", workers: int = 2, progress: bool = False,
+                 **options):
+        """log p of each sequence: the sum over its steps of log p(step | the past).
+
+        method="exact" (the default): exact; for a per-step energy, each step's log Z(past) by
+        enumerating the step's visibles, at most `max_states` of them. An array (sequences,).
+
+        method="ais" (a per-step energy): every step's log Z(past) estimated by annealed importance
+        sampling, `runs` chains per frame over `betas` (default: the standard ~14,500
+        temperatures), all frames of all sequences annealed as one batch in `workers` threads,
+        each frame's chains from its own base (`base="mean-field"`: independent units at the
+        step's mean-field means given its past; `"biases"`: the step's fields with its other
+        groups at zero). Returns LogProbEstimate(log_prob, sd), arrays (sequences,); the per-frame
+        estimates are in `m.last_ais`."""
         if options:
             raise TypeError(f"unexpected options {', '.join(options)}")
-        options = {"max_states": max_states} if self.has_step_energy else None
+        if method not in self.METHODS:
+            raise ValueError(f"method must be 'exact' or 'ais' (AIS for every step's log Z), got {method!r}")
+        if method == "ais":
+            if not self.has_step_energy:
+                raise ValueError(f"{self.NAME}'s steps are directed and its log_prob is exact: method='exact' "
+                                 f"(method='ais' is for an energy at every step)")
+            if base not in self.BASES:
+                raise ValueError(f"base must be 'mean-field' or 'biases', got {base!r}")
+            runs = checked_runs(whole(runs, "runs", 2))
+            betas = checked_schedule(betas)
+            workers = whole(workers, "workers", 1)
         seqs, lens = self.sequences(data, lengths)
         if self.has_step_energy:
-            return self._energy_log_prob(seqs, lens, **(options or {}))
+            if method == "ais":
+                return self._ais_log_prob(seqs, lens, runs, betas, base, workers, progress)
+            return self._energy_log_prob(seqs, lens, max_states)
         order = self._sorted(lens)
         out = np.zeros(len(lens))
         self.call("sequence_logp", n_rows=len(lens), lengths=np.ascontiguousarray(lens[order]),
@@ -365,8 +396,9 @@ class SequenceModel(DirectedModel):
         if any(self.all_domains[g] != "binary" for g in visible) or count > max_states:
             raise ValueError(f"log_prob of {self.NAME} sums each step's partition function over its "
                              f"{count if count <= 2 ** 62 else 'too many'} visible states (max_states="
-                             f"{max_states}); the chorale-sized model needs an estimate (AIS per step), which "
-                             f"gdsl does not provide yet")
+                             f"{max_states}); estimate each step's log Z by AIS instead: pass method='ais' "
+                             f"(e.g. log_prob(data, method='ais', runs=10, "
+                             f"betas=gdsl.runtime.ais.standard_schedule(1000)))")
         order = self._sorted(lens)
         kept = self._kept_states(seqs, lens, order)
         sizes = [int(np.prod(self._shapes[g])) for g in visible]
@@ -409,3 +441,133 @@ class SequenceModel(DirectedModel):
             for g, c in chains.items():
                 self._pcd_chains[g][rows[order], :T] = c
         return -self._unsorted(out, order), grads
+
+    # ------------------------------------------------------------------ AIS for every step (a per-step energy)
+    def _frames(self, seqs: dict, lens: np.ndarray, order: np.ndarray):
+        """Every frame of every sequence in step order (the running rows of step 0, then of step 1...):
+        (the frames' sorted row, their step, the step groups' frames, the states before them)."""
+        kept = self._kept_states(seqs, lens, order)
+        srt = {g: a[order] for g, a in seqs.items()}
+        sorted_lens = lens[order]
+        steps = [np.arange(int(np.sum(sorted_lens > t))) for t in range(int(lens.max()))]
+        row = np.concatenate(steps)
+        step = np.concatenate([np.full(len(r), t) for t, r in enumerate(steps)])
+        frames = {g: np.ascontiguousarray(srt[g][row, step]) for g in self.visible}
+        states = {g: np.ascontiguousarray(kept[g][step, row]) for g, _ in self.STATES}
+        return row, step, frames, states
+
+    def _annealed(self) -> list[str]:
+        """The step's groups AIS anneals (the latents are summed out in its weights)."""
+        annealed = [g for g in self.STEPS if g not in self._hidden]
+        for g in self.STEPS:
+            if self.all_domains[g] == "real":
+                raise ValueError(f"log_prob(method='ais') anneals and sums out discrete groups only, and {g} is "
+                                 f"real; use method='exact' where the steps can be enumerated")
+        return annealed
+
+    def _step_bases(self, states: dict, n: int, base: str) -> dict:
+        """Base fields (n, elements) of every annealed group, one row per frame: the step's mean-field
+        means given the frame's states ("mean-field"), or the fields with the step's other groups at
+        zero ("biases")."""
+        steps = [g for g in self.ORDERS["groups"] if g not in states]
+        x = {g: np.zeros((n,) + self._shapes[g]) for g in steps}
+        x.update(states)
+        annealed = self._annealed()
+        out = {}
+        if base == "biases":
+            for g in annealed:
+                f = np.zeros((n,) + self._shapes[g])
+                self.call(f"field_{g}", state=x, params=self._p64, f=f)
+                out[g] = f.reshape(n, -1)
+            return out
+        masks = {g: np.full(v.shape, g in states, np.uint8) for g, v in x.items()}
+        it, _ = self.call("mean_field", state=x, params=self._p64, masks=masks,
+                          free={g: g not in states for g in x}, damping=0.5, tol=1e-5, max_iter=MF_ITERS)
+        if it < 0:
+            raise ValueError(self._precision_problem() + " in the mean-field base of AIS")
+        for g in annealed:
+            out[g] = base_from_means(x[g].reshape(n, -1), self.all_domains[g], self._categories.get(g))
+        return out
+
+    def _ais_log_prob(self, seqs: dict, lens: np.ndarray, runs: int, betas: np.ndarray, base: str, workers: int,
+                      progress: bool) -> LogProbEstimate:
+        """log p of each sequence with every step's log Z(past) estimated by forward AIS: runs x frames
+        chains annealed together (`ais_steps_rows`), chain c = k * frames + f on frame f with frame f's
+        base (row c % frames of the row bases), the states held, the step's latents summed out."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .model import _progress
+
+        annealed, hidden = self._annealed(), self._hidden
+        order = self._sorted(lens)
+        row, step, frames, states = self._frames(seqs, lens, order)
+        n_frames = len(row)
+        f_data = self._step_free_energy(frames, states, n_frames)
+        bases = self._step_bases(states, n_frames, base)
+        kinds = {g: (self.all_domains[g], self._categories.get(g)) for g in annealed}
+        log_z0 = sum(row_log_z0(bases[g], *kinds[g]) for g in annealed)
+        for g in hidden:  # summed out at beta = 0: every state of the latents has weight 1
+            log_z0 = log_z0 + float(row_log_z0(np.zeros((1, int(np.prod(self._shapes[g])))), self.all_domains[g],
+                                               self._categories.get(g))[0])
+        groups = list(self.ORDERS["groups"])
+        n = runs * n_frames
+        start = {}  # every chain's state: the annealed groups drawn from their frame's base
+        for g in groups:
+            shape = self._shapes[g]
+            if g in annealed:
+                start[g] = row_draws(self._rng, bases[g], n, *kinds[g]).reshape((n,) + shape)
+            elif g in states:
+                start[g] = np.tile(states[g], (runs,) + (1,) * len(shape))
+            else:
+                start[g] = np.zeros((n,) + shape)
+        streams = self._streams(n)
+        row_bases = {}
+        for g in groups:
+            size = int(np.prod(self._shapes[g]))
+            bf = bases[g] if g in annealed else np.zeros((1, size))
+            row_bases[g] = (np.ascontiguousarray(bf), np.zeros((1, size)))
+        summed = {g: g in hidden for g in groups}
+        free = {g: g not in states for g in groups}
+        # the chains cut into parts of whole runs (so chain c's frame is c % frames in every part)
+        bounds = np.linspace(0, runs, min(workers, runs) + 1).astype(int) * n_frames
+        parts = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            parts.append({"state": {g: np.ascontiguousarray(v[a:b]) for g, v in start.items()},
+                          "masks": {g: np.full((b - a,) + self._shapes[g], g in states, np.uint8) for g in groups},
+                          "rng": np.ascontiguousarray(streams[a:b]), "logw": np.zeros(b - a)})
+
+        def anneal(part, seg):
+            return self.call("ais_steps_rows", state=part["state"], params=self._p64, masks=part["masks"],
+                             free=free, row_bases=row_bases, summed=summed, betas=seg, rng=part["rng"],
+                             logw=part["logw"])
+
+        bar = _progress(len(betas) - 1, progress, "AIS")
+        done = 0
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            for seg in ais_segments(betas):
+                if not all(pool.map(lambda part: anneal(part, seg), parts)):
+                    raise ValueError(self._precision_problem() + " during annealing")
+                done += len(seg) - 1
+                bar(done)
+        logw = np.concatenate([p["logw"] for p in parts]).reshape(runs, n_frames).T  # (frames, runs)
+        log_z, sd = estimates(log_z0, logw)
+        # log Z is at least the log-mass of any one state: of the data frame, and of the final chains
+        final = {g: np.concatenate([p["state"][g] for p in parts]) for g in groups}
+        f_final = self._step_free_energy({g: final[g] for g in annealed}, {g: final[g] for g, _ in self.STATES}, n)
+        floor = np.maximum(-f_data, (-f_final).reshape(runs, n_frames).max(axis=0))
+        below = int(np.sum(log_z < floor - 1e-9))
+        if below:
+            import warnings
+
+            warnings.warn(f"AIS: the estimate of log Z is below the log-mass of one of its own states in "
+                          f"{below} of {n_frames} frames: it has not converged there (try more betas or runs)",
+                          RuntimeWarning, stacklevel=3)
+        total = np.zeros(len(lens))
+        var = np.zeros(len(lens))
+        np.add.at(total, row, -f_data - log_z)
+        np.add.at(var, row, sd ** 2)
+        sequence = order[row]  # each frame's sequence, in the order the data gave them
+        self.last_ais = {"log_weights": logw, "log_z0": log_z0, "log_z": log_z, "sd": sd, "betas": len(betas),
+                         "base": base, "sequence": sequence, "step": step, "free_energy": f_data,
+                         "state_floor": floor}
+        return LogProbEstimate(self._unsorted(total, order), np.sqrt(self._unsorted(var, order)))
