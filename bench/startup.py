@@ -3,13 +3,15 @@ numpy, scipy"` in the same run, with fresh cache directories.
 
     python bench/startup.py                 # the table: 3 situations x the jit modes, medians of --runs
     python bench/startup.py --models        # also every shipped model's cold first sample (slow)
+    python bench/startup.py --runs 0 --models   # that table alone
 
 Situations (what runs is `gdsl.load(rbm, nh=64)` + `sample(10, steps=10)` in a new process):
 - fresh machine: gdsl's and numba's caches empty (new GDSL_CACHE_DIR and NUMBA_CACHE_DIR);
 - new model: numba's cache holds gdsl's runtime helpers (warmed by another model), the model is new;
 - cached: the same model again, its kernels in the cache.
 A background compile the measured process leaves running is waited for before the next run, so
-runs never overlap; its own time is reported apart ("background done").
+runs never overlap; its own time is reported apart ("background done"). gdsl's own modules are
+byte-compiled first, as in an installed package.
 """
 from __future__ import annotations
 
@@ -112,6 +114,15 @@ def baseline(root: Path) -> float:
     return wall
 
 
+def byte_compile() -> None:
+    """gdsl's .pyc files, as an installed package has them (pip writes them at install time; an
+    editable install under PYTHONDONTWRITEBYTECODE=1 never does, and each process would compile
+    gdsl's sources again: a tenth of a second that no installed user pays)."""
+    import compileall
+
+    compileall.compile_dir(str(REPO / "gdsl"), quiet=1)
+
+
 def table(args) -> None:
     modes = args.modes.split(",")
     root = Path(tempfile.mkdtemp(prefix="gdsl-startup-"))
@@ -170,7 +181,9 @@ def main() -> None:
     parser.add_argument("--modes", default="numba,background")
     parser.add_argument("--models", action="store_true", help="also every shipped model's cold first sample")
     args = parser.parse_args()
-    table(args)
+    byte_compile()
+    if args.runs > 0:  # --runs 0 --models: the models' table alone
+        table(args)
     if args.models:
         print()
         every_model(args)
