@@ -2,6 +2,7 @@
 __version__ = "0.1.0"
 
 from .errors import CompilerBug, GdslError, ModelErrors  # noqa: E402
+from .runtime.ais import LogProbEstimate  # noqa: E402
 from .runtime.diagnostics import to_inferencedata  # noqa: E402
 from .runtime.parzen import ParzenEstimate, parzen_log_likelihood  # noqa: E402
 
@@ -27,5 +28,5 @@ def wait_compiled(timeout=None) -> bool:
     return wait(timeout)
 
 
-__all__ = ["load", "wait_compiled", "GdslError", "ModelErrors", "CompilerBug", "to_inferencedata", "parzen_log_likelihood",
+__all__ = ["load", "wait_compiled", "LogProbEstimate", "GdslError", "ModelErrors", "CompilerBug", "to_inferencedata", "parzen_log_likelihood",
            "ParzenEstimate", "__version__"]
