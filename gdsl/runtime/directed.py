@@ -17,6 +17,7 @@ import numpy as np
 from .checks import mapping, numeric_array, real, whole
 from .ais import log_z_value
 from .model import DEFAULT_MAX_STATES, ModelBase, _LogSumExp, _progress
+from .rows import in_parts
 
 CHUNK_FLOATS = 1 << 21  # the values of one kernel call: ~16 MB of float64, mostly cache-resident
 
@@ -204,22 +205,40 @@ class DirectedModel(ModelBase):
 
     def _forward(self, mode: str, st: dict, eps: dict, n: int):
         logp, logq = np.empty(n), np.empty(n)
-        for sl in self._chunks(n):
-            self._dcall(f"{mode}_forward", sl.stop - sl.start, {k: v[sl] for k, v in st.items()},
-                        {k: v[sl] for k, v in eps.items()}, logp=logp[sl], logq=logq[sl])
+
+        def part(a: int, b: int) -> None:  # rows a:b, in chunks that fit the cache
+            for sl in self._chunks(b - a):
+                sl = slice(a + sl.start, a + sl.stop)
+                self._dcall(f"{mode}_forward", sl.stop - sl.start, {k: v[sl] for k, v in st.items()},
+                            {k: v[sl] for k, v in eps.items()}, logp=logp[sl], logq=logq[sl])
+
+        in_parts(part, n, self.threads)  # rows are independent: the same values on any thread count
         return logp, (logq if self.GUIDE else None)
 
     def _backward(self, mode: str, st: dict, eps: dict, n: int, seed_p, seed_q):
-        """(logp, logq, grads) with grads = d/dparams of sum_r seed_p[r] log p_r + seed_q[r] log q_r."""
+        """(logp, logq, grads) with grads = d/dparams of sum_r seed_p[r] log p_r + seed_q[r] log q_r.
+
+        The rows are cut into `self.threads` parts, each summing its gradient in its own arrays;
+        the parts' sums are added in order (so a thread count always gives the same result)."""
         logp, logq = np.empty(n), np.empty(n)
-        grads = {k: np.zeros(self._shapes[k]) for k in self._p}
-        flat = {k: g if g.ndim else g.reshape(1) for k, g in grads.items()}
         seed_p = np.ascontiguousarray(np.broadcast_to(seed_p, (n,)), dtype=np.float64)
         seed_q = np.ascontiguousarray(np.broadcast_to(seed_q, (n,)), dtype=np.float64)
-        for sl in self._chunks(n, self._row_floats() * 2):
-            self._dcall(f"{mode}_backward", sl.stop - sl.start, {k: v[sl] for k, v in st.items()},
-                        {k: v[sl] for k, v in eps.items()}, seed_p=seed_p[sl], seed_q=seed_q[sl], logp=logp[sl],
-                        logq=logq[sl], grads=flat)
+
+        def part(a: int, b: int) -> dict:
+            grads = {k: np.zeros(self._shapes[k]) for k in self._p}
+            flat = {k: g if g.ndim else g.reshape(1) for k, g in grads.items()}
+            for sl in self._chunks(b - a, self._row_floats() * 2):
+                sl = slice(a + sl.start, a + sl.stop)
+                self._dcall(f"{mode}_backward", sl.stop - sl.start, {k: v[sl] for k, v in st.items()},
+                            {k: v[sl] for k, v in eps.items()}, seed_p=seed_p[sl], seed_q=seed_q[sl],
+                            logp=logp[sl], logq=logq[sl], grads=flat)
+            return grads
+
+        parts = in_parts(part, n, self.threads)
+        grads = parts[0]
+        for other in parts[1:]:
+            for k in grads:
+                grads[k] += other[k]
         return logp, (logq if self.GUIDE else None), grads
 
     # ------------------------------------------------------------------ densities
