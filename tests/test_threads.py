@@ -39,9 +39,10 @@ def test_results_do_not_depend_on_the_thread_count(name):
 
 
 def test_directed_densities_and_gradients_over_threads():
-    """A directed model's log_prob and gradients with its rows cut over threads: the densities
-    are the same on any thread count (rows are independent), the gradient sums to rounding (the
-    parts' sums are added in order: the same result every time for a thread count)."""
+    """A directed model's log_prob, gradients and samples with its rows cut over threads: the
+    densities and samples are the same on any thread count (rows are independent), the gradient
+    sums to rounding (the parts' sums are added in order: the same result every time for a
+    thread count)."""
     import gdsl
     from conftest import model_path
 
@@ -53,9 +54,10 @@ def test_directed_densities_and_gradients_over_threads():
         x = {"x": (np.random.default_rng(1).random((200, 6)) < 0.4).astype(float)}
         logp = m.log_prob(x)
         value, grads = m.gradients(x)
-        out.setdefault(threads, []).append((logp, value, grads))
+        out.setdefault(threads, []).append((logp, value, grads, m.sample(100)["x"]))
     one, two = out[1][0], out[2]
     np.testing.assert_array_equal(two[0][0], one[0])
+    np.testing.assert_array_equal(two[0][3], one[3])  # ancestral samples: each row has its own stream
     for k in one[2]:
         np.testing.assert_allclose(two[0][2][k], one[2][k], rtol=1e-12, atol=1e-14)
         np.testing.assert_array_equal(two[1][2][k], two[0][2][k])

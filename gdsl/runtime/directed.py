@@ -388,10 +388,15 @@ class DirectedModel(ModelBase):
         ms = {g: masks[g] if masks.get(g) is not None else np.zeros((n,) + self._shapes[g], np.uint8)
               for g in self.DIRECTED}
         rng = self._streams(n)
-        for sl in self._chunks(n):
-            rows = sl.stop - sl.start
-            self._dcall("sample_model", rows, {g: v[sl] for g, v in st.items()}, self._eps_zeros(rows),
-                        directed_masks={g: v[sl] for g, v in ms.items()}, rng=rng[sl])
+
+        def part(a: int, b: int) -> None:  # rows a:b over threads, in blocks; each row has its stream
+            for sl in self._chunks(b - a):
+                sl = slice(a + sl.start, a + sl.stop)
+                rows = sl.stop - sl.start
+                self._dcall("sample_model", rows, {g: v[sl] for g, v in st.items()}, self._eps_zeros(rows),
+                            directed_masks={g: v[sl] for g, v in ms.items()}, rng=rng[sl])
+
+        in_parts(part, n, self.threads)
 
     def _ancestral_is_exact(self, clamp, masks) -> bool:
         """One ancestral pass is exact when no clamped element comes after a free one: checked per
