@@ -15,6 +15,7 @@ or one row per frame shared by the runs laid out frame-fastest, or a single row 
 from __future__ import annotations
 
 from . import printer as P
+from .domains import DRAW, LOW
 
 
 class AnnealingEmitter:
@@ -40,8 +41,6 @@ class AnnealingEmitter:
         self.w(f"t2[c, j] = beta * t2[c, j] + (1.0 - beta) * {base}[b, j]", indent + 3)
 
     def tempered_gibbs_kernel(self, rows: bool = False) -> None:
-        from .emit import DRAW, LOW
-
         name = "gibbs_tempered_rows" if rows else "gibbs_tempered"
         self.kernel(name, name,
                     "One block-Gibbs sweep of the tempered joint exp(-(1 - beta) E0 - beta E): every field is "

@@ -22,14 +22,8 @@ from .companions import companion_source, dbn_attributes, greedy_attributes
 from .tidy import docstring, tidy
 from .learning import LearningEmitter
 from .numpy_tier import NumpyTierEmitter
+from .domains import DRAW, LOGNORM, LOW, MEAN
 
-DRAW = {"binary": "two_state_draw", "spin": "two_state_draw", "real": "gaussian_draw",
-        "categorical": "categorical_draw", "categorical_off": "categorical_off_draw"}
-MEAN = {"binary": "two_state_mean", "spin": "two_state_mean", "real": "gaussian_mean",
-        "categorical": "categorical_mean", "categorical_off": "categorical_off_mean"}
-LOGNORM = {"binary": "two_state_lognorm", "spin": "two_state_lognorm", "real": "gaussian_lognorm",
-           "categorical": "categorical_lognorm", "categorical_off": "categorical_off_lognorm"}
-LOW = {"binary": ", 0.0", "spin": ", -1.0"}  # the lower value of a two-state unit (the upper is 1)
 SITE_DRAW = {"binary": "_k.draw_binary", "spin": "_k.draw_spin"}
 SITE_MEAN = {"binary": "_k.sigmoid", "spin": "math.tanh"}
 HIT_VALUE = {"binary": "1.0", "spin": "0.0"}  # x_k * x_k = x_k for bits, = 1 (no x_k left) for spins
@@ -680,19 +674,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
                     "Mean-field fixed point, block by block; the group arrays hold the means. "
                     "Returns (iterations, last max change); iterations = -1 on a non-positive precision.")
         self._sweep_start()
-        # one sweep is the fixed point when every free group sits in one block without lateral
-        # couplings (an RBM's hidden units given the data): their updates read clamped groups only
-        blocks = []
-        for block in self.plan.blocks:
-            flags = " or ".join(f"free_{n}" for n in block)
-            blocks.append(f"({flags})" if len(block) > 1 else flags)
-        if any(g.lateral for g in self.plan.groups.values()):  # a site sweep is never exact in one pass
-            self.w("one_sweep = False", 1)
-        else:
-            self.w(f"one_sweep = damping == 0.0 and {' + '.join(blocks)} <= 1", 1)
-        self.w("delta = 0.0", 1)
-        self.w("for it in range(max_iter):", 1)
-        self.w("delta = 0.0", 2)
+        mean_field_loop(self.w, self.plan)
 
         def update(g: GroupPlan, indent: int) -> None:
             if g.lateral:
@@ -839,6 +821,24 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.w()
         for line in kernel_table(dict(self.specs, **(extra_specs or {})), dict(self.orders, **(extra_orders or {}))):
             self.w(line, 1)
+
+
+def mean_field_loop(w, plan: Plan) -> None:
+    """The opening of a mean-field kernel's iterations (numba's and the numpy tier's): whether
+    one sweep is the fixed point, and the loop."""
+    # one sweep is the fixed point when every free group sits in one block without lateral
+    # couplings (an RBM's hidden units given the data): their updates read clamped groups only
+    blocks = []
+    for block in plan.blocks:
+        flags = " or ".join(f"free_{n}" for n in block)
+        blocks.append(f"({flags})" if len(block) > 1 else flags)
+    if any(g.lateral for g in plan.groups.values()):  # a site sweep is never exact in one pass
+        w("one_sweep = False", 1)
+    else:
+        w(f"one_sweep = damping == 0.0 and {' + '.join(blocks)} <= 1", 1)
+    w("delta = 0.0", 1)
+    w("for it in range(max_iter):", 1)
+    w("delta = 0.0", 2)
 
 
 def _graph_dot(ir) -> str:

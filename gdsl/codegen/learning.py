@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..analysis.gradients import gradient_terms
 from ..ir.model import IBin, iexpr_accesses, iexpr_index_names
 from . import printer as P
+from .domains import DRAW, LOW, MEAN
 
 
 class LearningEmitter:
@@ -106,8 +107,6 @@ class LearningEmitter:
         self.kernel("gibbs_rb", "gibbs_rb",
                     "A sweep like gibbs(..., steps=1); groups flagged rbfree_* (all in the last block) "
                     "also get their conditional means, given the final state of the rest, in rb_*.")
-        from .emit import DRAW, LOW, MEAN
-
         self._sweep_start()
         self.w("ok = True", 1)
         last = set(self.plan.blocks[-1])
@@ -308,16 +307,12 @@ class LearningEmitter:
         block. Training masks are then whole groups (the free_* flags), so the epoch can sweep
         with mask-free kernels on per-epoch buffers: on small models the generic sweeps'
         allocations, masks and change measure cost about as much as the products."""
-        from .emit import LOW
-
         return self._rb_fused() and all(g.domain in LOW and not g.lateral for g in self.plan.groups.values())
 
     def _lean_sweep(self, prefix: str, free: str, rows: str, mode: str, indent: int) -> None:
         """One block sweep over the `rows` chains in `prefix`* arrays, for the groups flagged free:
         mode "mean" writes conditional means, "draw" draws, "rb" draws and leaves the means of the
         rbfree_* groups in rb_*."""
-        from .emit import LOW
-
         def two(array: str) -> str:  # the (chains, elements) view the kernels take
             return f"{array}.reshape(({rows}, -1))"
 

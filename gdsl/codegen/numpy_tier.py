@@ -22,15 +22,8 @@ from ..ir.model import IAccess, IBin, INum, ISym, ISum, IUn, Monomial, iexpr_wal
 from ..poly import Poly
 from . import printer as P
 from .tidy import docstring
+from .domains import DRAW, LOGNORM, LOW, MEAN  # the domain kernels, as runtime/npkernels.py names them too
 
-# the numpy tier's versions of the runtime's domain kernels (runtime/npkernels.py)
-DRAW = {"binary": "two_state_draw", "spin": "two_state_draw", "real": "gaussian_draw",
-        "categorical": "categorical_draw", "categorical_off": "categorical_off_draw"}
-MEAN = {"binary": "two_state_mean", "spin": "two_state_mean", "real": "gaussian_mean",
-        "categorical": "categorical_mean", "categorical_off": "categorical_off_mean"}
-LOGNORM = {"binary": "two_state_lognorm", "spin": "two_state_lognorm", "real": "gaussian_lognorm",
-           "categorical": "categorical_lognorm", "categorical_off": "categorical_off_lognorm"}
-LOW = {"binary": ", 0.0", "spin": ", -1.0"}
 LETTERS = "abcdefghijklmnopqrstuvwxy"  # index labels; `z` is the chains
 
 
@@ -345,18 +338,10 @@ class NumpyTierEmitter:
 
     def mean_field(self) -> None:
         self.open("mean_field", "mean_field", "mean_field in numpy.")
+        from .emit import mean_field_loop  # (emit imports this module)
+
         self._start()
-        blocks = []
-        for block in self.plan.blocks:
-            flags = " or ".join(f"free_{n}" for n in block)
-            blocks.append(f"({flags})" if len(block) > 1 else flags)
-        if any(g.lateral for g in self.plan.groups.values()):  # a coloured sweep is never exact in one pass
-            self.w("one_sweep = False", 1)
-        else:
-            self.w(f"one_sweep = damping == 0.0 and {' + '.join(blocks)} <= 1", 1)
-        self.w("delta = 0.0", 1)
-        self.w("for it in range(max_iter):", 1)
-        self.w("delta = 0.0", 2)
+        mean_field_loop(self.w, self.plan)
 
         def update(g: GroupPlan, indent: int) -> None:
             if g.lateral:
