@@ -28,5 +28,6 @@ def wait_compiled(timeout=None) -> bool:
     return wait(timeout)
 
 
-__all__ = ["load", "wait_compiled", "LogProbEstimate", "GdslError", "ModelErrors", "CompilerBug", "to_inferencedata", "parzen_log_likelihood",
+__all__ = ["load", "wait_compiled", "LogProbEstimate", "GdslError", "ModelErrors", "CompilerBug", "to_inferencedata",
+           "parzen_log_likelihood",
            "ParzenEstimate", "__version__"]

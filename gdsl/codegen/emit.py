@@ -701,15 +701,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.w("n = out.shape[0]", 1)
         self.w("out.fill(0.0)", 1)
         self.w("ok = True", 1)
-        for m in self.plan.monomials:
-            self.w(f"# {self.src(m)}", 1)
-            groups = m.groups
-            indent = 1
-            if groups:
-                flags = " or ".join(f"sum_{g}" for g in groups)
-                self.w(f"if not ({flags}):" if len(groups) > 1 else f"if not {flags}:", 1)
-                indent = 2
-            self.energy_term(m, indent)
+        each_energy_term(self.w, self.plan, self.src, self.energy_term)
         self.w("if beta != 1.0:", 1)
         self.w("for c in range(n):", 2)
         self.w("out[c] *= beta", 3)
@@ -821,6 +813,20 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.w()
         for line in kernel_table(dict(self.specs, **(extra_specs or {})), dict(self.orders, **(extra_orders or {}))):
             self.w(line, 1)
+
+
+def each_energy_term(w, plan: Plan, src, term) -> None:
+    """Every monomial's energy, written by term(m, indent) where none of its groups is summed out
+    (a summed group's terms are in its log-normaliser): the opening of both free-energy kernels."""
+    for m in plan.monomials:
+        w(f"# {src(m)}", 1)
+        groups = m.groups
+        indent = 1
+        if groups:
+            flags = " or ".join(f"sum_{g}" for g in groups)
+            w(f"if not ({flags}):" if len(groups) > 1 else f"if not {flags}:", 1)
+            indent = 2
+        term(m, indent)
 
 
 def mean_field_loop(w, plan: Plan) -> None:

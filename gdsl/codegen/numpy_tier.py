@@ -359,19 +359,14 @@ class NumpyTierEmitter:
         self.w("return max_iter, delta", 1)
 
     def free_energy(self) -> None:
+        from .emit import each_energy_term  # (emit imports this module)
+
         self.open("free_energy", "free_energy", "free_energy in numpy (float64 sums).")
         self.w("n = out.shape[0]", 1)
         self.w("out[...] = 0.0", 1)
         self.w("ok = True", 1)
-        for m in self.plan.monomials:
-            self.w(f"# {self.src(m)}", 1)
-            groups = m.groups
-            indent = 1
-            if groups:
-                flags = " or ".join(f"sum_{g}" for g in groups)
-                self.w(f"if not ({flags}):" if len(groups) > 1 else f"if not {flags}:", 1)
-                indent = 2
-            self.accumulate("out", m, None, (), False, indent)
+        each_energy_term(self.w, self.plan, self.src,
+                         lambda m, indent: self.accumulate("out", m, None, (), False, indent))
         self.w("if beta != 1.0:", 1)
         self.w("out *= beta", 2)
         for g in self.plan.groups.values():
