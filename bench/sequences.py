@@ -6,8 +6,8 @@ frame), and the published JSB figures.
     python bench/sequences.py [--epochs 200] [--lr 1e-3] [--batch 10] [--out docs/results-sequences.md]
     python bench/sequences.py --speed [--threads 1] [--k 15] [--epochs 3]
     python bench/sequences.py --harmonise [--epochs 100] [--k 15] [--lr 1e-3]
-    python bench/sequences.py --ais [--params rnnrbm.npz] [--epochs 60 --k 15 --lr 3e-3] [--runs 20]
-                              [--temperatures 300 1000]
+    python bench/sequences.py --ais [--model rnnrbm|crbm] [--params rnnrbm.npz] [--epochs 60 --k 15 --lr 3e-3]
+                              [--runs 20] [--temperatures 300 1000]
 
 The RNN-NADE is trained by maximum likelihood (Adam, minibatches of pieces) on the training
 pieces; the epoch with the best validation log-likelihood is kept (a checkpoint per epoch).
@@ -154,20 +154,22 @@ TEST_NAMES = []
 
 
 def rnnrbm_ais(train, test, a) -> None:
-    """The RNN-RBM's test log-likelihood per frame, every frame's log Z(past) estimated by AIS
-    (`log_prob(method="ais")`), once per schedule length in `a.temperatures`: the parameters from
-    `a.params` when that file exists, else trained here by CD-k with BPTT (and saved there)."""
+    """The test log-likelihood per frame of `a.model` (the RNN-RBM, or the conditional RBM), every
+    frame's log Z(past) estimated by AIS (`log_prob(method="ais")`), once per schedule length in
+    `a.temperatures`: the parameters from `a.params` when that file exists, else trained here by
+    CD-k (with BPTT for the RNN-RBM) and saved there."""
     from gdsl.runtime.ais import standard_schedule
 
-    m = gdsl.load("models/rnnrbm.gdl", seed=a.seed)
+    name = {"rnnrbm": "RNN-RBM", "crbm": "CRBM"}[a.model]
+    m = gdsl.load(f"models/{a.model}.gdl", seed=a.seed)
     if a.params and os.path.exists(a.params):
         m.load_params(a.params)
-        print(f"RNN-RBM parameters from {a.params}")
+        print(f"{name} parameters from {a.params}")
     else:
         t0 = time.perf_counter()
         history = m.fit({"v": train}, method="cd", k=a.k, epochs=a.epochs, lr=a.lr, batch_size=a.batch,
                         progress=False)
-        print(f"RNN-RBM: {a.epochs} epochs of CD-{a.k} (lr {a.lr:g}, {a.batch} pieces a minibatch) in "
+        print(f"{name}: {a.epochs} epochs of CD-{a.k} (lr {a.lr:g}, {a.batch} pieces a minibatch) in "
               f"{time.perf_counter() - t0:.0f} s; free-energy gap {-history[0]['train_objective']:.2f} -> "
               f"{-history[-1]['train_objective']:.2f} per piece", flush=True)
         if a.params:
@@ -220,8 +222,9 @@ def main():
     ap.add_argument("--pictures", default=None, help="only draw samples of an RNN-NADE saved in this file")
     ap.add_argument("--harmonise", action="store_true", help="train the RNN-RBM and harmonise a soprano line")
     ap.add_argument("--ais", action="store_true",
-                    help="the RNN-RBM's test log-likelihood, each frame's log Z by AIS (trained here unless --params)")
-    ap.add_argument("--params", default=None, help="--ais: RNN-RBM parameters (loaded if the file exists, else saved)")
+                    help="the test log-likelihood of --model, each frame's log Z by AIS (trained here unless --params)")
+    ap.add_argument("--params", default=None, help="--ais: the model's parameters (loaded if the file exists, else saved)")
+    ap.add_argument("--model", default="rnnrbm", choices=("rnnrbm", "crbm"), help="--ais: which per-step energy model")
     ap.add_argument("--runs", type=int, default=20, help="--ais: AIS chains per frame")
     ap.add_argument("--temperatures", type=int, nargs="+", default=[1000],
                     help="--ais: schedule lengths (the standard schedule's shape), one estimate each")
