@@ -229,8 +229,11 @@ def test_background_hands_over_to_numba(tmp_path):
     for stdout, stderr, code in outs:
         assert code == 0, stderr
         assert "first numpy" in stdout, (stdout, stderr)
-        assert "second numba" in stdout, (stdout, stderr)
         assert "same True" in stdout, (stdout, stderr)
+    # a process whose first call came after the other's background process had written numba's
+    # cache starts none of its own (that kernel is cached): its second model answers from numpy
+    # until it has taken LOAD_SECONDS, so only the process that compiled is sure to hand over
+    assert any("second numba" in o[0] for o in outs), outs
     assert [o[0].splitlines()[-1] for o in outs][0] == [o[0].splitlines()[-1] for o in outs][1]
     # numba's cache is warm now: no background process; numpy answers until it has taken about
     # what loading numba's kernels would, then numba does
