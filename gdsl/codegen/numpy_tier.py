@@ -18,7 +18,7 @@ from __future__ import annotations
 from .. import abi
 from ..abi import ONE_HOT
 from ..analysis.plan import GroupPlan, Plan
-from ..ir.model import IAccess, IBin, INum, ISym, ISum, IUn, Monomial, iexpr_walk
+from ..ir.model import IAccess, ISum, ISym, Monomial, iexpr_walk
 from ..poly import Poly
 from . import printer as P
 from .tidy import docstring
@@ -126,42 +126,26 @@ class NumpyTierEmitter:
             return P.expr(c, self.sizes, numpy=True), ""
         if any(ix != seen[0] for ix in seen):
             raise Unsupported("parameters with different subscripts in one coefficient")
-        shapes = {node.name: self.ir.params[node.name].shape for node in iexpr_walk(c) if isinstance(node, IAccess)}
         out = ""
 
-        def text(e):
+        def whole_array(e) -> str:  # the parameter over its subscripts' ranges, labelled
             nonlocal out
-            if isinstance(e, IAccess) and e.index:
-                t, out = self.array(m, P.param(e.name), e.index, shapes[e.name], labels, False)
-                return t
-            if isinstance(e, IUn):
-                inner = text(e.arg)
-                if e.op == "neg":
-                    return f"(-{inner})"
-                from .. import ops
+            text, out = self.array(m, P.param(e.name), e.index, self.ir.params[e.name].shape, labels, False)
+            return text
 
-                return f"{ops.lookup(e.op).numpy}({inner})"
-            if isinstance(e, IBin):
-                op = "**" if e.op == "^" else e.op
-                return f"({text(e.left)} {op} {text(e.right)})"
-            if isinstance(e, (INum, ISym, IAccess)):
-                return P.expr(e, self.sizes, numpy=True)
-            raise Unsupported(f"cannot write {type(e).__name__} in numpy")
-
-        t = text(c)
+        t = P.expr(c, self.sizes, numpy=True, access=whole_array)
         if len(set(out)) != len(out):
             raise Unsupported("a parameter's diagonal in an expression")
         return t, out
 
-    def factor(self, m: Monomial, k: int, labels: dict, square_dropped: bool = False):
+    def factor(self, m: Monomial, k: int, labels: dict):
         f = m.factors[k]
         text, lab = self.array(m, P.group(f.group), f.index, self.ir.groups[f.group].shape, labels, True)
-        power = f.power - (1 if square_dropped else 0)
-        if power == 2:
+        if f.power == 2:
             text = f"np.square({text})"
         return text, lab
 
-    def term(self, m: Monomial, keep: int | None, leave_out, negate: bool = False, drop_square: bool = False):
+    def term(self, m: Monomial, keep: int | None, leave_out, negate: bool = False):
         """(scalar, einsum text or None, output labels present, all output labels) of m's
         contribution: with `keep` the factor whose elements it is indexed by (a field: that
         factor left out), else per chain (an energy)."""

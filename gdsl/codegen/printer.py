@@ -60,9 +60,10 @@ def bound(bounds, fn: str, sizes) -> str:
     return texts[0] if len(texts) == 1 else f"{fn}(" + ", ".join(texts) + ")"
 
 
-def expr(e: IExpr, sizes, scalar_params=frozenset(), numpy: bool = False) -> str:
+def expr(e: IExpr, sizes, scalar_params=frozenset(), numpy: bool = False, access=None) -> str:
     """A coefficient as a numba scalar expression, or with `numpy` as the numpy tier's (its
-    functions take arrays too)."""
+    functions take arrays too); `access(e)`, when given, prints a subscripted parameter (the
+    numpy tier's whole-array slices)."""
     if isinstance(e, INum):
         return number(e.value)
     if isinstance(e, ISym):
@@ -75,16 +76,19 @@ def expr(e: IExpr, sizes, scalar_params=frozenset(), numpy: bool = False) -> str
         assert e.kind == "param"
         if not e.index:  # scalar parameters reach kernels as 1-element views (numba has no a[()])
             return f"{param(e.name)}[0]"
+        if access is not None:
+            return access(e)
         return f"{param(e.name)}[" + ", ".join(poly(p, sizes) for p in e.index) + "]"
     if isinstance(e, IUn):
-        inner = expr(e.arg, sizes, numpy=numpy)
+        inner = expr(e.arg, sizes, numpy=numpy, access=access)
         if e.op == "neg":
             return f"(-{inner})"
         fn = ops.lookup(e.op)
         return f"{fn.numpy if numpy else fn.numba}({inner})"
     if isinstance(e, IBin):
         op = "**" if e.op == "^" else e.op
-        return f"({expr(e.left, sizes, numpy=numpy)} {op} {expr(e.right, sizes, numpy=numpy)})"
+        left = expr(e.left, sizes, numpy=numpy, access=access)
+        return f"({left} {op} {expr(e.right, sizes, numpy=numpy, access=access)})"
     from ..errors import CompilerBug
 
     raise CompilerBug(f"cannot print {type(e).__name__} as a coefficient")
