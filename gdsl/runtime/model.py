@@ -97,7 +97,8 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
     SCHEDULE = ""
     KERNELS: dict = {}
     NUMPY_KERNELS: dict = {}  # the numpy tier (codegen/numpy_tier.py), or why there is none:
-    NUMPY_REFUSED = "numba only: a model with conditionals"
+    NUMPY_REFUSED = "numba only: the compiler writes a numpy tier for a module's own energy model, not for " \
+        "models with conditionals or the layer models of greedy training"
     NONZERO_CONSTS: tuple = ()  # what the arithmetic needs of the constants (analysis/constants.py),
     POSITIVE_CONSTS: tuple = ()  # checked by the constructor (runtime/consts.py)
     CONST_CHECKS: tuple = ()

@@ -38,8 +38,7 @@ def cut(value, a: int, b: int):
 
 def call_by_rows(call, n: int, threads: int, rowwise: dict, shared: dict) -> list:
     """call(**rows a:b of `rowwise`, **shared) for each part; the results in order of the parts."""
-    return in_parts(lambda a, b: call(**{k: cut(v, a, b) for k, v in rowwise.items()}, **shared)
-                    if (a, b) != (0, n) else call(**rowwise, **shared), n, threads)
+    return in_parts(lambda a, b: call(**{k: cut(v, a, b) for k, v in rowwise.items()}, **shared), n, threads)
 
 
 def in_parts(run, n: int, threads: int) -> list:
