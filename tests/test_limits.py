@@ -181,9 +181,9 @@ def test_a_flat_sum_compiles_in_linear_time():
         text = flat_sum(n)
         best = float("inf")
         for _ in range(2):
-            start = time.perf_counter()
+            start = time.process_time()
             compiled(text)
-            best = min(best, time.perf_counter() - start)
+            best = min(best, time.process_time() - start)
         return best
 
     seconds(100)
@@ -218,9 +218,9 @@ def test_parentheses_count_and_the_limit_is_exact():
 
 def test_20000_parentheses_are_refused_quickly_at_the_innermost_expression(tmp_path, capsys):
     text = parens(20_000)
-    start = time.perf_counter()
+    start = time.process_time()
     (e,) = errors(text)
-    assert time.perf_counter() - start < 20
+    assert time.process_time() - start < 20
     assert e.message.startswith("this expression is nested 20001 levels deep")
     assert (e.span.line, e.span.column) == (4, len("    energy ") + 20_001)
     path = tmp_path / "deep.gdl"
@@ -377,9 +377,9 @@ def test_code_generation_stays_fast_with_many_distinct_terms_on_one_line():
     n = 1000
     terms = " - ".join(f"x[{i}] * x[{i + 1}] * W[{i}]" for i in range(n))
     text = f"model big(n = {n + 2}) {{\n  visible x[n]: binary\n  param W[n]\n  energy -{terms}\n}}\n"
-    start = time.perf_counter()
+    start = time.process_time()
     python = compile_source(Source(text, "big.gdl")).python
-    assert time.perf_counter() - start < 20
+    assert time.process_time() - start < 20
     assert max(len(line) for line in python.split("\n") if line.lstrip().startswith("# m")) < 260
 
 
@@ -421,12 +421,12 @@ def test_reporting_thousands_of_errors_is_linear():
     from gdsl.errors import ModelErrors, Source
 
     text = HEADER + "    energy " + " + ".join(f"u{i}" for i in range(5555)) + "\n}\n"
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(ModelErrors) as info:
         compile_source(Source(text, "u.gdl"))
     report = info.value.format()
     assert len(info.value.errors) >= 5555 and report.count("error: unknown name") >= 5555
-    assert time.perf_counter() - start < 10
+    assert time.process_time() - start < 10
 
 
 def test_a_megabyte_comment_compiles_quickly():
@@ -438,7 +438,7 @@ def test_a_megabyte_comment_compiles_quickly():
     from gdsl.errors import Source
 
     text = HEADER + "    energy -b @ v\n}\n# " + "é x " * 250_000 + "\n"
-    start = time.perf_counter()
+    start = time.process_time()
     python = compile_source(Source(text, "c.gdl")).python
-    assert time.perf_counter() - start < 10
+    assert time.process_time() - start < 10
     compile(python, "c.py", "exec")
