@@ -112,25 +112,29 @@ def test_the_runs_states_at_beta_one_are_kept(trained):
         assert m.last_ais["state_floor"] == pytest.approx(floor, abs=1e-4)
 
 
-def test_reverse_ais_brackets_the_exact_value():
-    """Forward AIS is low on average (Jensen on an unbiased Z estimate), reverse AIS from chains
-    that reached the model is high. Each bias is about var(log w) / 2 per run, so it stands out
-    from the noise only when the schedule is short: with 10 temperatures and 400 runs both
-    biases are about 1.5 to 2 of their standard deviations on this model, and forward <=
-    exact <= reverse held for 13 of 16 seeds on each of two differently trained copies (with
-    30 temperatures, 7 and 15 of 16: too close to the noise to test). A majority is required."""
+def test_single_runs_bracket_the_exact_value():
+    """One forward run's log Z0 + log w is a stochastic lower bound on log Z (E[log w] <= log E[w],
+    and E[w] = Z / Z0 exactly), one reverse run's log Z0 - log w a stochastic upper bound from
+    chains at the model (bidirectional Monte Carlo, Grosse et al. 2015). With 10 temperatures the
+    two bounds are about 2 nats from log Z on this model, each mean over 400 runs with a standard
+    error of about 0.1; the test asks for both sides clear of log Z by 4 standard errors.
+
+    (The pooled estimates do not bracket log Z reliably: with transitions that leave each
+    temperature's marginal invariant, the forward estimate's bias, var(w) / 2N, is 0.03 nats
+    here against a spread of 0.25.)"""
     x = (load_digits().data > 7).astype(np.float32)
     m = gdsl.load(MODELS / "rbm.gdl", nv=64, nh=16, seed=0)
     m.fit({"v": x}, method="pcd", lr=0.1, epochs=30, batch_size=20, progress=False, monitor=None)
     exact = m.log_partition()
     betas = np.linspace(0, 1, 10)
-    bracketed = 0
-    for seed in range(16):
-        m._rng = np.random.default_rng(seed)
-        low = m.log_partition("ais", runs=400, data={"v": x}, betas=betas).log_z
-        high = m.log_partition("reverse-ais", runs=400, data={"v": x}, betas=betas).log_z
-        bracketed += low <= exact <= high
-    assert bracketed > 8
+    m._rng = np.random.default_rng(0)
+    m.log_partition("ais", runs=400, data={"v": x}, betas=betas)
+    low = m.last_ais["log_z0"] + m.last_ais["log_weights"]
+    m.log_partition("reverse-ais", runs=400, data={"v": x}, betas=betas)
+    high = m.last_ais["log_z0"] - m.last_ais["log_weights"]
+    se = lambda a: a.std(ddof=1) / np.sqrt(len(a))  # noqa: E731
+    assert low.mean() + 4 * se(low) < exact < high.mean() - 4 * se(high), \
+        (low.mean() - exact, se(low), high.mean() - exact, se(high))
 
 
 def test_dbm_variational_bound_is_below_the_exact_likelihood(trained):

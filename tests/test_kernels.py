@@ -187,3 +187,41 @@ def test_masked_and_mask_free_draws_take_the_same_uniforms(dtype, m):
         K.two_state_draw_from_means(mean, b, b_streams, 0.0)
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a_streams, b_streams)
+
+
+def _softplus_sums(f, gap):
+    import math
+
+    return np.array([math.fsum(np.logaddexp(0.0, gap * row.astype(np.float64))) for row in f])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorised_softplus_sums_match_the_exact_sums(dtype):
+    """The SIMD softplus (block exp and a division-and-series log1p) against numpy's logaddexp
+    summed exactly, over fields from 1e-20 to 800 in size, rows longer than one block (the block
+    is 2048 elements), and the spin lognorm's linear part."""
+    rng = np.random.default_rng(3)
+    f = np.concatenate([rng.normal(0, 3, (6, 5000)), rng.normal(0, 300, (2, 5000)), np.zeros((1, 5000)),
+                        np.full((1, 5000), 1e-20), np.full((1, 5000), 700.0), np.full((1, 5000), -700.0)])
+    f = f.astype(dtype)
+    out = np.empty(len(f))
+    K.softplus_row_sums(f, 0.7, out)
+    ref = _softplus_sums(f, 0.7)
+    assert np.allclose(out, ref, rtol=1e-13, atol=1e-280)
+    spin = np.full(len(f), 5.0)
+    K.two_state_lognorm(f, spin, -1.0)  # log(exp(-f) + exp(f)) = -f + softplus(2f)
+    exact = 5.0 - (_softplus_sums(f, 2.0) - f.astype(np.float64).sum(1))
+    assert np.allclose(spin, exact, rtol=1e-13, atol=1e-9)
+
+
+@pytest.mark.parametrize("low", [0.0, -1.0])
+def test_lognorm_pair_equals_two_lognorms_at_the_two_temperatures(low):
+    rng = np.random.default_rng(4)
+    f = rng.normal(0, 4, (5, 300)).astype(np.float32)
+    out_a, out_b, t = np.full(5, 1.0), np.full(5, 2.0), np.empty_like(f)
+    K.two_state_lognorm_pair(f, 0.25, 0.2501, out_a, out_b, t, low)
+    ref_a, ref_b = np.full(5, 1.0), np.full(5, 2.0)
+    K.two_state_lognorm((0.25 * f.astype(np.float64)), ref_a, low)
+    K.two_state_lognorm((0.2501 * f.astype(np.float64)), ref_b, low)
+    assert np.allclose(out_a, ref_a, rtol=1e-13) and np.allclose(out_b, ref_b, rtol=1e-13)
+    assert np.array_equal(t, (np.float64(0.2501) * f.astype(np.float64)).astype(np.float32))

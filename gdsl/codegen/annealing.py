@@ -15,7 +15,7 @@ or one row per frame shared by the runs laid out frame-fastest, or a single row 
 from __future__ import annotations
 
 from . import printer as P
-from .domains import DRAW, LOW
+from .domains import LOW
 
 
 class AnnealingEmitter:
@@ -71,36 +71,88 @@ class AnnealingEmitter:
         self.w("return ok", 1)
 
     def ais_kernel(self, rows: bool = False) -> None:
-        flags = ", ".join(f"sum_{g}" for g in self.ir.groups)
+        """For each temperature: the weight from the free energies at both ends of the step, then the
+        transition. The summed groups' fields are computed once per step and serve three times:
+        the free energy at betas[k - 1] and at betas[k], and the draw of those groups at betas[k]
+        that opens the transition (then a tempered sweep of the other groups). Drawing them afresh
+        from their conditional first makes the transition a kernel on the annealed groups alone,
+        as the free-energy weights require; summed groups have no base (their bf is zero)."""
+        from .emit import each_energy_term  # (emit imports this module)
+
         name = "ais_steps_rows" if rows else "ais_steps"
         self.kernel(name, name,
-                    "For each k >= 1: logw += F*_{k-1}(x) - F*_{k}(x), then a tempered sweep at betas[k]; "
-                    "F*_b = (1 - b) E0(x_N) + free energy at b (groups sum_* summed out)."
+                    "For each k >= 1: logw += F*_{k-1}(x) - F*_{k}(x), then the transition at betas[k]: the "
+                    "groups sum_* drawn given the rest, then a tempered sweep of the rest; F*_b = (1 - b) "
+                    "E0(x_N) + free energy at b (groups sum_* summed out)."
                     + (" Chain c's base is row c % rows of bf_* and bq_*." if rows else ""))
         first = P.group(next(iter(self.ir.groups)))
+        summable = [g for g in self.plan.groups.values() if g.summable and not g.coupled]
         self.w(f"n = {first}.shape[0]", 1)
-        self.w("fa = np.empty(n)", 1)
-        self.w("fb = np.empty(n)", 1)
-        self.w("e0 = np.empty(n)", 1)
+        for buf in ("fa", "fb", "e0", "out"):
+            self.w(f"{buf} = np.empty(n)", 1)
+        for g in summable:  # the raw field (and quadratic coefficient), and the same at one temperature
+            for a in self._raw(g) + self._tempered(g):
+                self.w(f"{a} = np.empty_like({P.group(g.name)})", 1)
+        for g in self.plan.groups.values():
+            if g.summable and g.coupled:
+                self.w(f"if sum_{g.name}:", 1)
+                self.w(f'raise ValueError("AIS cannot sum out {g.name}, a real group coupled to itself")', 2)
+        for g in self.ir.groups:  # the sweep moves the rest (flags set here: numba takes no control flow
+            self.w(f"rest_{g} = free_{g} and not sum_{g}", 1)  # inside a call's arguments)
         self.w("ok = True", 1)
         self.w("for k in range(1, betas.shape[0]):", 1)
+        self._base_energy(rows)
+        self.w("# the energy of the terms without a summed group, once for both temperatures", 2)
+        self.w("out.fill(0.0)", 2)
+        each_energy_term(lambda text="", indent=0: self.w(text, indent + 1), self.plan, self.src,
+                         lambda m, indent: self.energy_term(m, indent + 1))
+        self.w("for c in range(n):", 2)
+        self.w("fa[c] = betas[k - 1] * out[c] + (1.0 - betas[k - 1]) * e0[c]", 3)
+        self.w("fb[c] = betas[k] * out[c] + (1.0 - betas[k]) * e0[c]", 3)
+        for g in summable:
+            self.w(f"if sum_{g.name}:  # log-normaliser of {g.name} at both temperatures, from one field", 2)
+            self.fields(g, 3)
+            if g.domain in LOW:  # two-state units: both temperatures in one pass
+                shape = self._rows(g)
+                self.w(f"_k.two_state_lognorm_pair(f_{g.name}.reshape({shape}), betas[k - 1], betas[k], fa, fb, "
+                       f"t_{g.name}.reshape({shape}){LOW[g.domain]})", 3)
+                continue
+            for beta, out in (("betas[k - 1]", "fa"), ("betas[k]", "fb")):
+                for raw, hot in zip(self._raw(g), self._tempered(g)):
+                    self.w(f"_k.scaled_copy({raw}.reshape(-1), {beta}, {hot}.reshape(-1))", 3)
+                call = f"_k.{self.domain_kernel('lognorm', g)}({self._views(g, self._tempered(g))}, {out}{LOW.get(g.domain, '')})"
+                self.w(f"ok &= {call}" if g.domain == "real" else call, 3)
+        self.w("for c in range(n):", 2)
+        self.w("logw[c] += fa[c] - fb[c]", 3)
+        for g in summable:  # t_ holds betas[k] times the field: their conditional at betas[k]
+            arrays = self._tempered(g) + [P.group(g.name), f"m_{g.name}"]
+            call = f"_k.{self.domain_kernel('draw', g)}({self._views(g, arrays)}, rng{LOW.get(g.domain, '')})"
+            self.w(f"if sum_{g.name} and free_{g.name}:", 2)
+            self.w(f"ok &= {call}" if g.domain == "real" else call, 3)
+        rest = ", ".join(f"rest_{g}" for g in self.ir.groups)
+        sweep = "gibbs_tempered_rows" if rows else "gibbs_tempered"
+        self.w(f"ok &= {sweep}({self.args}, {self._masks()}, {rest}, {self._bases()}, betas[k], rng)", 2)
+        self.w("return ok", 1)
+
+    @staticmethod
+    def _raw(g) -> list[str]:
+        return [f"f_{g.name}"] + ([f"q_{g.name}"] if g.domain == "real" else [])
+
+    @staticmethod
+    def _tempered(g) -> list[str]:
+        return [f"t_{g.name}"] + ([f"tq_{g.name}"] if g.domain == "real" else [])
+
+    def _base_energy(self, rows: bool) -> None:
         self.w("# E0: the base model's energy over the groups that are not summed out", 2)
         self.w("e0.fill(0.0)", 2)
         for g in self.ir.groups:
             x = P.group(g)
             self.w(f"if not sum_{g}:", 2)
-            self.w(f"x2 = {x}.reshape((n, {x}.size // n))", 3)
+            self.w(f"xe = {x}.reshape((n, {x}.size // n))", 3)
             self.w("for c in range(n):", 3)
             if rows:  # bf_ and bq_ may have different numbers of rows
                 self.w(f"b = c % bf_{g}.shape[0]", 4)
                 self.w(f"bb = c % bq_{g}.shape[0]", 4)
-            self.w("for j in range(x2.shape[1]):", 4)
+            self.w("for j in range(xe.shape[1]):", 4)
             bf, bq = ("b, j", "bb, j") if rows else ("j", "j")
-            self.w(f"e0[c] += x2[c, j] * (bq_{g}[{bq}] * x2[c, j] - bf_{g}[{bf}])", 5)
-        self.w(f"ok &= free_energy({self.args}, {flags}, betas[k - 1], fa)", 2)
-        self.w(f"ok &= free_energy({self.args}, {flags}, betas[k], fb)", 2)
-        self.w("for c in range(n):", 2)
-        self.w("logw[c] += (fa[c] + (1.0 - betas[k - 1]) * e0[c]) - (fb[c] + (1.0 - betas[k]) * e0[c])", 3)
-        sweep = "gibbs_tempered_rows" if rows else "gibbs_tempered"
-        self.w(f"ok &= {sweep}({self.args}, {self._masks()}, {self._free()}, {self._bases()}, betas[k], rng)", 2)
-        self.w("return ok", 1)
+            self.w(f"e0[c] += xe[c, j] * (bq_{g}[{bq}] * xe[c, j] - bf_{g}[{bf}])", 5)

@@ -56,14 +56,27 @@ def in_parts(run, n: int, threads: int) -> list:
         return [f.result() for f in futures]
 
 
-_CONTROLLER = None
+_CONTROLLERS = {}
+
+
+def one_blas_thread_if(condition: bool):
+    """_one_blas_thread() when `condition`, else a context that changes nothing."""
+    import contextlib
+
+    return _one_blas_thread() if condition else contextlib.nullcontext()
 
 
 def _one_blas_thread():
-    """A context in which the BLAS libraries loaded in this process use one thread (threadpoolctl)."""
-    global _CONTROLLER
+    """A context in which the BLAS libraries loaded in this process use one thread (threadpoolctl).
+
+    The controller lists the libraries loaded when it is made, so it is made again once scipy's
+    BLAS has been loaded (numba's np.dot calls it through scipy.linalg.cython_blas): one made before
+    limited numpy's BLAS only, and the kernels' products kept two threads each."""
+    import sys
+
     from threadpoolctl import ThreadpoolController
 
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()  # finds the loaded libraries once
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    key = "scipy.linalg.cython_blas" in sys.modules
+    if key not in _CONTROLLERS:
+        _CONTROLLERS[key] = ThreadpoolController()
+    return _CONTROLLERS[key].limit(limits=1, user_api="blas")

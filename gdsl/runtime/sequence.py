@@ -497,6 +497,7 @@ class SequenceModel(DirectedModel):
         from concurrent.futures import ThreadPoolExecutor
 
         from .model import _progress
+        from .rows import one_blas_thread_if
 
         annealed, hidden = self._annealed(), self._hidden
         order = self._sorted(lens)
@@ -543,7 +544,7 @@ class SequenceModel(DirectedModel):
 
         bar = _progress(len(betas) - 1, progress, "AIS")
         done = 0
-        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        with one_blas_thread_if(len(parts) > 1), ThreadPoolExecutor(max_workers=len(parts)) as pool:
             for seg in ais_segments(betas):
                 if not all(pool.map(lambda part: anneal(part, seg), parts)):
                     raise ValueError(self._precision_problem() + " during annealing")

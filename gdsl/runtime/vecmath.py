@@ -62,6 +62,13 @@ def scale(x, factor):
         x[j] *= factor
 
 
+@numba.njit(cache=True)
+def scaled_copy(x, factor, out):
+    """out = factor * x, over flat arrays (a field at one temperature, the raw field kept)."""
+    for j in range(x.shape[0]):
+        out[j] = factor * x[j]
+
+
 # vectorisable exp: llvmlite here has no vector math library, so math.exp stays scalar
 # (~5 ns). Range reduction, a polynomial and the 2^k factor built from the exponent bits
 # are plain arithmetic that LLVM turns into SIMD code. The 2^k bits go through an integer
@@ -175,3 +182,115 @@ def vsigmoid_inplace(x):
 def vtanh_inplace(x):
     """x = tanh(x) = 1 - 2 / (exp(2x) + 1) element-wise, vectorised."""
     _exp_family(x, _TANH, np.empty(_BLOCK, dtype=np.int64))
+
+
+# vectorisable softplus sums: the free energies of two-state units ------------------------------
+@numba.njit(cache=True, inline="always")
+def _log1p_unit(u):
+    """log(1 + u) for u in [0, 1] in float64 arithmetic only (no library call, so loops of it
+    vectorise): 2 atanh(s) with s = u / (2 + u) in [0, 1/3], its odd series to s^35 (the first
+    term left out is below 2e-19 relative)."""
+    s = u / (2.0 + u)
+    t = s * s
+    p = 1.0 / 35.0
+    p = p * t + 1.0 / 33.0
+    p = p * t + 1.0 / 31.0
+    p = p * t + 1.0 / 29.0
+    p = p * t + 1.0 / 27.0
+    p = p * t + 1.0 / 25.0
+    p = p * t + 1.0 / 23.0
+    p = p * t + 1.0 / 21.0
+    p = p * t + 1.0 / 19.0
+    p = p * t + 1.0 / 17.0
+    p = p * t + 1.0 / 15.0
+    p = p * t + 1.0 / 13.0
+    p = p * t + 1.0 / 11.0
+    p = p * t + 1.0 / 9.0
+    p = p * t + 1.0 / 7.0
+    p = p * t + 1.0 / 5.0
+    p = p * t + 1.0 / 3.0
+    p = p * t + 1.0
+    return 2.0 * s * p
+
+
+@numba.njit(cache=True, inline="always")
+def _softplus_into(a, u, bits):
+    """u[i] = softplus(a[i]) = max(a, 0) + log1p(exp(-|a|)) over a block, in SIMD loops."""
+    k = a.shape[0]
+    for i in range(k):
+        u[i] = -abs(a[i])
+    _exp_poly64(u, 1.0, bits)
+    scale = bits.view(np.float64)
+    for i in range(k):
+        u[i] = max(a[i], 0.0) + _log1p_unit(u[i] * scale[i])
+
+
+@numba.njit(cache=True, inline="always")
+def _block_sum(u):
+    """The sum of a block in four running sums (one chain of adds would wait on each add)."""
+    k = u.shape[0]
+    s0 = s1 = s2 = s3 = 0.0
+    i = 0
+    while i + 4 <= k:
+        s0 += u[i]
+        s1 += u[i + 1]
+        s2 += u[i + 2]
+        s3 += u[i + 3]
+        i += 4
+    while i < k:
+        s0 += u[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def softplus_row_sums(f, gap, out):
+    """out[c] = sum over j of softplus(gap * f[c, j]), in float64, in SIMD blocks (the block exp
+    above and _log1p_unit): about 4x faster here than the scalar softplus, whose math.log1p and
+    math.exp are library calls, one element at a time; within a few ulp of it."""
+    n, m = f.shape
+    w = min(m, _BLOCK)
+    a = np.empty(w)
+    u = np.empty(w)
+    bits = np.empty(w, dtype=np.int64)
+    for c in range(n):
+        total = 0.0
+        for start in range(0, m, w):
+            k = min(w, m - start)
+            for i in range(k):
+                a[i] = gap * f[c, start + i]
+            _softplus_into(a[:k], u[:k], bits[:k])
+            total += _block_sum(u[:k])
+        out[c] = total
+
+
+@numba.njit(cache=True, error_model="numpy")
+def two_state_lognorm_pair(f, beta_a, beta_b, out_a, out_b, t, low):
+    """The log-normalisers of two-state units at two temperatures from one raw field f (an AIS
+    step): out_x[c] -= sum over j of low beta_x f + softplus((1 - low) beta_x f), for x = a, b;
+    and t = beta_b f, the field of the draw that follows. One pass over f for both."""
+    n, m = f.shape
+    w = min(m, _BLOCK)
+    a = np.empty(w)
+    b = np.empty(w)
+    ua = np.empty(w)
+    ub = np.empty(w)
+    bits = np.empty(w, dtype=np.int64)
+    ga, gb = (1.0 - low) * beta_a, (1.0 - low) * beta_b
+    for c in range(n):
+        ta = tb = lin = 0.0
+        for start in range(0, m, w):
+            k = min(w, m - start)
+            for i in range(k):
+                x = np.float64(f[c, start + i])
+                a[i] = ga * x
+                b[i] = gb * x
+                t[c, start + i] = beta_b * x
+            if low != 0.0:
+                lin += _block_sum(f[c, start:start + k].astype(np.float64))
+            _softplus_into(a[:k], ua[:k], bits[:k])
+            _softplus_into(b[:k], ub[:k], bits[:k])
+            ta += _block_sum(ua[:k])
+            tb += _block_sum(ub[:k])
+        out_a[c] -= low * beta_a * lin + ta
+        out_b[c] -= low * beta_b * lin + tb
