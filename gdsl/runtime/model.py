@@ -662,7 +662,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
 
     def log_partition(self, method: str = "exact", max_states: int = DEFAULT_MAX_STATES,
                       progress: bool = False, runs: int = 100, betas=None, data: Mapping | None = None,
-                      workers: int = 2, burn_in: int = 1000, start: str = "data"):
+                      workers: int | None = None, burn_in: int = 1000, start: str = "data"):
         """log Z.
 
         method="exact": sums the groups it can analytically and enumerates the smallest rest; a float.
@@ -676,7 +676,8 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
             if start not in ("data", "chains"):
                 raise ValueError(f"start must be 'data' or 'chains', got {start!r}")
             return self._ais(method == "reverse-ais", whole(runs, "runs"), betas, data,
-                             whole(workers, "workers", 1), progress, whole(burn_in, "burn_in"), start)
+                             whole(self.threads if workers is None else workers, "workers", 1), progress,
+                             whole(burn_in, "burn_in"), start)
         if method != "exact":
             raise ValueError(f"unknown method {method!r}; use 'exact', 'ais' or 'reverse-ais'")
         max_states = real(max_states, "max_states", 1.0)

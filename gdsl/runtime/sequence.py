@@ -150,7 +150,7 @@ class SequenceModel(DirectedModel):
     BASES = ("mean-field", "biases")
 
     def log_prob(self, data: Mapping, lengths=None, max_states: int = 2 ** 16, method: str = "exact",
-                 runs: int = 100, betas=None, base: str = "mean-field", workers: int = 2, progress: bool = False,
+                 runs: int = 100, betas=None, base: str = "mean-field", workers: int | None = None, progress: bool = False,
                  **options):
         """log p of each sequence: the sum over its steps of log p(step | the past).
 
@@ -176,7 +176,7 @@ class SequenceModel(DirectedModel):
                 raise ValueError(f"base must be 'mean-field' or 'biases', got {base!r}")
             runs = checked_runs(whole(runs, "runs", 2))
             betas = checked_schedule(betas)
-            workers = whole(workers, "workers", 1)
+            workers = whole(self.threads if workers is None else workers, "workers", 1)
         seqs, lens = self.sequences(data, lengths)
         if self.has_step_energy:
             if method == "ais":
