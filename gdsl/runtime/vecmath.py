@@ -193,23 +193,8 @@ def _log1p_unit(u):
     s = u / (2.0 + u)
     t = s * s
     p = 1.0 / 35.0
-    p = p * t + 1.0 / 33.0
-    p = p * t + 1.0 / 31.0
-    p = p * t + 1.0 / 29.0
-    p = p * t + 1.0 / 27.0
-    p = p * t + 1.0 / 25.0
-    p = p * t + 1.0 / 23.0
-    p = p * t + 1.0 / 21.0
-    p = p * t + 1.0 / 19.0
-    p = p * t + 1.0 / 17.0
-    p = p * t + 1.0 / 15.0
-    p = p * t + 1.0 / 13.0
-    p = p * t + 1.0 / 11.0
-    p = p * t + 1.0 / 9.0
-    p = p * t + 1.0 / 7.0
-    p = p * t + 1.0 / 5.0
-    p = p * t + 1.0 / 3.0
-    p = p * t + 1.0
+    for d in range(33, 0, -2):  # Horner over 1/33, 1/31, ..., 1/1 (a fixed count: LLVM unrolls it)
+        p = p * t + 1.0 / d
     return 2.0 * s * p
 
 
