@@ -97,6 +97,9 @@ class AnnealingEmitter:
             if g.summable and g.coupled:
                 self.w(f"if sum_{g.name}:", 1)
                 self.w(f'raise ValueError("AIS cannot sum out {g.name}, a real group coupled to itself")', 2)
+        for spike, slab in self.plan.collapsed:  # summed one at a time here, never as a pair
+            self.w(f"if sum_{spike} and sum_{slab}:", 1)
+            self.w(f'raise ValueError("AIS cannot sum out both {spike} and {slab} (a spike-and-slab pair)")', 2)
         for g in self.ir.groups:  # the sweep moves the rest (flags set here: numba takes no control flow
             self.w(f"rest_{g} = free_{g} and not sum_{g}", 1)  # inside a call's arguments)
         self.w("ok = True", 1)
