@@ -635,6 +635,9 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         self.w("return ok", 1)
 
     def site_sweep(self, g: GroupPlan, indent: int, draw: bool, lateral_scale: str = "") -> None:
+        if draw and self._rows_of_a_colour(g):
+            self.stencil_row_sweep(g, indent, lateral_scale)
+            return
         dims = self.dims(g.shape)
         ks = [f"k{d}" for d in range(len(dims))]
         x = P.group(g.name)
@@ -668,6 +671,57 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w(f"new = damping * {x}[{site}] + (1.0 - damping) * {SITE_MEAN[g.domain]}(a)", indent + 1)
             self.w(f"delta = max(delta, abs(new - {x}[{site}]))", indent + 1)
             self.w(f"{x}[{site}] = new", indent + 1)
+
+    @staticmethod
+    def _rows_of_a_colour(g: GroupPlan) -> bool:
+        """Whether a Gibbs sweep of g can go a row of one colour at a time: a coloured lattice of
+        two-state units whose last subscript steps through each colour with a fixed stride."""
+        if g.sweep != "stencil" or g.domain not in SITE_DRAW:
+            return False
+        a, colours = g.colouring
+        return _invertible(a[-1], colours)
+
+    def stencil_row_sweep(self, g: GroupPlan, indent: int, lateral_scale: str) -> None:
+        """A coloured lattice swept a row of one colour at a time: the fields of the row's sites
+        (coupled only to the other colours, so none of them moves while the row is read), then
+        exp over the row in SIMD blocks, then the draws with the chain's stream held in
+        registers. One uniform per free site, in site order: the draws of the site-by-site sweep,
+        about twice as fast (math.exp was most of a site's time)."""
+        dims = self.dims(g.shape)
+        ks = [f"k{d}" for d in range(len(dims))]
+        x = P.group(g.name)
+        a, colours = g.colouring
+        low = LOW[g.domain].lstrip(", ")
+        self.w(f"row_{g.name} = np.empty({dims[-1]} // {colours} + 1)  # one row of one colour: exp(-gap a)",
+               indent)
+        self.w(f"bits_{g.name} = np.empty(_k.BLOCK, np.int64)", indent)
+        self.w("for c in range(n):", indent)
+        indent += 1
+        self.w("s0 = rng[c, 0]", indent)
+        self.w("s1 = rng[c, 1]", indent)
+        self.w(f"for colour in range({colours}):  # colour(k) = {a} . k mod {colours}", indent)
+        indent += 1
+        for k, dim in zip(ks[:-1], dims[:-1]):
+            self.w(f"for {k} in range({dim}):", indent)
+            indent += 1
+        partial = " + ".join(f"{a[e]} * {ks[e]}" for e in range(len(ks) - 1) if a[e]) or "0"
+        self.w(f"start = ((colour - ({partial})) * {pow(a[-1], -1, colours)}) % {colours}", indent)
+        site = ", ".join(["c"] + ks)
+        self.w("j = 0", indent)
+        self.w(f"for {ks[-1]} in range(start, {dims[-1]}, {colours}):", indent)
+        self.site_field(g, indent + 1)  # masked sites too: their draw is skipped below
+        self.w(f"row_{g.name}[j] = f_{g.name}[{site}] + {lateral_scale}acc", indent + 1)
+        self.w("j += 1", indent + 1)
+        self.w(f"_k.vexp_scaled_inplace(row_{g.name}[:j], {P.number(-(1.0 - float(low)))}, bits_{g.name})", indent)
+        self.w("j = 0", indent)
+        self.w(f"for {ks[-1]} in range(start, {dims[-1]}, {colours}):", indent)
+        self.w(f"if m_{g.name}[{site}] == 0:", indent + 1)
+        self.w("u, s0, s1 = _k.next_uniform(s0, s1)", indent + 2)
+        self.w(f"{x}[{site}] = 1.0 if u * (1.0 + row_{g.name}[j]) < 1.0 else {low}", indent + 2)
+        self.w("j += 1", indent + 1)
+        indent -= len(ks)
+        self.w("rng[c, 0] = s0", indent)
+        self.w("rng[c, 1] = s1", indent)
 
     def mean_field_kernel(self) -> None:
         self.kernel("mean_field", "mean_field",

@@ -22,7 +22,7 @@ from .samplers import (LOG_PI, add_slab_integral, any_clamped, gaussian_block_dr
                        gaussian_draw, gaussian_lognorm, gaussian_mean, two_state_draw, two_state_draw_from_mean,
                        two_state_draw_from_means, two_state_lognorm, two_state_mean, two_state_means_into)
 from .vecmath import (BLOCK, log_sigmoid, relu, scale, scaled_copy, sigmoid, softplus, softplus_row_sums, step,
-                      temper, two_state_lognorm_pair, vexp_inplace, vsigmoid_inplace, vtanh_inplace)
+                      temper, two_state_lognorm_pair, vexp_inplace, vexp_scaled_inplace, vsigmoid_inplace, vtanh_inplace)
 from .vecmath import _BLOCK, _EXP, _SIGMOID, _TANH, _exp_family  # noqa: F401 (the SIMD exp family, for its tests)
 
 __all__ = [
@@ -40,5 +40,5 @@ __all__ = [
     "SPARSE_BELOW", "SMALL_PRODUCT", "SMALL_OUTER", "use_loops", "density", "dot_t", "sparse_dot", "sparse_outer",
     # vecmath
     "sigmoid", "softplus", "relu", "step", "log_sigmoid", "BLOCK", "vexp_inplace", "vsigmoid_inplace",
-    "vtanh_inplace", "temper", "scale", "scaled_copy", "softplus_row_sums", "two_state_lognorm_pair",
+    "vtanh_inplace", "temper", "scale", "scaled_copy", "softplus_row_sums", "two_state_lognorm_pair", "vexp_scaled_inplace",
 ]

@@ -166,6 +166,16 @@ def _exp_family(x, mode, bits):
             _exp_finish(blk, mode, bits.view(np.float64))
 
 
+@numba.njit(cache=True, error_model="numpy")
+def vexp_scaled_inplace(x, factor, bits):
+    """x = exp(factor * x) over a flat float64 array, in SIMD blocks; bits is an int64 scratch
+    block of _BLOCK elements (the caller's: a lattice sweep calls this once per row)."""
+    for start in range(0, x.size, _BLOCK):
+        blk = x[start:start + min(_BLOCK, x.size - start)]
+        _exp_poly64(blk, factor, bits)
+        _exp_finish(blk, _EXP, bits.view(np.float64))
+
+
 @numba.njit(cache=True)
 def vexp_inplace(x):
     """x = exp(x) element-wise (x contiguous, any shape), vectorised."""
