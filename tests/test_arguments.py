@@ -82,10 +82,25 @@ def _energy_calls(rbm, dbm):
 def test_energy_model_counts(rbm, dbm):
     for call, name in _energy_calls(rbm, dbm):
         for value in NOT_COUNTS:
-            if value is None and name == "chains":
-                continue  # chains=None: one chain per sample
+            if value is None and name in ("chains", "workers"):
+                continue  # chains=None: one chain per sample; workers=None: m.threads
             with pytest.raises(ValueError, match=rf"^{name} must be a whole number"):
                 call(value)
+
+
+def test_ais_workers_default_to_the_models_thread_count(rbm):
+    betas = np.linspace(0.0, 1.0, 5)
+    threads = rbm.threads
+    try:
+        results = []
+        for count, workers in ((1, None), (1, 1), (2, None), (2, 2)):
+            rbm.threads = count
+            rbm._rng = np.random.default_rng(0)
+            rbm.log_partition("ais", runs=4, workers=workers, betas=betas)
+            results.append(rbm.last_ais["log_weights"].copy())
+    finally:
+        rbm.threads = threads
+    assert np.array_equal(results[0], results[1]) and np.array_equal(results[2], results[3])
 
 
 def test_energy_model_reals(rbm, dbm):
