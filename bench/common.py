@@ -6,11 +6,16 @@ import statistics
 import time
 
 
+# BLAS, OpenMP, MKL, numba, and gdsl's own thread count (m.threads: chains and minibatch rows
+# cut over threads); all set to the same number so that both sides of a ratio use as many
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "GDSL_THREADS")
+
+
 def set_blas_threads(argv) -> str:
     """Pin BLAS (and numba) threads from `--threads N` (default 1) before numpy is imported,
     so both sides of a ratio run with the same setting."""
     threads = argv[argv.index("--threads") + 1] if "--threads" in argv else "1"
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for var in THREAD_VARS:
         os.environ.setdefault(var, threads)
     return os.environ["OPENBLAS_NUM_THREADS"]
 
@@ -25,7 +30,6 @@ def median_time(fn, repeats: int) -> float:
 
 
 # ---------------------------------------------------------------- runs in child processes
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def all_cores() -> int:

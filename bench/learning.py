@@ -23,9 +23,9 @@
    100, lr 0.05, float32, the same update as gdsl's (below) written in PyTorch in
    bench/torch_rbm.py (its docstring lists the operations). Each run is a fresh process (this
    script with the hidden --child gdsl, or bench/torch_rbm.py) whose thread variables
-   (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS; torch.set_num_threads in the PyTorch process) are set
-   before it starts, at 1 thread and at all cores; each run trains 5 epochs and reports their
-   median; runs alternate between the sides (gdsl then PyTorch at each thread count, the order
+   (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS, and GDSL_THREADS for gdsl's m.threads;
+   torch.set_num_threads in the PyTorch process) are set before it starts, at 1 thread and
+   at all cores; each run trains 5 epochs and reports their median; runs alternate between the sides (gdsl then PyTorch at each thread count, the order
    reversed every other round). Printed: the table (threads, gdsl, PyTorch, ratio), the
    dense-product floor at each thread count (sklearn_products, numpy), the learning check of
    both (the same `quality` evaluator on the held-out images), and the targets of issue 24 as

@@ -59,6 +59,8 @@ FAMILIES = {f.name: f for f in (
     _per("next_adjoints", "states", "dn_"), _per("prev_adjoints", "states", "dx_"),
     _per("kept", "states", "kept_"),
     _per("seq_chains", "steps", "cs_"),  # persistent chains of CD (PCD), one per frame, padded as seqs
+    # a training epoch cut over threads: each part's statistics in its own row of (parts, ...)
+    _per("part_grads", "params", "pg_"),
 )}
 
 MODEL = ("state", "params", "sizes", "consts")  # the leading arguments of every energy kernel
@@ -78,7 +80,9 @@ SPECS: dict[str, tuple[str, ...]] = {
     "train_epoch": ("params", "sizes", "consts", "data", "has_data", "pmask", "pfree", "init", "chains", "cfree",
                     "cmask", "rbmask", "rbfree", "velocity", "grads", "order", "batch", "rng", "lr", "momentum",
                     "decay", "k", "persistent", "mf_iters", "mf_tol", "mf_damping", "offsets", "centered",
-                    "offset_rate"),
+                    "offset_rate", "stats_only", "stat_rows", "stat_chains"),
+    # the step of a minibatch whose statistics were gathered by parts (train_epoch with stats_only)
+    "train_step": ("params", "velocity", "part_grads", "lr", "momentum", "decay", "part", "parts"),
     "gibbs_tempered": MODEL + ("masks", "free", "bases", "beta", "rng"),
     "ais_steps": MODEL + ("masks", "free", "bases", "summed", "betas", "rng", "logw"),
     "gibbs_tempered_rows": MODEL + ("masks", "free", "row_bases", "beta", "rng"),

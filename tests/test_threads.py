@@ -62,3 +62,32 @@ def test_directed_densities_and_gradients_over_threads():
         np.testing.assert_allclose(two[0][2][k], one[2][k], rtol=1e-12, atol=1e-14)
         np.testing.assert_array_equal(two[1][2][k], two[0][2][k])
     assert abs(one[1]) > 0.1
+
+
+@pytest.mark.parametrize("method, momentum", [("pcd", 0.0), ("cd", 0.5)])
+def test_training_epochs_are_cut_over_threads(method, momentum):
+    """fit cuts every minibatch over m.threads (train_epoch with stats_only on each part's rows
+    and chains, then train_step adds the parts in order and steps): each chain keeps its own
+    stream, so the result is one thread's to rounding, and identical between runs on the same
+    thread count. A bm (site-by-site, lateral weights, a symmetric constraint) and an rbm."""
+    for name in ("rbm", "bm"):
+        nv = load_model(name).shape("v")[0]
+        x = (np.random.default_rng(4).random((256, nv)) < 0.3).astype(np.float32)
+        out = {}
+        for threads in (1, 2, 2):
+            m = load_model(name, seed=3)
+            m.params = random_params(m, 2, weight_scale=0.3)
+            m.threads = threads
+            cut = []
+            in_parts = m._run_epoch_in_parts
+            m._run_epoch_in_parts = lambda parts, *rest: (cut.append(len(parts)), in_parts(parts, *rest))[1]
+            m.fit({"v": x}, method=method, epochs=2, batch_size=64, lr=0.1, momentum=momentum,
+                  progress=False, monitor=None)
+            out.setdefault(threads, []).append(({k: v.copy() for k, v in m.params.items()}, cut))
+        one, two = out[1][0], out[2]
+        assert one[1] == [] and two[0][1] == [2, 2]  # one thread: the single call; two: both epochs in 2 parts
+        for k, v in one[0].items():
+            np.testing.assert_allclose(two[0][0][k], v, rtol=1e-4, atol=1e-5)
+            np.testing.assert_array_equal(two[1][0][k], two[0][0][k])
+        assert max(float(np.abs(two[0][0][k] - random_params(m, 2, weight_scale=0.3)[k]).max())
+                   for k in one[0]) > 1e-3  # the parameters moved

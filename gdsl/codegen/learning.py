@@ -25,6 +25,7 @@ class LearningEmitter:
         if self._rb_fused():
             self.rb_sweep_kernel()
         self.train_epoch_kernel()
+        self.train_step_kernel()
 
     def _rb_fused(self) -> bool:
         """The summable latents all sit in the last block: their means can come from the last sweep."""
@@ -163,6 +164,10 @@ class LearningEmitter:
                        f"chain_{g}.dtype)", 1)
         if lean:
             self.w("bits = np.empty(_k.BLOCK, np.int64)  # the SIMD sigmoid's scratch", 1)
+        if self.ir.params:
+            self.w("if stats_only:  # a part's statistics start from zero (train_step only reads them)", 1)
+            for name in self.ir.params:
+                self.w(f"g_{name}.fill(0.0)", 2)
         self.w("for start in range(0, total, batch):", 1)
         self.w("nb = min(batch, total - start)", 2)
         self.w("# positive phase: the data clamped, the rest by mean-field (exact if it factorises)", 2)
@@ -232,6 +237,11 @@ class LearningEmitter:
                    f"{', '.join(f'rbmask_{g}[:m_rb]' for g in self.ir.groups)}, {self._frees('rbfree_')}, "
                    "0.0, 0.0, 1)", 2)
         params = ", ".join(P.param(p) for p in self.ir.params)
+        self.w("if stats_only:", 2)
+        self.w("# one part of a minibatch cut over threads: its statistics, scaled by the whole minibatch", 3)
+        self.w(f"energy_grad({self._call_args('pos_')}, 1.0 / stat_rows, {self._grads()})", 3)
+        self.w(f"energy_grad({self._call_args('st_')}, -1.0 / stat_chains, {self._grads()})", 3)
+        self.w("continue", 3)
         if self._direct_ok():
             self.w("if momentum == 0.0 and decay == 0.0 and not centered:", 2)
             self.w("# plain SGD: the statistics go straight into the parameters (no derivative reads them)", 3)
@@ -249,8 +259,41 @@ class LearningEmitter:
             self._update(name, p, indent)
         self.w("# constraints", 2)
         for name, p in self.ir.params.items():
-            self._constrain(name, p)
+            self._constrain(name, p, 2)
         self.w("return ok", 1)
+
+    def train_step_kernel(self) -> None:
+        self.kernel("train_step", "train_step",
+                    "The step of one minibatch from the statistics of its parts (pg_*[q], added in part "
+                    "order), as train_epoch steps (momentum, weight decay), on elements [size * part // parts, "
+                    "size * (part + 1) // parts) of every parameter: the step itself cut over threads. The "
+                    "constraints need whole parameters: only the call with parts == 1 applies them.")
+        for name, p in self.ir.params.items():
+            arr = P.param(name)
+            decay = " + decay * pf[j]" if len(p.shape) >= 2 else ""  # weight decay on matrices only
+            self.w(f"g2 = pg_{name}.reshape((pg_{name}.shape[0], -1))", 1)
+            self.w(f"pf = {arr}.reshape(-1)", 1)
+            self.w(f"vf = v_{name}.reshape(-1)", 1)
+            self.w("lo = pf.shape[0] * part // parts", 1)
+            self.w("hi = pf.shape[0] * (part + 1) // parts", 1)
+            self.w("if g2.shape[0] == 2:  # two parts (two cores): one pass that vectorises", 1)
+            self.w("for j in range(lo, hi):", 2)
+            self.w(f"vf[j] = momentum * vf[j] - lr * (g2[0, j] + g2[1, j]{decay})", 3)
+            self.w("pf[j] += vf[j]", 3)
+            self.w("else:", 1)
+            self.w("for j in range(lo, hi):", 2)
+            self.w("g = g2[0, j]", 3)
+            self.w("for q in range(1, g2.shape[0]):", 3)
+            self.w("g += g2[q, j]", 4)
+            self.w(f"vf[j] = momentum * vf[j] - lr * {f'(g{decay})' if decay else 'g'}", 3)
+            self.w("pf[j] += vf[j]", 3)
+        self.w("if parts == 1:", 1)
+        constrained = False
+        for name, p in self.ir.params.items():
+            constrained |= bool(p.constraints)
+            self._constrain(name, p, 2)
+        if not constrained:
+            self.w("pass  # no constraints", 2)
 
     def _centring(self, indent: int) -> None:
         """The statistics of the model written in x - mu (analysis/centring.py), then the offsets
@@ -351,21 +394,21 @@ class LearningEmitter:
         self.w("pf[j] += vf[j]", indent + 1)
         self.w("gf[j] = 0.0", indent + 1)
 
-    def _constrain(self, name, p) -> None:
+    def _constrain(self, name, p, at: int) -> None:
         arr = P.param(name)
         if "symmetric" in p.constraints:
-            self.w(f"for a in range({arr}.shape[0]):", 2)
-            self.w(f"for b in range(a + 1, {arr}.shape[1]):", 3)
-            self.w(f"s = 0.5 * ({arr}[a, b] + {arr}[b, a])", 4)
-            self.w(f"{arr}[a, b] = s", 4)
-            self.w(f"{arr}[b, a] = s", 4)
+            self.w(f"for a in range({arr}.shape[0]):", at)
+            self.w(f"for b in range(a + 1, {arr}.shape[1]):", at + 1)
+            self.w(f"s = 0.5 * ({arr}[a, b] + {arr}[b, a])", at + 2)
+            self.w(f"{arr}[a, b] = s", at + 2)
+            self.w(f"{arr}[b, a] = s", at + 2)
         if "zero_diag" in p.constraints:
-            self.w(f"for a in range({arr}.shape[0]):", 2)
-            self.w(f"{arr}[a, a] = 0.0", 3)
+            self.w(f"for a in range({arr}.shape[0]):", at)
+            self.w(f"{arr}[a, a] = 0.0", at + 1)
         if "positive" in p.constraints:
-            self.w(f"pf = {arr}.reshape(-1)", 2)
-            self.w("for j in range(pf.shape[0]):", 2)
-            self.w("pf[j] = max(pf[j], 1e-6)", 3)
+            self.w(f"pf = {arr}.reshape(-1)", at)
+            self.w("for j in range(pf.shape[0]):", at)
+            self.w("pf[j] = max(pf[j], 1e-6)", at + 1)
 
 
 def _factors(e):

@@ -418,6 +418,12 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
                       "and recompiling", cache.NumbaCacheWarning, stacklevel=3)
         return self.KERNELS[kernel](*args)
 
+    def _kernel_arguments(self, kernel: str, **families) -> list:
+        """The positional arguments `call(kernel, **families)` would pass, for a caller that calls
+        the compiled kernel itself many times (changing a few of them in place)."""
+        values = dict(self._model_values(families.pop("state", None), families.pop("params", None)), **families)
+        return abi.arguments(self.KERNEL_SPEC[kernel], self.ORDERS, values)
+
     def _by_rows(self, kernel: str, n: int, rowwise: dict, shared: dict) -> list:
         """`kernel` over the rows (chains) of `rowwise`, cut into parts run on `self.threads` threads."""
         threads = 1 if self._tiers.uses_numpy(kernel) else self.threads  # numpy's Python holds the GIL
