@@ -91,3 +91,23 @@ def test_training_epochs_are_cut_over_threads(method, momentum):
             np.testing.assert_array_equal(two[1][0][k], two[0][0][k])
         assert max(float(np.abs(two[0][0][k] - random_params(m, 2, weight_scale=0.3)[k]).max())
                    for k in one[0]) > 1e-3  # the parameters moved
+
+
+def test_a_part_that_fails_does_not_leave_the_others_waiting():
+    """If one part's kernel raises, the barrier is broken for the others: fit raises, never hangs."""
+    x = (np.random.default_rng(5).random((128, 4)) < 0.3).astype(np.float32)
+    m = load_model("rbm", seed=3)
+    m.threads = 2
+    kernels = dict(m.KERNELS)
+    calls = []
+
+    def flaky(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a part failed")
+        return kernels["train_epoch"](*args)
+
+    m.KERNELS = dict(kernels, train_epoch=flaky)  # this instance only
+    with pytest.raises(Exception) as info:
+        m.fit({"v": x}, method="pcd", epochs=1, batch_size=64, lr=0.1, progress=False, monitor=None)
+    assert "a part failed" in str(info.value) or "Barrier" in type(info.value).__name__

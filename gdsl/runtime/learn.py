@@ -453,7 +453,11 @@ class LearningMixin:
             args[at["order"]], args[at["batch"]], args[at["stat_rows"]] = order[start + a:start + b], b - a, nb
             if not persistent:
                 args[at["stat_chains"]] = nb
-            ok = epoch(*args)
+            try:
+                ok = epoch(*args)
+            except BaseException:
+                gathered.abort()  # the other parts leave their wait (BrokenBarrierError), not hang
+                raise
             gathered.wait()  # every part's statistics are in before any part steps
             if part < steps:
                 train_step(*step_args[part])
