@@ -276,7 +276,12 @@ class LearningEmitter:
             self.w(f"vf = v_{name}.reshape(-1)", 1)
             self.w("lo = pf.shape[0] * part // parts", 1)
             self.w("hi = pf.shape[0] * (part + 1) // parts", 1)
-            self.w("if g2.shape[0] == 2:  # two parts (two cores): one pass that vectorises", 1)
+            self.w("if g2.shape[0] == 2 and momentum == 0.0 and decay == 0.0:", 1)
+            self.w("# plain SGD on two parts: the velocity is not read, so not written either (as "
+                   "train_epoch's plain step; this pass is memory-bound)", 2)
+            self.w("for j in range(lo, hi):", 2)
+            self.w("pf[j] -= lr * (g2[0, j] + g2[1, j])", 3)
+            self.w("elif g2.shape[0] == 2:  # two parts (two cores): one pass that vectorises", 1)
             self.w("for j in range(lo, hi):", 2)
             self.w(f"vf[j] = momentum * vf[j] - lr * (g2[0, j] + g2[1, j]{decay})", 3)
             self.w("pf[j] += vf[j]", 3)

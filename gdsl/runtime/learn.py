@@ -42,9 +42,14 @@ DIVERGENCE_GROWTH = 1e6
 
 
 def largest_magnitude(arrays) -> float:
-    """max |x| over a dict of arrays (0 for none), in float64."""
-    return max((float(np.max(np.abs(np.asarray(v, np.float64)))) for v in arrays.values() if np.size(v)),
-               default=0.0)
+    """max |x| over a dict of arrays (0 for none), as a float. From each array's max and min, in
+    its own type: converting 10,000 MNIST rows to float64 first took 0.07-0.3 s, more than an
+    epoch (NaN still propagates: max and min return it)."""
+    def top(v) -> float:
+        v = np.asarray(v)
+        return max(abs(float(v.max())), abs(float(v.min())))
+
+    return max((top(v) for v in arrays.values() if np.size(v)), default=0.0)
 
 
 def divergence_scale(params, data) -> float:
