@@ -650,9 +650,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         for d, (k, dim) in enumerate(zip(ks, dims)):
             last = d == len(dims) - 1
             if g.sweep == "stencil" and last and _invertible(a[-1], colours):
-                partial = " + ".join(f"{a[e]} * {ks[e]}" for e in range(d) if a[e]) or "0"
-                inv = pow(a[-1], -1, colours)
-                self.w(f"start = ((colour - ({partial})) * {inv}) % {colours}", indent)
+                self.w(_colour_start(a, ks, colours), indent)
                 self.w(f"for {k} in range(start, {dim}, {colours}):", indent)
             else:
                 self.w(f"for {k} in range({dim}):", indent)
@@ -704,8 +702,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
         for k, dim in zip(ks[:-1], dims[:-1]):
             self.w(f"for {k} in range({dim}):", indent)
             indent += 1
-        partial = " + ".join(f"{a[e]} * {ks[e]}" for e in range(len(ks) - 1) if a[e]) or "0"
-        self.w(f"start = ((colour - ({partial})) * {pow(a[-1], -1, colours)}) % {colours}", indent)
+        self.w(_colour_start(a, ks, colours), indent)
         site = ", ".join(["c"] + ks)
         self.w("j = 0", indent)
         self.w(f"for {ks[-1]} in range(start, {dims[-1]}, {colours}):", indent)
@@ -1094,3 +1091,10 @@ def _writer(lines: list[str]):
         lines.append("    " * indent + text if text else "")
 
     return w
+
+
+def _colour_start(a, ks, colours: int) -> str:
+    """`start = ...`: the first last subscript of the colour in the row the outer subscripts fix
+    (colour(k) = a . k mod colours, a's last coefficient invertible mod colours)."""
+    partial = " + ".join(f"{a[e]} * {ks[e]}" for e in range(len(ks) - 1) if a[e]) or "0"
+    return f"start = ((colour - ({partial})) * {pow(a[-1], -1, colours)}) % {colours}"
