@@ -72,6 +72,9 @@ SPECS: dict[str, tuple[str, ...]] = {
     "field_real": MODEL + ("f", "q"),
     "precision": MODEL + ("pp",),
     "gibbs": MODEL + ("masks", "free", "rng", "steps"),
+    # a lattice of uniform couplings, 64 chains a uint64 word (runtime/multispin.py): packed
+    # (words, *lattice), one stream per word
+    "gibbs_packed": ("packed", "params", "sizes", "consts", "rng", "steps"),
     "mean_field": MODEL + ("masks", "free", "damping", "tol", "max_iter"),
     "free_energy": MODEL + ("summed", "beta", "out"),
     "energy_grad": MODEL + ("alpha", "grads"),

@@ -21,6 +21,7 @@ from ..errors import ErrorSink, Span, excerpt
 from ..ir.graph import group_graph
 from ..ir.model import IAccess, ModelIR, Monomial, iexpr_index_names
 from ..poly import Poly
+from .multispin import UniformLattice, uniform_lattice
 
 MAX_STENCIL_COLOURS = 8
 CONDITIONAL = {
@@ -81,6 +82,9 @@ class Plan:
     # centred training (analysis/centring.py): the weights and biases it transforms, or why not
     couplings: list = field(default_factory=list)
     centring_refused: Optional[str] = None
+    # a lattice of uniform couplings (analysis/multispin.py): sampled 64 chains a word, or why not
+    multispin: Optional[UniformLattice] = None
+    multispin_refused: str = ""
 
     @property
     def monomials(self) -> list[Monomial]:
@@ -102,6 +106,9 @@ class Plan:
                 parts.append(f"{g.name} drawn as one multivariate Gaussian (a Cholesky factor per chain)")
         for spike, slab in self.collapsed:
             parts.append(f"{spike} drawn with {slab} summed out, then {slab}")
+        if self.multispin is not None:
+            parts.append(f"{self.multispin.group} has uniform couplings: multi-spin coding with "
+                         f"sample(..., multispin=True)")
         if self.default_summed:
             parts.append(f"{', '.join(self.default_summed)} summable (free energy over "
                          f"{', '.join(self.free_energy_over) or 'nothing'})")
@@ -115,6 +122,8 @@ class Plan:
                    + " over " + (", ".join(self.free_energy_over) or "nothing"))
         for spike, slab in self.collapsed:
             out.append(f"collapsed block: {spike} with {slab} summed out, then {slab} given {spike}")
+        if self.multispin is not None:
+            out.append("lattice " + self.multispin.text())
         for g in self.groups.values():
             out.append(f"group {g.name} ({g.role} {g.domain}): {g.conditional}")
             out.append(f"  sweep: {g.sweep}" + (f" colour = {g.colouring[0]} . k mod {g.colouring[1]}"
@@ -159,6 +168,8 @@ def analyse(ir: ModelIR) -> Plan:
     from .centring import centring  # it reads the plan's dense products
 
     plan.couplings, plan.centring_refused = centring(plan)
+    only = next(iter(groups.values())) if len(groups) == 1 else None
+    plan.multispin, plan.multispin_refused = uniform_lattice(ir, only.colouring if only else None)
     return plan
 
 

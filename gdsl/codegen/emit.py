@@ -21,6 +21,7 @@ from . import contract
 from .companions import companion_source, dbn_attributes, greedy_attributes
 from .tidy import docstring, tidy
 from .learning import LearningEmitter
+from .multispin import MultispinEmitter
 from .numpy_tier import NumpyTierEmitter
 from .domains import DRAW, LOGNORM, LOW, MEAN
 
@@ -64,7 +65,7 @@ def source_hash(text: str) -> str:
     return hashlib.sha256((__version__ + "\0" + text).encode()).hexdigest()
 
 
-class Emitter(LearningEmitter, AnnealingEmitter):
+class Emitter(LearningEmitter, AnnealingEmitter, MultispinEmitter):
     def __init__(self, plan: Plan, source_text: str):
         self.plan = plan
         self.ir = plan.ir
@@ -265,6 +266,7 @@ class Emitter(LearningEmitter, AnnealingEmitter):
                 self.field_part_kernel(g, held=True)
                 self.field_part_kernel(g, held=False)
         self.gibbs_kernel()
+        self.multispin_kernel()
         self.mean_field_kernel()
         self.free_energy_kernel()
         self.learning_kernels()
@@ -858,6 +860,10 @@ class Emitter(LearningEmitter, AnnealingEmitter):
             self.w(f"COUPLED_REAL = {coupled!r}", 1)
         if plan.collapsed:  # pairs that may be summed out together although they share terms
             self.w(f"COLLAPSED = {tuple(plan.collapsed)!r}", 1)
+        if plan.multispin is not None:
+            self.w(f"MULTISPIN = {(plan.multispin.group, plan.multispin.domain)!r}", 1)
+        elif plan.multispin_refused:
+            self.w(f"MULTISPIN_REFUSED = {plan.multispin_refused!r}", 1)
         self.w(f"SCHEDULE = {plan.schedule()!r}", 1)
         for line in extra:
             self.w(line, 1)

@@ -440,19 +440,40 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
         return tuple(abi.arguments(abi.MODEL, self.ORDERS, self._model_values(state)))
 
     # ------------------------------------------------------------------ sampling
-    def gibbs(self, state: Mapping, steps: int = 1, clamp: Mapping | None = None) -> dict:
+    def gibbs(self, state: Mapping, steps: int = 1, clamp: Mapping | None = None, multispin: bool = False) -> dict:
         """Run `steps` block-Gibbs sweeps from `state` (not modified); return the new state.
 
         clamp maps a group to True (keep the whole group) or a boolean mask of its shape
-        (or with the sample axis) marking elements that keep their value."""
+        (or with the sample axis) marking elements that keep their value. multispin=True sweeps a
+        lattice of uniform couplings 64 chains at a time (heat bath, multi-spin coding; no clamp)."""
         n = self._n_of(state)
         self._energy_names(state)
         missing = set(self.domains) - set(state)
         if missing:
             raise ValueError(f"gibbs needs a state for every variable; missing {', '.join(sorted(missing))}")
         st = {k: self._array(k, v, n).copy() for k, v in state.items()}
+        steps = whole(steps, "steps")
+        if multispin:
+            lattice = self._multispin(clamp)
+            packed, rng = lattice.start(st)
+            lattice.run(packed, rng, steps)
+            return lattice.state(packed)
         masks = self._masks(mapping(clamp, "clamp"), n)
-        return self._run_gibbs(st, masks, whole(steps, "steps"))
+        return self._run_gibbs(st, masks, steps)
+
+    def _multispin(self, clamp=None, mask=None):
+        """The multi-spin sampler of this model (runtime/multispin.py), or a ValueError saying why not."""
+        from .multispin import PackedLattice
+
+        if getattr(self, "MULTISPIN", None) is None:
+            why = getattr(self, "MULTISPIN_REFUSED", "") or "it has no energy over a lattice"
+            raise ValueError(f"{self.NAME} cannot be sampled by multi-spin coding: {why}; "
+                             "sample it without multispin=True")
+        if clamp or mask:
+            raise ValueError("multi-spin sampling draws every site of every chain; it takes no clamp or mask "
+                             "(sample without multispin=True to clamp)")
+        group, domain = self.MULTISPIN
+        return PackedLattice(self, group, -1.0 if domain == "spin" else 0.0)
 
     def _energy_names(self, state: Mapping) -> None:
         """Refuse groups the energy does not have (a directed group of a chain graph, or a typo)."""
@@ -489,19 +510,25 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
 
     def sample(self, n: int, steps: int = 100, burn_in: int = 0, chains: int | None = None,
                clamp: Mapping | None = None, mask: Mapping | None = None, init: Mapping | None = None,
-               progress: bool = False) -> dict:
+               progress: bool = False, multispin: bool = False) -> dict:
         """Draw n samples by block Gibbs from `chains` parallel chains (default: n chains, one sample each).
 
         Each chain runs `burn_in` sweeps, then records a sample every `steps` sweeps.
-        `clamp` fixes groups to given values (inpainting: add `mask` to fix only some elements)."""
+        `clamp` fixes groups to given values (inpainting: add `mask` to fix only some elements).
+        multispin=True samples a lattice of uniform couplings (the compile summary says when a
+        model is one) by multi-spin coding: 64 chains in the bits of a word, a heat-bath sweep of
+        all 64 at once; other draws than without it, as exact."""
         n = whole(n, "n", 1)
         chains = n if chains is None else whole(chains, "chains", 1)
         steps, burn_in = whole(steps, "steps", 1), whole(burn_in, "burn_in")
         if n % chains:
             raise ValueError(f"n ({n}) must be a multiple of chains ({chains})")
+        lattice = self._multispin(clamp, mask) if multispin else None
         st = self.random_state(chains)
         for k, v in mapping(init, "init").items():
             st[k] = self._array(k, self._with_sample_axis(k, v, chains), chains).copy()
+        if lattice is not None:
+            return lattice.sample(st, n, steps, burn_in, _progress(n // chains, progress, "sampling"))
         clamp, mask = mapping(clamp, "clamp"), mapping(mask, "mask")
         for k in mask:
             if k not in clamp:

@@ -22,9 +22,9 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
-def spans(n: int, threads: int) -> list[tuple[int, int]]:
-    """Contiguous [a, b) row ranges, as equal as can be, at most `threads`, each of MIN_ROWS or more."""
-    parts = max(1, min(threads, n // MIN_ROWS))
+def spans(n: int, threads: int, min_rows: int = MIN_ROWS) -> list[tuple[int, int]]:
+    """Contiguous [a, b) row ranges, as equal as can be, at most `threads`, each of min_rows or more."""
+    parts = max(1, min(threads, n // min_rows))
     bounds = [n * k // parts for k in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
@@ -41,14 +41,14 @@ def call_by_rows(call, n: int, threads: int, rowwise: dict, shared: dict) -> lis
     return in_parts(lambda a, b: call(**{k: cut(v, a, b) for k, v in rowwise.items()}, **shared), n, threads)
 
 
-def in_parts(run, n: int, threads: int) -> list:
+def in_parts(run, n: int, threads: int, min_rows: int = MIN_ROWS) -> list:
     """run(a, b) for each part [a, b) of the n rows (spans), one thread each; the results in
     order of the parts.
 
     While the parts run, BLAS keeps to one thread of its own: with its threads on top of ours
     the cores are oversubscribed (2 parts with 2 BLAS threads each ran a 784 x 500 sweep 1.8x
     slower than one part; with one BLAS thread each, 1.7x faster)."""
-    parts = spans(n, threads)
+    parts = spans(n, threads, min_rows)
     if len(parts) == 1:
         return [run(*parts[0])]
     with _one_blas_thread(), ThreadPoolExecutor(max_workers=len(parts)) as pool:

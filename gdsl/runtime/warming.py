@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-WORK = ("sample", "mean-field", "free-energy", "fit", "ais", "log-prob")
+WORK = ("sample", "mean-field", "free-energy", "fit", "ais", "log-prob", "multispin")
 
 
 def warm_model(m, only=WORK, report=print) -> list[tuple[str, str, float]]:
@@ -26,7 +26,8 @@ def warm_model(m, only=WORK, report=print) -> list[tuple[str, str, float]]:
              "free-energy": lambda: m.free_energy(rows()),
              "fit": lambda: m.fit(rows(), epochs=1, batch_size=2, progress=False),
              "ais": lambda: m.log_partition(method="ais", runs=2, betas=np.linspace(0.0, 1.0, 3), workers=1),
-             "log-prob": lambda: _log_prob(m, rows())}
+             "log-prob": lambda: _log_prob(m, rows()),
+             "multispin": lambda: _multispin(m)}
     done = []
     for work in only:
         start = time.perf_counter()
@@ -42,6 +43,12 @@ def warm_model(m, only=WORK, report=print) -> list[tuple[str, str, float]]:
         if report is not None:
             report(f"  {work:<12} {seconds:6.1f} s  {outcome}")
     return done
+
+
+def _multispin(m):
+    if getattr(m, "MULTISPIN", None) is None:  # sequence and directed models have no such sampler
+        raise ValueError(getattr(m, "MULTISPIN_REFUSED", "") or "no lattice of uniform couplings")
+    m.sample(2, steps=1, multispin=True)
 
 
 def _log_prob(m, rows):
