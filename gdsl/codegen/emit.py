@@ -692,8 +692,8 @@ class Emitter(LearningEmitter, AnnealingEmitter, MultispinEmitter):
         x = P.group(g.name)
         a, colours = g.colouring
         low = LOW[g.domain].lstrip(", ")
-        self.w(f"row_{g.name} = np.empty({dims[-1]} // {colours} + 1)  # one row of one colour: exp(-gap a)",
-               indent)
+        self.w(f"row_{g.name} = np.empty({dims[-1]} // {colours} + 1, {x}.dtype)  # one row of one colour: "
+               f"exp(-gap a)", indent)
         self.w(f"bits_{g.name} = np.empty(_k.BLOCK, np.int64)", indent)
         self.w("for c in range(n):", indent)
         indent += 1

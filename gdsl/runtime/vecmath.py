@@ -168,12 +168,18 @@ def _exp_family(x, mode, bits):
 
 @numba.njit(cache=True, error_model="numpy")
 def vexp_scaled_inplace(x, factor, bits):
-    """x = exp(factor * x) over a flat float64 array, in SIMD blocks; bits is an int64 scratch
-    block of _BLOCK elements (the caller's: a lattice sweep calls this once per row)."""
+    """x = exp(factor * x) over a flat array in its own precision, in SIMD blocks; bits is an
+    int64 scratch block of _BLOCK elements (the caller's: a lattice sweep calls this once per
+    row, on a row in the model's dtype: float32 rows take the 3x cheaper float32 exp)."""
     for start in range(0, x.size, _BLOCK):
         blk = x[start:start + min(_BLOCK, x.size - start)]
-        _exp_poly64(blk, factor, bits)
-        _exp_finish(blk, _EXP, bits.view(np.float64))
+        if x.itemsize == 4:  # float32 (both branches compile; one runs)
+            bits32 = bits.view(np.int32)
+            _exp_poly32(blk, factor, bits32)
+            _exp_finish(blk, _EXP, bits32.view(np.float32))
+        else:
+            _exp_poly64(blk, factor, bits)
+            _exp_finish(blk, _EXP, bits.view(np.float64))
 
 
 @numba.njit(cache=True)
