@@ -111,3 +111,39 @@ def test_a_part_that_fails_does_not_leave_the_others_waiting():
     with pytest.raises(Exception) as info:
         m.fit({"v": x}, method="pcd", epochs=1, batch_size=64, lr=0.1, progress=False, monitor=None)
     assert "a part failed" in str(info.value) or "Barrier" in type(info.value).__name__
+
+
+def test_sequence_models_are_cut_over_threads_by_sequence():
+    """A batch of sequences is dealt over threads (runtime/sequence.py `_in_sequence_parts`): the
+    RNN-RBM's CD gradients (every frame draws from the stream it has in the whole batch), and the
+    RNN-NADE's log-densities and exact gradients equal the one-thread results to rounding, and
+    repeat exactly on the same thread count."""
+    import gdsl
+    from conftest import MODELS
+
+    rng = np.random.default_rng(4)
+    seqs = [(rng.random((n, 5)) < 0.4).astype(float) for n in (6, 2, 5, 3, 6, 1, 4)]
+    runs = {}
+    for threads in (1, 2, 3, 2):
+        rbm = gdsl.load(str(MODELS / "rnnrbm.gdl"), nv=5, nh=3, nu=4, seed=1)
+        nade = gdsl.load(str(MODELS / "rnn_nade.gdl"), nv=5, nh=3, nu=4, seed=1)
+        for m in (rbm, nade):
+            m.threads = threads
+            r = np.random.default_rng(9)
+            m.params = {k: r.normal(0, 0.7, size=np.shape(v)) for k, v in m.params.items()}
+        got = (rbm.gradients({"v": seqs}, k=3), nade.log_prob({"v": seqs}), nade.gradients({"v": seqs}))
+        if threads in runs:  # the same thread count again: the same numbers
+            (g0, lp0, n0) = runs[threads]
+            assert g0[0] == got[0][0] and all(np.array_equal(g0[1][k], got[0][1][k]) for k in g0[1])
+        runs[threads] = got
+    (g1, lp1, n1) = runs[1]
+    assert abs(g1[0]) > 0.1 and max(np.abs(v).max() for v in g1[1].values()) > 1e-3
+    for threads in (2, 3):
+        g, lp, n = runs[threads]
+        assert g[0] == pytest.approx(g1[0], rel=1e-12)
+        for k in g1[1]:
+            np.testing.assert_allclose(g[1][k], g1[1][k], rtol=1e-10, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(lp, lp1, rtol=1e-12)
+        assert n[0] == pytest.approx(n1[0], rel=1e-12)
+        for k in n1[1]:
+            np.testing.assert_allclose(n[1][k], n1[1][k], rtol=1e-10, atol=1e-12, err_msg=k)

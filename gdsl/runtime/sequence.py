@@ -28,6 +28,7 @@ from .directed import DirectedModel
 ROWS = "rows"  # ... and, for PCD, which training sequences they are (their persistent chains)
 MEASURED = 50  # sequences the learner's after-epoch record of a per-step energy is measured on
 LENGTHS = "lengths"  # the key under which the learner's minibatches carry each sequence's length
+MIN_SEQUENCES = 2  # sequences a thread takes at least (the kernels loop over time inside: few are enough)
 MF_ITERS = 50  # damped mean-field iterations of the AIS base (a base need not be converged: it is only a start)
 
 
@@ -183,9 +184,17 @@ class SequenceModel(DirectedModel):
                 return self._ais_log_prob(seqs, lens, runs, betas, base, workers, progress)
             return self._energy_log_prob(seqs, lens, max_states)
         order = self._sorted(lens)
+        lengths = np.ascontiguousarray(lens[order])
+        srt = {g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}
         out = np.zeros(len(lens))
-        self.call("sequence_logp", n_rows=len(lens), lengths=np.ascontiguousarray(lens[order]),
-                  seqs={g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}, params=self._p64, out=out)
+
+        def part(sub):
+            part_out = np.zeros(len(sub))
+            self.call("sequence_logp", n_rows=len(sub), lengths=np.ascontiguousarray(lengths[sub]),
+                      seqs={g: np.ascontiguousarray(a[sub]) for g, a in srt.items()}, params=self._p64, out=part_out)
+            out[sub] = part_out
+
+        self._in_sequence_parts(part, lengths)  # sequences are independent: the same values on any thread count
         return self._unsorted(out, order)
 
     def _backward(self, mode: str, st: dict, eps: dict, n: int, seed_p, seed_q):
@@ -235,9 +244,18 @@ class SequenceModel(DirectedModel):
 
     def _sequence_backward(self, seqs: dict, lens: np.ndarray, seed):
         order, lengths, seed, out, grads, flat = self._gradient_call(lens, seed)
-        self.call("sequence_backward", n_rows=len(lens), lengths=lengths,
-                  seqs={g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}, params=self._p64,
-                  seed=seed, out=out, grads=flat)
+        srt = {g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}
+
+        def part(sub):
+            own = flat if len(sub) == len(lengths) else {p: np.zeros_like(v) for p, v in flat.items()}
+            part_out = np.zeros(len(sub))
+            self.call("sequence_backward", n_rows=len(sub), lengths=np.ascontiguousarray(lengths[sub]),
+                      seqs={g: np.ascontiguousarray(a[sub]) for g, a in srt.items()}, params=self._p64,
+                      seed=np.ascontiguousarray(seed[sub]), out=part_out, grads=own)
+            out[sub] = part_out
+            return own
+
+        self._add_parts(self._in_sequence_parts(part, lengths), flat)
         return self._unsorted(out, order), None, grads
 
     def gradients(self, data: Mapping, objective: str | None = None, lengths=None, k: int = 1, **options):
@@ -426,21 +444,58 @@ class SequenceModel(DirectedModel):
 
     def _cd_step(self, seqs: dict, lens, seed, k: int, rows=None):
         """(-(free-energy gap) per sequence, CD-k gradients backpropagated through time); with
-        `rows` (PCD), the model's side goes on from those training sequences' persistent chains."""
+        `rows` (PCD), the model's side goes on from those training sequences' persistent chains.
+        The sequences are cut over threads (`_in_sequence_parts`); every frame draws from the
+        stream it has in the whole batch, so the parts give the one-call result to rounding."""
         order, lengths, seed, out, grads, flat = self._gradient_call(lens, seed)
-        n = len(lens)
-        padded = self._with_hidden(seqs, lens)
+        padded = {g: np.ascontiguousarray(a[order]) for g, a in self._with_hidden(seqs, lens).items()}
         T = next(iter(padded.values())).shape[1]
-        chains = ({g: np.ascontiguousarray(self._pcd_chains[g][rows[order], :T]) for g in padded} if rows is not None
-                  else {g: np.zeros((0, 0) + self._shapes[g]) for g in padded})
-        self.call("sequence_cd", n_rows=n, lengths=lengths,
-                  seqs={g: np.ascontiguousarray(a[order]) for g, a in padded.items()}, seq_chains=chains,
-                  params=self._p64, seed=seed, k=int(k), persistent=rows is not None,
-                  rng=self._streams(int(lens.sum())), out=out, grads=flat)
-        if rows is not None:
-            for g, c in chains.items():
-                self._pcd_chains[g][rows[order], :T] = c
+        rng = self._streams(int(lens.sum()))
+        frame = _frame_index(lengths)
+        persistent = rows is not None
+
+        def part(sub):
+            chains = ({g: np.ascontiguousarray(self._pcd_chains[g][rows[order[sub]], :T]) for g in padded}
+                      if persistent else {g: np.zeros((0, 0) + self._shapes[g]) for g in padded})
+            own = flat if len(sub) == len(lengths) else {p: np.zeros_like(v) for p, v in flat.items()}
+            part_out = np.zeros(len(sub))
+            self.call("sequence_cd", n_rows=len(sub), lengths=np.ascontiguousarray(lengths[sub]),
+                      seqs={g: np.ascontiguousarray(a[sub]) for g, a in padded.items()}, seq_chains=chains,
+                      params=self._p64, seed=np.ascontiguousarray(seed[sub]), k=int(k), persistent=persistent,
+                      rng=np.ascontiguousarray(rng[_frames_of(frame, lengths, sub)]), out=part_out, grads=own)
+            if persistent:
+                for g, c in chains.items():
+                    self._pcd_chains[g][rows[order[sub]], :T] = c
+            out[sub] = part_out
+            return own
+
+        self._add_parts(self._in_sequence_parts(part, lengths), flat)
         return -self._unsorted(out, order), grads
+
+    def _in_sequence_parts(self, run, lengths: np.ndarray) -> list:
+        """run(rows) for parts of the sorted sequences, one thread each (at most self.threads, each of
+        MIN_SEQUENCES or more): rows dealt round robin, so each part stays sorted longest first and
+        the parts have about as many frames. The results in order of the parts."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .rows import one_blas_thread_if
+
+        n = len(lengths)
+        parts = max(1, min(self.threads, n // MIN_SEQUENCES))
+        if parts == 1:
+            return [run(np.arange(n))]
+        with one_blas_thread_if(True), ThreadPoolExecutor(max_workers=parts) as pool:
+            futures = [pool.submit(run, np.arange(p, n, parts)) for p in range(parts)]
+            return [f.result() for f in futures]
+
+    @staticmethod
+    def _add_parts(results: list, flat: dict) -> None:
+        """Add the parts' gradients into `flat` (the first part may have written there itself)."""
+        for own in results:
+            if own is flat:
+                continue
+            for p, g in own.items():
+                flat[p] += g
 
     # ------------------------------------------------------------------ AIS for every step (a per-step energy)
     def _frames(self, seqs: dict, lens: np.ndarray, order: np.ndarray):
@@ -572,3 +627,19 @@ class SequenceModel(DirectedModel):
                          "base": base, "sequence": sequence, "step": step, "free_energy": f_data,
                          "state_floor": floor}
         return LogProbEstimate(self._unsorted(total, order), np.sqrt(self._unsorted(var, order)))
+
+
+def _frame_index(lengths: np.ndarray) -> np.ndarray:
+    """first[t]: where step t's frames start in a batch of sequences sorted longest first, whose
+    frames the kernels take in step order (frame (r, t) is first[t] + r)."""
+    running = (lengths[None, :] > np.arange(int(lengths[0]) if len(lengths) else 0)[:, None]).sum(axis=1)
+    return np.concatenate([[0], np.cumsum(running)]).astype(np.int64)
+
+
+def _frames_of(first: np.ndarray, lengths: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    """The whole batch's index of every frame of the sequences `sub` (sorted rows, longest first),
+    in the step order a call on those sequences alone takes them."""
+    own = lengths[sub]
+    steps, rows = np.nonzero(own[None, :] > np.arange(int(own[0]))[:, None])
+    return first[steps] + sub[rows]
+
