@@ -370,13 +370,19 @@ class SequenceModel(DirectedModel):
         order = self._sorted(lens)
         sorted_seqs = {g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}
         sorted_masks = {g: np.ascontiguousarray(a[order]) for g, a in masks.items()}
-        if self.has_step_energy:
-            self.call("sequence_gibbs_sample", n_rows=n, lengths=np.ascontiguousarray(lens[order]),
-                      seqs=sorted_seqs, seq_masks=sorted_masks, params=self._p64, k=whole(k, "k", 1),
-                      rng=self._streams(n))
-        else:
-            self.call("sequence_sample", n_rows=n, lengths=np.ascontiguousarray(lens[order]), seqs=sorted_seqs,
-                      seq_masks=sorted_masks, params=self._p64, rng=self._streams(n))
+        lengths, rng = np.ascontiguousarray(lens[order]), self._streams(n)
+        kernel, extra = (("sequence_gibbs_sample", {"k": whole(k, "k", 1)}) if self.has_step_energy
+                         else ("sequence_sample", {}))
+
+        def part(sub):  # a sequence draws from its own stream: the same sequences on any thread count
+            own = {g: np.ascontiguousarray(a[sub]) for g, a in sorted_seqs.items()}
+            self.call(kernel, n_rows=len(sub), lengths=np.ascontiguousarray(lengths[sub]), seqs=own,
+                      seq_masks={g: np.ascontiguousarray(a[sub]) for g, a in sorted_masks.items()},
+                      params=self._p64, rng=np.ascontiguousarray(rng[sub]), **extra)
+            for g, a in own.items():
+                sorted_seqs[g][sub] = a
+
+        self._in_sequence_parts(part, lengths)
         out = {}
         for g, a in sorted_seqs.items():
             back = np.empty_like(a)
