@@ -117,7 +117,7 @@ def test_sequence_models_are_cut_over_threads_by_sequence():
     """A batch of sequences is dealt over threads (runtime/sequence.py `_in_sequence_parts`): the
     RNN-RBM's CD gradients (every frame draws from the stream it has in the whole batch), and the
     RNN-NADE's log-densities and exact gradients equal the one-thread results to rounding, and
-    repeat exactly on the same thread count."""
+    repeat exactly on the same thread count; sampled sequences are the same on any count."""
     import gdsl
     from conftest import MODELS
 
@@ -131,15 +131,18 @@ def test_sequence_models_are_cut_over_threads_by_sequence():
             m.threads = threads
             r = np.random.default_rng(9)
             m.params = {k: r.normal(0, 0.7, size=np.shape(v)) for k, v in m.params.items()}
-        got = (rbm.gradients({"v": seqs}, k=3), nade.log_prob({"v": seqs}), nade.gradients({"v": seqs}))
+        got = (rbm.gradients({"v": seqs}, k=3), nade.log_prob({"v": seqs}), nade.gradients({"v": seqs}),
+               rbm.sample(5, length=4, k=2)["v"], nade.sample(5, length=4)["v"])
         if threads in runs:  # the same thread count again: the same numbers
-            (g0, lp0, n0) = runs[threads]
+            (g0, lp0, n0, _, _) = runs[threads]
             assert g0[0] == got[0][0] and all(np.array_equal(g0[1][k], got[0][1][k]) for k in g0[1])
         runs[threads] = got
-    (g1, lp1, n1) = runs[1]
+    (g1, lp1, n1, rs1, ns1) = runs[1]
     assert abs(g1[0]) > 0.1 and max(np.abs(v).max() for v in g1[1].values()) > 1e-3
     for threads in (2, 3):
-        g, lp, n = runs[threads]
+        g, lp, n, rs, ns = runs[threads]
+        # each sequence is drawn on its own stream: the same samples
+        assert np.array_equal(rs, rs1) and np.array_equal(ns, ns1)
         assert g[0] == pytest.approx(g1[0], rel=1e-12)
         for k in g1[1]:
             np.testing.assert_allclose(g[1][k], g1[1][k], rtol=1e-10, atol=1e-12, err_msg=k)
