@@ -48,7 +48,12 @@ class AnnealingEmitter:
                     + (" Chain c's base is row c % rows of bf_* and bq_*." if rows else ""))
         self._sweep_start()
         self.w("ok = True", 1)
+        self._each_block(self._tempered_update(rows), indent=1)
+        self.w("return ok", 1)
 
+    def _tempered_update(self, rows: bool):
+        """update(g, indent) of a tempered sweep: g's field (computed) moved to beta * f + (1 - beta)
+        * base, then g drawn from it."""
         def update(g, indent: int) -> None:
             if rows:
                 self._temper_rows(f"f_{g.name}", f"bf_{g.name}", g.name, indent)
@@ -66,9 +71,7 @@ class AnnealingEmitter:
                 return
             call = f"_k.{self.domain_kernel('draw', g)}({self._views(g, self._arrays(g))}, rng{LOW.get(g.domain, '')})"
             self.w(f"ok &= {call}" if g.domain == "real" else call, indent)
-
-        self._each_block(update, indent=1)
-        self.w("return ok", 1)
+        return update
 
     def ais_kernel(self, rows: bool = False) -> None:
         """For each temperature: the weight from the free energies at both ends of the step, then the
@@ -87,11 +90,19 @@ class AnnealingEmitter:
                     + (" Chain c's base is row c % rows of bf_* and bq_*." if rows else ""))
         first = P.group(next(iter(self.ir.groups)))
         summable = [g for g in self.plan.groups.values() if g.summable and not g.coupled]
+        # given states (a sequence's step): the terms of a field that only the states give are the
+        # same at every temperature, so they are computed once (held_*) and the sweep is written here
+        split = [g for g in self.plan.groups.values() if self._splits(g)]
         self.w(f"n = {first}.shape[0]", 1)
         for buf in ("fa", "fb", "e0", "out"):
             self.w(f"{buf} = np.empty(n)", 1)
+        if split:
+            self._buffers(1)  # the sweep's fields (f_ holds a summed group's raw field too)
+            for g in split:
+                self.w(f"held_{g.name} = np.empty_like({P.group(g.name)})", 1)
+                self.w(f"field_{g.name}_held({self.args}, held_{g.name})", 1)
         for g in summable:  # the raw field (and quadratic coefficient), and the same at one temperature
-            for a in self._raw(g) + self._tempered(g):
+            for a in (self._tempered(g) if split else self._raw(g) + self._tempered(g)):
                 self.w(f"{a} = np.empty_like({P.group(g.name)})", 1)
         for g in self.plan.groups.values():
             if g.summable and g.coupled:
@@ -107,8 +118,18 @@ class AnnealingEmitter:
         self._base_energy(rows)
         self.w("# the energy of the terms without a summed group, once for both temperatures", 2)
         self.w("out.fill(0.0)", 2)
+        held = {mid for g in split for mid, _ in self._held_terms(g)}
         each_energy_term(lambda text="", indent=0: self.w(text, indent + 1), self.plan, self.src,
-                         lambda m, indent: self.energy_term(m, indent + 1))
+                         lambda m, indent: self.energy_term(m, indent + 1), skip=held)
+        for g in split:  # its held terms' energy: -held . x (their part of -dE/dx times x)
+            x = P.group(g.name)
+            self.w(f"if not sum_{g.name}:  # the terms of {g.name} with states only: -held_{g.name} . {g.name}", 2)
+            self.w(f"xe = {x}.reshape((n, {x}.size // n))", 3)
+            self.w(f"he = held_{g.name}.reshape((n, {x}.size // n))", 3)
+            self.w("for c in range(n):", 3)
+            self.w("for j in range(xe.shape[1]):", 4)
+            self.w("out[c] -= he[c, j] * xe[c, j]", 5)
+        self.held_fields = bool(split)
         self.w("for c in range(n):", 2)
         self.w("fa[c] = betas[k - 1] * out[c] + (1.0 - betas[k - 1]) * e0[c]", 3)
         self.w("fb[c] = betas[k] * out[c] + (1.0 - betas[k]) * e0[c]", 3)
@@ -132,9 +153,14 @@ class AnnealingEmitter:
             call = f"_k.{self.domain_kernel('draw', g)}({self._views(g, arrays)}, rng{LOW.get(g.domain, '')})"
             self.w(f"if sum_{g.name} and free_{g.name}:", 2)
             self.w(f"ok &= {call}" if g.domain == "real" else call, 3)
-        rest = ", ".join(f"rest_{g}" for g in self.ir.groups)
-        sweep = "gibbs_tempered_rows" if rows else "gibbs_tempered"
-        self.w(f"ok &= {sweep}({self.args}, {self._masks()}, {rest}, {self._bases()}, betas[k], rng)", 2)
+        if split:  # the tempered sweep of the rest, with the held fields
+            self.w("beta = betas[k]", 2)
+            self._each_block(self._tempered_update(rows), indent=2, flag="rest_")
+        else:
+            rest = ", ".join(f"rest_{g}" for g in self.ir.groups)
+            sweep = "gibbs_tempered_rows" if rows else "gibbs_tempered"
+            self.w(f"ok &= {sweep}({self.args}, {self._masks()}, {rest}, {self._bases()}, betas[k], rng)", 2)
+        self.held_fields = False
         self.w("return ok", 1)
 
     @staticmethod

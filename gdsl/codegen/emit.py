@@ -557,10 +557,11 @@ class Emitter(LearningEmitter, AnnealingEmitter, MultispinEmitter):
         pp = [f"pp_{g.name}"] if g.coupled else []
         return [f"f_{g.name}"] + q + pp + [P.group(g.name), f"m_{g.name}"]
 
-    def _each_block(self, update, indent: int = 2, collapse: bool = False) -> None:
+    def _each_block(self, update, indent: int = 2, collapse: bool = False, flag: str = "free_") -> None:
         """For every Gibbs block in order: the field of each free group, then `update(group, indent)`.
         With `collapse`, a (spike, slab) pair of the plan is drawn as one block where the spike's
-        block stands, unless the slab is clamped somewhere (then the two updates in turn)."""
+        block stands, unless the slab is clamped somewhere (then the two updates in turn). `flag`
+        names the per-group flags that say which groups move (AIS moves its `rest_` groups)."""
         pairs = dict(self.plan.collapsed) if collapse else {}
         slabs = set(pairs.values())
         for b, block in enumerate(self.plan.blocks):
@@ -573,7 +574,7 @@ class Emitter(LearningEmitter, AnnealingEmitter, MultispinEmitter):
                 continue
             for name in block:
                 g = self.plan.groups[name]
-                self.w(f"if free_{name}:", indent)
+                self.w(f"if {flag}{name}:", indent)
                 self.fields(g, indent + 1)
                 update(g, indent + 1)
 
@@ -872,10 +873,13 @@ class Emitter(LearningEmitter, AnnealingEmitter, MultispinEmitter):
             self.w(line, 1)
 
 
-def each_energy_term(w, plan: Plan, src, term) -> None:
+def each_energy_term(w, plan: Plan, src, term, skip=frozenset()) -> None:
     """Every monomial's energy, written by term(m, indent) where none of its groups is summed out
-    (a summed group's terms are in its log-normaliser): the opening of both free-energy kernels."""
+    (a summed group's terms are in its log-normaliser): the opening of both free-energy kernels.
+    The monomials in `skip` are left to the caller."""
     for m in plan.monomials:
+        if m.id in skip:
+            continue
         w(f"# {src(m)}", 1)
         groups = m.groups
         indent = 1
