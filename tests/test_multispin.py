@@ -75,6 +75,14 @@ def test_ising_by_multispin_matches_the_exact_law(ising):
     _check_exact(ising, Exact(ising), "ising 3x3, multi-spin")
 
 
+def test_a_float64_lattice_by_multispin_matches_the_exact_law():
+    m = load_model("ising", seed=5, dtype="float64")
+    m.params = {"J": np.full((), -0.3), "field": np.full((), 0.4)}  # antiferromagnetic, with a field
+    s = m.sample(SAMPLE_N, chains=CHAINS, steps=STEPS, burn_in=BURN_IN, multispin=True)
+    assert s["s"].dtype == np.float64
+    assert_tv(Exact(m).index(s), Exact(m).p, "ising 3x3 float64, multi-spin", SAMPLE_N // CHAINS)
+
+
 def test_binary_cube_by_multispin_matches_the_exact_law(tmp_path):
     m = _load(tmp_path, CUBE, "cube")
     law = _Law(m, energy_cube)
@@ -157,9 +165,28 @@ PART = """model part(n = 4, m = 4) {
 """
 
 
+DIAGONAL = """model diag(n = 4) {
+    visible s[n, n]: spin
+    param J = 0.4
+    param h = 0.1
+    energy -J * sum[i, j](s[i, j] * s[i + 1, j]) - J * sum[i, j](s[i, j] * s[i, j + 1])
+           - h * sum[i, j < n](s[i, i] * (j - j + 1))
+}
+"""
+HALF_FIELD = """model half_field(n = 4, m = 4) {
+    visible s[n, m]: spin
+    param J = 0.4
+    param h = 0.1
+    energy -J * sum[i, j](s[i, j] * s[i + 1, j]) - J * sum[i, j](s[i, j] * s[i, j + 1]) - h * sum[i < 2, j](s[i, j])
+}
+"""
+
+
 @pytest.mark.parametrize("text,why", [(ANISOTROPIC, "the couplings differ between offsets"),
                                       (GLASS, "depends on the site"),
-                                      (PART, "does not couple each site to the site at a constant offset")])
+                                      (PART, "does not couple each site to the site at a constant offset"),
+                                      (DIAGONAL, "does not run over the whole lattice"),
+                                      (HALF_FIELD, "does not run over the whole lattice")])
 def test_models_that_are_not_uniform_lattices_say_why(tmp_path, text, why):
     from gdsl.driver import Source, compile_source
 

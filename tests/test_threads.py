@@ -150,3 +150,18 @@ def test_sequence_models_are_cut_over_threads_by_sequence():
         assert n[0] == pytest.approx(n1[0], rel=1e-12)
         for k in n1[1]:
             np.testing.assert_allclose(n[1][k], n1[1][k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_frames_of_a_part_are_their_places_in_the_whole_batch():
+    """Frame (r, t) of a batch sorted longest first is first[t] + r; a part's frames, in its own step
+    order, map to those places (runtime/sequence.py)."""
+    from gdsl.runtime.sequence import _frame_index, _frames_of
+
+    lengths = np.array([4, 3, 3, 1])
+    first = _frame_index(lengths)
+    assert first.tolist() == [0, 4, 7, 10, 11]
+    whole = [(r, t) for t in range(4) for r in range(4) if lengths[r] > t]  # the kernel's order
+    place = {rt: k for k, rt in enumerate(whole)}
+    for sub in (np.array([0, 2]), np.array([1, 3]), np.arange(4)):
+        own = [(int(sub[q]), t) for t in range(4) for q in range(len(sub)) if lengths[sub[q]] > t]
+        assert _frames_of(first, lengths, sub).tolist() == [place[rt] for rt in own]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..ir.model import IAccess, ModelIR, Monomial, iexpr_index_names, iexpr_walk
+from ..ir.model import ModelIR, Monomial, iexpr_index_names
 from ..poly import Poly
 
 MAX_NEIGHBOURS = 15  # the bit-sliced neighbour count has four bits
@@ -75,7 +75,7 @@ def uniform_lattice(ir: ModelIR, colouring) -> tuple[Optional[UniformLattice], s
             coupling = (m.scale, m.coef)
         elif (m.scale, m.coef) != coupling:
             return None, (f"the couplings differ between offsets (m{bonds[0]} and m{m.id}); multi-spin coding "
-                          f"needs one coupling for every bond")
+                          f"needs every bond's coefficient written as the same expression")
         offsets.append(d)
         bonds.append(m.id)
     if not bonds:
@@ -86,9 +86,10 @@ def uniform_lattice(ir: ModelIR, colouring) -> tuple[Optional[UniformLattice], s
 
 
 def _index_free(m: Monomial) -> str:
-    """Why m's coefficient is not one number for every site, or ""."""
+    """Why m's coefficient is not one number for every site, or "" (J, 0.5 * J, J[0] are)."""
+    sites = {r.name for r in m.ranges}
     for c in m.coef:
-        if iexpr_index_names(c) or any(isinstance(n, IAccess) and n.index for n in iexpr_walk(c)):
+        if iexpr_index_names(c) & sites:
             return f"the coefficient of m{m.id} ({m.text()}) depends on the site; multi-spin coding needs uniform couplings"
     return ""
 
@@ -121,6 +122,9 @@ def _whole_lattice(m: Monomial, indices, shape) -> str:
         return f"m{m.id} ({m.text()}) is guarded; multi-spin coding needs every bond of the lattice"
     names = {r.name: r for r in m.ranges}
     if len(names) != len(shape):
+        return f"m{m.id} ({m.text()}) does not run over the whole lattice"
+    axes = [next(iter(ix[axis].symbols() & set(names)), None) for ix in indices[:1] for axis in range(len(shape))]
+    if None in axes or len(set(axes)) != len(shape):  # s[i, i]: the diagonal, not every site
         return f"m{m.id} ({m.text()}) does not run over the whole lattice"
     for axis, dim in enumerate(shape):
         subs = [ix[axis] for ix in indices]

@@ -469,7 +469,7 @@ class ModelBase(LearningMixin, AISMixin, ClassifyMixin):
             why = getattr(self, "MULTISPIN_REFUSED", "") or "it has no energy over a lattice"
             raise ValueError(f"{self.NAME} cannot be sampled by multi-spin coding: {why}; "
                              "sample it without multispin=True")
-        if clamp or mask:
+        if mapping(clamp, "clamp") or mapping(mask, "mask"):
             raise ValueError("multi-spin sampling draws every site of every chain; it takes no clamp or mask "
                              "(sample without multispin=True to clamp)")
         group, domain = self.MULTISPIN
