@@ -87,3 +87,21 @@ def test_mean_field_without_evidence(independent):
 def test_mask_for_a_group_outside_the_evidence_is_refused(independent):
     with pytest.raises(ValueError, match="not in the evidence"):
         independent.mean_field({}, mask={"x": True})
+
+
+SQUARED_SPINS = """
+model sq(n = 4) {
+    visible s[n]: spin
+    param J = 0.4
+    energy -J * sum[i](s[i]^2 * s[i + 1]^3) - J * sum[i](s[i]^2)
+}
+"""
+
+
+def test_a_factor_the_domain_removes_still_bounds_the_sum(tmp_path):
+    """s^2 = 1 for spins, but sum[i](s[i]^2 * s[i + 1]) still runs where both exist (n - 1 terms,
+    not n), and sum[i](s[i]^2) is n."""
+    m = _load(tmp_path, "sq", SQUARED_SPINS)
+    s = np.where(np.random.default_rng(1).random((20, 4)) < 0.5, -1.0, 1.0)
+    expected = -0.4 * s[:, 1:].sum(1) - 0.4 * 4
+    np.testing.assert_allclose(m.energy({"s": s}), expected, rtol=1e-5, atol=1e-5)

@@ -716,7 +716,9 @@ class _StatementLowering:
         (reported to `sink`). Equal monomials merge; the first one's origin is kept."""
         decl = self.decl
         factors = _simplify_factors(t.factors, self.groups)
-        r = _ranges(t, factors, self.el.m, decl.expr.span, sink, self.lines)
+        # the ranges come from every access as written: a factor the domain removes (a spin squared
+        # is 1) still says where the sum runs (sum[i](s[i]^2 * s[i + 1]) has n - 1 terms, not n)
+        r = _ranges(t, [Factor(a.name, a.index) for a in t.factors], self.el.m, decl.expr.span, sink, self.lines)
         if r is None:
             return None
         factors, coef, ranges, guards = _canonical(t, factors, *r)
