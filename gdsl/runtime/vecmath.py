@@ -156,14 +156,19 @@ def _exp_family(x, mode, bits):
     flat = x.reshape(-1)
     factor = 1.0 if mode == _EXP else -1.0 if mode == _SIGMOID else 2.0
     for start in range(0, flat.size, _BLOCK):
-        blk = flat[start:start + min(_BLOCK, flat.size - start)]
-        if flat.itemsize == 4:  # float32 (both branches compile; one runs)
-            bits32 = bits.view(np.int32)
-            _exp_poly32(blk, factor, bits32)
-            _exp_finish(blk, mode, bits32.view(np.float32))
-        else:
-            _exp_poly64(blk, factor, bits)
-            _exp_finish(blk, mode, bits.view(np.float64))
+        _exp_block(flat[start:start + min(_BLOCK, flat.size - start)], factor, mode, bits)
+
+
+@numba.njit(cache=True, inline="always")
+def _exp_block(blk, factor, mode, bits):
+    """One block in place, in its own precision: exp, sigmoid or tanh (mode) of factor * blk."""
+    if blk.itemsize == 4:  # float32 (both branches compile; one runs)
+        bits32 = bits.view(np.int32)
+        _exp_poly32(blk, factor, bits32)
+        _exp_finish(blk, mode, bits32.view(np.float32))
+    else:
+        _exp_poly64(blk, factor, bits)
+        _exp_finish(blk, mode, bits.view(np.float64))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -172,14 +177,7 @@ def vexp_scaled_inplace(x, factor, bits):
     int64 scratch block of _BLOCK elements (the caller's: a lattice sweep calls this once per
     row, on a row in the model's dtype: float32 rows take the 3x cheaper float32 exp)."""
     for start in range(0, x.size, _BLOCK):
-        blk = x[start:start + min(_BLOCK, x.size - start)]
-        if x.itemsize == 4:  # float32 (both branches compile; one runs)
-            bits32 = bits.view(np.int32)
-            _exp_poly32(blk, factor, bits32)
-            _exp_finish(blk, _EXP, bits32.view(np.float32))
-        else:
-            _exp_poly64(blk, factor, bits)
-            _exp_finish(blk, _EXP, bits.view(np.float64))
+        _exp_block(x[start:start + min(_BLOCK, x.size - start)], factor, _EXP, bits)
 
 
 @numba.njit(cache=True)
