@@ -283,25 +283,70 @@ def test_rnnrbm_fit_raises_the_likelihood(rbm_tiny, method):
         assert not np.array_equal(chains, np.array([pattern[k:k + 4] for k in range(3)] * 4))
 
 
-def test_crbm_carries_the_two_frames_before_as_states():
-    """crbm.gdl's states p1, p2 hold v[t - 1] and v[t - 2]: its log p matches a direct numpy sum."""
-    m = gdsl.load(CRBM, nv=3, nh=2, seed=7)
+@pytest.mark.parametrize("order", [2, 3])
+def test_crbm_keeps_its_last_frames_in_a_window(order):
+    """crbm.gdl's window holds v[t - 1], ..., v[t - n] (v0 before the first frame): its log p
+    matches a direct numpy sum, for the default order and another."""
+    m = gdsl.load(CRBM, nv=3, nh=2, n=order, seed=7)
     p = randomised(m, 26, scale=0.6)
     frames = np.array(list(itertools.product([0.0, 1.0], repeat=3)))
-    seqs = sequences(27, (4, 2), nv=3)
+    seqs = sequences(27, (5, 2), nv=3)
 
     def ref(seq):
-        p1, p2, total = p["v1"], p["v2"], 0.0
+        past, total = [p["v0"][k] for k in range(order)], 0.0
         for v in seq:
-            b = p["b"] + p["A1"] @ p1 + p["A2"] @ p2
-            c = p["c"] + p["B1"] @ p1 + p["B2"] @ p2
+            b = p["b"] + sum(p["A"][k] @ past[k] for k in range(order))
+            c = p["c"] + sum(p["B"][k] @ past[k] for k in range(order))
 
             def neg_free(x):
                 return x @ b + np.sum(np.logaddexp(0, c + x @ p["W"]))
             total += neg_free(v) - np.logaddexp.reduce([neg_free(x) for x in frames])
-            p1, p2 = v, p1
+            past = [v] + past[:-1]
         return total
     np.testing.assert_allclose(m.log_prob({"v": seqs}), [ref(s) for s in seqs], rtol=1e-6)
+
+
+TWO_STATES = """model crbm2(nv = 3, nh = 2) {
+    time t
+    visible v[t, nv]: binary
+    latent  h[t, nh]: binary
+    let p1[t] = v[t] from v1
+    let p2[t] = p1[t - 1] from v2
+    energy -(v[t] @ W @ h[t]) - (b + A1 @ p1[t - 1] + A2 @ p2[t - 1]) @ v[t]
+           - (c + B1 @ p1[t - 1] + B2 @ p2[t - 1]) @ h[t]
+    param W[nv, nh]
+    param b[nv]
+    param c[nh]
+    param A1[nv, nv]
+    param A2[nv, nv]
+    param B1[nh, nv]
+    param B2[nh, nv]
+    param v1[nv]
+    param v2[nv]
+}
+"""
+
+
+def test_a_window_is_the_states_it_stands_for(tmp_path):
+    """window(v[t]) of two frames gives the log p and the CD gradients (through time, into the start
+    frames too) of the same model written with one state per frame."""
+    path = tmp_path / "crbm2.gdl"
+    path.write_text(TWO_STATES)
+    a, b = gdsl.load(CRBM, nv=3, nh=2, seed=1), gdsl.load(str(path), seed=1)
+    p = randomised(a, 5)
+    b.params = {"W": p["W"], "b": p["b"], "c": p["c"], "A1": p["A"][0], "A2": p["A"][1], "B1": p["B"][0],
+                "B2": p["B"][1], "v1": p["v0"][0], "v2": p["v0"][1]}
+    seqs = sequences(6, (4, 2, 3, 1), nv=3)
+    np.testing.assert_allclose(a.log_prob({"v": seqs}), b.log_prob({"v": seqs}), rtol=1e-12)
+    a._rng, b._rng = np.random.default_rng(2), np.random.default_rng(2)  # the initialisers drew differently
+    (ga, da), (gb, db) = a.gradients({"v": seqs}, k=2), b.gradients({"v": seqs}, k=2)
+    assert ga == pytest.approx(gb, rel=1e-12)
+    pairs = [("W", "W", None), ("b", "b", None), ("c", "c", None), ("A", "A1", 0), ("A", "A2", 1),
+             ("B", "B1", 0), ("B", "B2", 1), ("v0", "v1", 0), ("v0", "v2", 1)]
+    for mine, theirs, k in pairs:
+        got = da[mine] if k is None else da[mine][k]
+        np.testing.assert_allclose(got, db[theirs], rtol=1e-10, atol=1e-12, err_msg=theirs)
+    assert np.abs(db["v2"]).max() > 1e-3  # the gradient reaches the oldest start frame
 
 
 GRU_NADE = """model gru_nade(nv = 5, nh = 3, nu = 4) {

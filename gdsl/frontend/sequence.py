@@ -37,6 +37,9 @@ class SequenceInfo:
     steps: tuple[str, ...]  # groups along the axis (one frame per step), in declaration order
     states: dict[str, str] = field(default_factory=dict)  # state -> the parameter it starts from
     state_spans: dict[str, Span] = field(default_factory=dict)  # state -> its `let` statement
+    # window states (`let past[t] = window(v[t]) from v0`): state -> the sequence whose last frames
+    # it holds, newest first (past[t - 1, k] is v[t - 1 - k]); their update is made in the IR
+    windows: dict[str, str] = field(default_factory=dict)
 
     def update_let(self, state: str) -> str:
         return NEXT + state
@@ -92,11 +95,17 @@ def unfold_time(m: ast.Model, error: Callable[..., None], params: dict) -> Optio
                   f"let {d.name}[{t}] = ... from {d.name}0")
             continue
         p = params[start.id]
+        frame = _window_of(d.expr, t, [g.name for g in m.groups if g.name in steps and g.role == "visible"], error)
+        if frame is False:
+            continue
         info.states[d.name] = start.id
         info.state_spans[d.name] = d.span
         shape = [_copy(s) for s in p.shape]
         m.groups.append(ast.GroupDecl(d.name_span, "state", d.name, d.name_span, shape,
                                       ast.Domain(d.name_span, "real", [])))
+        if frame is not None:
+            info.windows[d.name] = frame
+            continue
         lets.append(ast.LetDecl(d.span, NEXT + d.name, d.name_span, d.expr))
     m.lets = lets
     states = set(info.states)
@@ -116,6 +125,21 @@ def unfold_time(m: ast.Model, error: Callable[..., None], params: dict) -> Optio
     for e in m.energies:
         e.expr = rewrite(e.expr, None)
     return info
+
+
+def _window_of(e, t: str, steps: list, error):
+    """For `window(v[t])`, v one of the visible sequences: v; None for any other expression; False
+    after reporting a window of something else (a latent's frames are not known before it is drawn)."""
+    if not (isinstance(e, ast.Call) and e.fn == "window"):
+        return None
+    arg = e.args[0] if len(e.args) == 1 else None
+    if (isinstance(arg, ast.Index) and isinstance(arg.base, ast.Name) and arg.base.id in steps
+            and len(arg.subscripts) == 1 and _is_name(arg.subscripts[0], t)):
+        return arg.base.id
+    error("window(...) keeps the last frames of one visible sequence: it takes a read of the sequence at this "
+          "step", e.span, f"write let past[{t}] = window(v[{t}]) from v0, with param v0[n, ...] the n frames before the "
+          f"first")
+    return False
 
 
 def _is_name(e, name: str) -> bool:
@@ -220,8 +244,8 @@ class _Rewriter:
             elif lag != 0:
                 self.error(f"'{_text(name, t, lag)}' reads an earlier step of '{name}', which a step cannot "
                            f"see directly", e.span,
-                           f"carry it in a state: let prev_{name}[{t}] = {name}[{t}] from {name}0 (with a "
-                           f"parameter {name}0), then read prev_{name}[{t} - 1]")
+                           f"keep its last frames in a window: let past[{t}] = window({name}[{t}]) from {name}0 "
+                           f"(with a parameter {name}0[n, ...]), then read past[{t} - 1, k] for {name}[{t} - 1 - k]")
                 return e
             if name == self.own and name not in self.states:
                 self.error(f"'{name}' is defined in terms of itself", e.span,

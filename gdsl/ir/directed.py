@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ErrorSink, Span, excerpt
 from ..poly import Poly
-from .model import IAccess, IExpr, GroupIR, iexpr_scoped_walk, iexpr_text
+from .model import Binder, GroupIR, IAccess, IBin, IExpr, INum, ISum, ISym, IUn, iexpr_scoped_walk, iexpr_text
 
 
 @dataclass(frozen=True)
@@ -118,16 +118,21 @@ def lower_directed(checked, el) -> DirectedIR:
         d = checked.discriminator
         el.index_scopes = []
         disc = DiscIR(el.elab(d.logit, ()), d.reads, d.params, d.logit_span)
-    seq = _lower_sequence(checked, el) if checked.sequence is not None else None
+    seq = _lower_sequence(checked, el, sink) if checked.sequence is not None else None
     sink.raise_if_any(checked.source)
     undirected = tuple(n for n in groups if n not in checked.directed)
     return DirectedIR(groups, model, guide, undirected, lines, disc, checked.denoiser, seq)
 
 
-def _lower_sequence(checked, el) -> SequenceIR:
+def _lower_sequence(checked, el, sink) -> SequenceIR:
     info = checked.sequence
     states = []
     for name, start in info.states.items():
+        if name in info.windows:
+            update = _window_update(checked, el, name, info.windows[name], info.state_spans[name], sink)
+            if update is not None:
+                states.append(StateIR(name, start, *update, info.state_spans[name]))
+            continue
         let = checked.lets.get(info.update_let(name))
         if let is None:  # its update was not checked (reported)
             continue
@@ -200,3 +205,27 @@ def _before(p: Poly, i: str, bounds: dict[str, tuple]) -> bool:
         if gap.is_constant() and gap.constant <= 0:
             return True
     return False
+
+
+def _window_update(checked, el, name: str, frame: str, span, sink):
+    """(update, elem) of a window state w[n, ...] over the sequence `frame`: the newest frame first,
+    w_new[0] = frame and w_new[k] = w[k - 1], written with index arithmetic that the planner and
+    reverse mode already take (relu(1 - k) is 1 at k = 0 only, and relu(k - j) relu(j + 2 - k) is 1 at
+    j = k - 1 only), so no new kind of value is needed."""
+    shape, inner = checked.groups[name].shape, checked.groups[frame].shape
+    if len(shape) != len(inner) + 1 or tuple(shape[1:]) != tuple(inner):
+        dims = ", ".join(str(d) for d in inner)
+        sink.error(f"the window '{name}' starts from a parameter of shape [{', '.join(str(d) for d in shape)}], but "
+                   f"it holds frames of '{frame}', of shape [{dims}]", span,
+                   f"give the start parameter the shape [n, {dims}]: n frames, newest first", kind="sequence")
+        return None
+    elem = tuple(el.fresh() for _ in shape)
+    j = el.fresh()
+    k = ISym("index", elem[0])
+    rest = tuple(Poly.sym(x) for x in elem[1:])
+    newest = IBin("*", IAccess("group", frame, rest), IUn("relu", IBin("-", INum(1.0), k)))
+    at_j = IBin("*", IUn("relu", IBin("-", k, ISym("index", j))),
+                IUn("relu", IBin("-", IBin("+", ISym("index", j), INum(2.0)), k)))
+    older = ISum((Binder(j, (), ()),), IBin("*", IAccess("group", name, (Poly.sym(j),) + rest), at_j))
+    return IBin("+", newest, older), elem
+
