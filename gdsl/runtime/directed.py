@@ -215,6 +215,10 @@ class DirectedModel(ModelBase):
         in_parts(part, n, self.threads)  # rows are independent: the same values on any thread count
         return logp, (logq if self.GUIDE else None)
 
+    def _minibatch(self, arrays: dict, rows) -> dict:
+        """The learner's minibatch: these rows of every array (a sequence model also cuts the padding)."""
+        return {g: v[rows] for g, v in arrays.items()}
+
     def _backward(self, mode: str, st: dict, eps: dict, n: int, seed_p, seed_q):
         """(logp, logq, grads) with grads = d/dparams of sum_r seed_p[r] log p_r + seed_q[r] log q_r.
 

@@ -157,7 +157,7 @@ def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str
             try:
                 for start in range(0, n, batch_size):
                     rows = order[start:start + batch_size]
-                    batch = {g: v[rows] for g, v in arrays.items()}
+                    batch = model._minibatch(arrays, rows)
                     total += step_fn(model, batch, opt, rate, k, state, baseline_decay) * len(rows)
             except _NonFinite as e:
                 _undo(model, opt, state, undo)

@@ -58,6 +58,12 @@ class SequenceModel(DirectedModel):
     def _hidden(self) -> list[str]:
         return [g for g in self.STEPS if self.all_roles[g] == "latent"]
 
+    def _minibatch(self, arrays: dict, rows) -> dict:
+        """The learner's minibatch: the rows of every array, the sequences cut to the longest of them
+        (the padded arrays run to the longest sequence of the whole data set)."""
+        steps = int(arrays[LENGTHS][rows].max())
+        return {g: v[rows, :steps] if g in self.STEPS else v[rows] for g, v in arrays.items()}
+
     def _with_hidden(self, seqs: dict, lens) -> dict:
         """The step's latent sequences (not data) as zeros beside the data."""
         n, T = len(lens), int(lens.max())
@@ -454,21 +460,25 @@ class SequenceModel(DirectedModel):
         The sequences are cut over threads (`_in_sequence_parts`); every frame draws from the
         stream it has in the whole batch, so the parts give the one-call result to rounding."""
         order, lengths, seed, out, grads, flat = self._gradient_call(lens, seed)
-        padded = {g: np.ascontiguousarray(a[order]) for g, a in self._with_hidden(seqs, lens).items()}
+        # the data in sorted order; the latents' frames are zeros, so they need no sorting
+        padded = self._with_hidden({g: np.ascontiguousarray(a[order]) for g, a in seqs.items()}, lens)
         T = next(iter(padded.values())).shape[1]
         rng = self._streams(int(lens.sum()))
         frame = _frame_index(lengths)
         persistent = rows is not None
 
         def part(sub):
+            whole = len(sub) == len(lengths)  # one part: the arrays as they are, no copies
             chains = ({g: np.ascontiguousarray(self._pcd_chains[g][rows[order[sub]], :T]) for g in padded}
                       if persistent else {g: np.zeros((0, 0) + self._shapes[g]) for g in padded})
-            own = flat if len(sub) == len(lengths) else {p: np.zeros_like(v) for p, v in flat.items()}
+            own = flat if whole else {p: np.zeros_like(v) for p, v in flat.items()}
             part_out = np.zeros(len(sub))
-            self.call("sequence_cd", n_rows=len(sub), lengths=np.ascontiguousarray(lengths[sub]),
-                      seqs={g: np.ascontiguousarray(a[sub]) for g, a in padded.items()}, seq_chains=chains,
-                      params=self._p64, seed=np.ascontiguousarray(seed[sub]), k=int(k), persistent=persistent,
-                      rng=np.ascontiguousarray(rng[_frames_of(frame, lengths, sub)]), out=part_out, grads=own)
+            self.call("sequence_cd", n_rows=len(sub), lengths=lengths if whole else np.ascontiguousarray(lengths[sub]),
+                      seqs=padded if whole else {g: np.ascontiguousarray(a[sub]) for g, a in padded.items()},
+                      seq_chains=chains, params=self._p64, seed=seed if whole else np.ascontiguousarray(seed[sub]),
+                      k=int(k), persistent=persistent,
+                      rng=rng if whole else np.ascontiguousarray(rng[_frames_of(frame, lengths, sub)]), out=part_out,
+                      grads=own)
             if persistent:
                 for g, c in chains.items():
                     self._pcd_chains[g][rows[order[sub]], :T] = c
