@@ -6,7 +6,7 @@ frame), and the published JSB figures.
     python bench/sequences.py [--epochs 200] [--lr 1e-3] [--batch 10] [--out docs/results-sequences.md]
     python bench/sequences.py --speed [--threads 1] [--k 15] [--epochs 3]
     python bench/sequences.py --harmonise [--epochs 100] [--k 15] [--lr 1e-3]
-    python bench/sequences.py --ais [--model rnnrbm|crbm] [--params rnnrbm.npz] [--epochs 60 --k 15 --lr 3e-3]
+    python bench/sequences.py --ais [--model rnnrbm|crbm [--order n]] [--params rnnrbm.npz] [--epochs 60 --k 15 --lr 3e-3]
                               [--runs 20] [--temperatures 300 1000]
 
 The RNN-NADE is trained by maximum likelihood (Adam, minibatches of pieces) on the training
@@ -160,8 +160,8 @@ def rnnrbm_ais(train, test, a) -> None:
     CD-k (with BPTT for the RNN-RBM) and saved there."""
     from gdsl.runtime.ais import standard_schedule
 
-    name = {"rnnrbm": "RNN-RBM", "crbm": "CRBM"}[a.model]
-    m = gdsl.load(f"models/{a.model}.gdl", seed=a.seed)
+    name = {"rnnrbm": "RNN-RBM", "crbm": f"CRBM of order {a.order}"}[a.model]
+    m = gdsl.load(f"models/{a.model}.gdl", seed=a.seed, **({"n": a.order} if a.model == "crbm" else {}))
     if a.params and os.path.exists(a.params):
         m.load_params(a.params)
         print(f"{name} parameters from {a.params}")
@@ -225,6 +225,7 @@ def main():
                     help="the test log-likelihood of --model, each frame's log Z by AIS (trained here unless --params)")
     ap.add_argument("--params", default=None, help="--ais: the model's parameters (loaded if the file exists, else saved)")
     ap.add_argument("--model", default="rnnrbm", choices=("rnnrbm", "crbm"), help="--ais: which per-step energy model")
+    ap.add_argument("--order", type=int, default=2, help="--ais --model crbm: the frames each step sees (n)")
     ap.add_argument("--runs", type=int, default=20, help="--ais: AIS chains per frame")
     ap.add_argument("--temperatures", type=int, nargs="+", default=[1000],
                     help="--ais: schedule lengths (the standard schedule's shape), one estimate each")
