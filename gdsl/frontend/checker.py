@@ -41,7 +41,9 @@ DISTRIBUTION_ALIASES = {"gaussian": "normal", "randn": "normal", "rand": "unifor
 FUNCTION_HINTS = {"sigm": "did you mean 'sigmoid'?", "logistic": "did you mean 'sigmoid'?",
                   "ln": "did you mean 'log'?", "pow": "write powers with '^', as in x^2",
                   "softmax": "for softmax units declare a categorical(K) variable",
-                  "logsumexp": "for softmax units declare a categorical(K) variable"}
+                  "logsumexp": "for softmax units declare a categorical(K) variable",
+                  "window": "window(v[t]) is the whole right side of a state along the time axis: "
+                            "let past[t] = window(v[t]) from v0"}
 
 
 class Checker(DirectedChecks):

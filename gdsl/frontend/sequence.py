@@ -72,6 +72,8 @@ def unfold_time(m: ast.Model, error: Callable[..., None], params: dict) -> Optio
     if not steps:
         error(f"the model unfolds along '{t}' but no variable has that axis", m.time.span,
               f"give the sequence's variables the time axis first: visible v[{t}, n]: binary")
+    visible = [g.name for g in m.groups if g.name in steps and g.role == "visible"]
+    _one_kind_of_step(m, timed, error)
     lets = []
     for d in m.lets:
         if d.index is None:
@@ -95,21 +97,20 @@ def unfold_time(m: ast.Model, error: Callable[..., None], params: dict) -> Optio
                   f"let {d.name}[{t}] = ... from {d.name}0")
             continue
         p = params[start.id]
-        frame = _window_of(d.expr, t, [g.name for g in m.groups if g.name in steps and g.role == "visible"], error)
-        if frame is False:
-            continue
+        frame = _window_of(d.expr, t, visible, error)
         info.states[d.name] = start.id
         info.state_spans[d.name] = d.span
         shape = [_copy(s) for s in p.shape]
         m.groups.append(ast.GroupDecl(d.name_span, "state", d.name, d.name_span, shape,
                                       ast.Domain(d.name_span, "real", [])))
-        if frame is not None:
-            info.windows[d.name] = frame
+        if frame is not None:  # a window (False: a refused one, declared so that its reads raise nothing more)
+            if frame:
+                info.windows[d.name] = frame
             continue
         lets.append(ast.LetDecl(d.span, NEXT + d.name, d.name_span, d.expr))
     m.lets = lets
     states = set(info.states)
-    rewrite = _Rewriter(t, timed, states, error)
+    rewrite = _Rewriter(t, timed, states, error, visible, set(info.windows))
     for d in m.lets:
         d.expr = rewrite(d.expr, d.name[len(NEXT):] if d.name.startswith(NEXT) else d.name)
     for s in m.samples + [g for g in m.groups if g.dist is not None]:
@@ -125,6 +126,19 @@ def unfold_time(m: ast.Model, error: Callable[..., None], params: dict) -> Optio
     for e in m.energies:
         e.expr = rewrite(e.expr, None)
     return info
+
+
+def _one_kind_of_step(m: ast.Model, timed: set, error) -> None:
+    """A step is normalised either by its energy or by its conditionals, not both: with an energy,
+    log p of the step is computed from the energy's groups alone, so a conditional of a group
+    along the axis would be left out of it."""
+    if not m.energies:
+        return
+    for s in m.samples + [g for g in m.groups if g.dist is not None]:
+        if s.name in timed:
+            error(f"'{s.name}' has a conditional ('~') in a step that also has an energy: a model that unfolds "
+                  f"in time normalises each step either by its energy or by its conditionals", s.name_span,
+                  f"put {s.name} in the energy, or write the step with conditionals only")
 
 
 def _window_of(e, t: str, steps: list, error):
@@ -168,8 +182,9 @@ class _Rewriter:
     """Rewrites the time subscripts of one expression in place (iteratively: chains of
     operators may be long) and reports the reads the step model cannot make."""
 
-    def __init__(self, t: str, timed: set, states: set, error):
+    def __init__(self, t: str, timed: set, states: set, error, visible=(), windows=frozenset()):
         self.t, self.timed, self.states, self.error = t, timed, states, error
+        self.visible, self.windows = set(visible), set(windows)
 
     def __call__(self, e, own: Optional[str]):
         self.own = own
@@ -237,15 +252,20 @@ class _Rewriter:
                 if lag != 1:
                     what = ("the state after this step: the step is modelled before it is known"
                             if lag == 0 else "a state more than one step back")
+                    further = (f"the window holds the frames before it: {name}[{t} - 1, k] is k + 1 frames back "
+                               f"(give its start more rows to see further)" if name in self.windows
+                               else "to look further back, carry the older value in a state of its own")
                     self.error(f"'{_text(name, t, lag)}' is {what}", e.span,
-                               f"a step reads the state before it, {name}[{t} - 1]; to look further back, "
-                               f"carry the older value in a state of its own")
+                               f"a step reads the state before it, {name}[{t} - 1]; {further}")
                     return e
             elif lag != 0:
+                hint = (f"keep its last frames in a window: let past[{t}] = window({name}[{t}]) from {name}0 "
+                        f"(with a parameter {name}0[n, ...]), then read past[{t} - 1, k] for {name}[{t} - 1 - k]"
+                        if name in self.visible else
+                        f"carry it in a state: let prev_{name}[{t}] = {name}[{t}] from {name}0 (with a "
+                        f"parameter {name}0), then read prev_{name}[{t} - 1]")
                 self.error(f"'{_text(name, t, lag)}' reads an earlier step of '{name}', which a step cannot "
-                           f"see directly", e.span,
-                           f"keep its last frames in a window: let past[{t}] = window({name}[{t}]) from {name}0 "
-                           f"(with a parameter {name}0[n, ...]), then read past[{t} - 1, k] for {name}[{t} - 1 - k]")
+                           f"see directly", e.span, hint)
                 return e
             if name == self.own and name not in self.states:
                 self.error(f"'{name}' is defined in terms of itself", e.span,
