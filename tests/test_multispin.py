@@ -95,6 +95,46 @@ def test_antiferromagnetic_chain_by_multispin_matches_the_exact_law(tmp_path):
     _check_exact(m, _Law(m, energy_chain), "spin chain of 8, multi-spin")
 
 
+ANNNI = """model annni(n = 8, beta = 0.7, kappa = 0.6) {
+    visible s[n]: spin
+    param h = 0.2
+    energy -beta * sum[i](s[i] * s[i + 1]) + kappa * beta * sum[i](s[i] * s[i + 2]) - h * sum(s)
+}
+"""
+
+
+def energy_annni(m, x):
+    beta, kappa, h = m.consts["beta"], m.consts["kappa"], float(m.params["h"])
+    return (-beta * (x[:, 1:] * x[:, :-1]).sum(1) + kappa * beta * (x[:, 2:] * x[:, :-2]).sum(1)
+            - h * x.sum(1))
+
+
+def energy_aniso(m, x):
+    J, K = float(m.params["J"]), float(m.params["K"])
+    return -J * (x[:, 1:] * x[:, :-1]).sum((1, 2)) - K * (x[:, :, 1:] * x[:, :, :-1]).sum((1, 2))
+
+
+def test_two_couplings_by_multispin_match_the_exact_law(tmp_path):
+    """Two classes of bonds, each counted on its own: the axial next-nearest-neighbour Ising chain
+    (competing couplings, 3 colours) and an anisotropic 3x3 lattice."""
+    m = _load(tmp_path, ANNNI, "annni")
+    assert m.MULTISPIN == ("s", "spin")
+    _check_exact(m, _Law(m, energy_annni), "ANNNI chain of 8, multi-spin")
+    a = _load(tmp_path, ANISOTROPIC.replace("n = 4, m = 4", "n = 3, m = 3"), "aniso")
+    a.params = {"J": np.full((), 0.6), "K": np.full((), -0.3)}
+    _check_exact(a, _Law(a, energy_aniso), "anisotropic 3x3, multi-spin")
+
+
+def test_two_class_thresholds_are_the_conditional_probabilities():
+    t = ms.thresholds2(-0.5, 0.3, 0.2, 2, 4, True).astype(np.float64) / 2.0 ** 64
+    for nb0 in range(3):
+        for u0 in range(nb0 + 1):
+            for nb1 in range(5):
+                for u1 in range(nb1 + 1):
+                    f = -0.5 * (2 * u0 - nb0) + 0.3 * (2 * u1 - nb1) + 0.2
+                    assert t[nb0, u0, nb1, u1] == pytest.approx(1 / (1 + np.exp(2 * f)), rel=1e-12, abs=1e-18)
+
+
 def test_the_tolerance_sees_a_wrong_coupling(ising):
     """The same check fails when the sampler's coupling is 10% weaker than the law's."""
     m = load_model("ising", seed=7)
@@ -182,7 +222,18 @@ HALF_FIELD = """model half_field(n = 4, m = 4) {
 """
 
 
-@pytest.mark.parametrize("text,why", [(ANISOTROPIC, "the couplings differ between offsets"),
+THREE_COUPLINGS = """model three(n = 4, m = 4) {
+    visible s[n, m]: spin
+    param J = 0.4
+    param K = 0.2
+    param L = 0.1
+    energy -J * sum[i, j](s[i, j] * s[i + 1, j]) - K * sum[i, j](s[i, j] * s[i, j + 1])
+           - L * sum[i, j](s[i, j] * s[i + 1, j + 1])
+}
+"""
+
+
+@pytest.mark.parametrize("text,why", [(THREE_COUPLINGS, "more than 2 different couplings"),
                                       (GLASS, "depends on the site"),
                                       (PART, "does not couple each site to the site at a constant offset"),
                                       (DIAGONAL, "does not run over the whole lattice"),

@@ -2,14 +2,16 @@
 
 Multi-spin coding packs one bit of 64 chains into a machine word, so one pass of bitwise
 operations updates a site in 64 chains at once (codegen/multispin.py, runtime/multispin.py).
-It needs the conditional of a site to depend only on how many of its neighbours are up, and
-so this analysis proves, from the monomials alone, that the energy is
+It needs the conditional of a site to depend only on how many of its neighbours of each coupling
+are up, and so this analysis proves, from the monomials alone, that the energy is
 
-    sum over bonds (x, x + d) of  coupling * s[x] * s[x + d]   +   sum over x of  bias * s[x]
+    sum over bonds (x, x + d) of  coupling_d * s[x] * s[x + d]   +   sum over x of  bias * s[x]
 
-for one two-state group s (spin or binary) on a lattice, with one coupling and one bias,
-scalar expressions of parameters and constants (no index), every bond of each offset d
-present once (the ranges run over the whole lattice) and nothing else in the energy. The
+for one two-state group s (spin or binary) on a lattice, with one bias and at most two
+couplings (each bond's coefficient is one of two expressions: an anisotropic lattice, or
+nearest and next-nearest neighbours), scalar expressions of parameters and constants (no
+index), every bond of each offset d present once (the ranges run over the whole lattice) and
+nothing else in the energy. The
 result is a UniformLattice for the plan, or the reason the model is not one, which a user who
 asks for multi-spin sampling is told.
 """
@@ -24,17 +26,30 @@ from ..poly import Poly
 MAX_NEIGHBOURS = 15  # the bit-sliced neighbour count has four bits
 
 
+MAX_CLASSES = 2  # different couplings (each with its own neighbour count): anisotropic, or J1-J2 lattices
+
+
 @dataclass(frozen=True)
 class UniformLattice:
     group: str
     domain: str  # "spin" | "binary"
     offsets: tuple[tuple[int, ...], ...]  # one per bond monomial; a site's neighbours are x + d and x - d
-    bonds: tuple[int, ...]  # the bond monomials (their coupling is the same expression)
+    bonds: tuple[int, ...]  # the bond monomials
+    classes: tuple[int, ...]  # per bond, its coupling class: bonds of a class have the same coefficient
     biases: tuple[int, ...]  # the monomials linear in the group (their coefficients are added)
 
+    def neighbours(self, cls: int) -> int:
+        return 2 * sum(1 for c in self.classes if c == cls)
+
+    @property
+    def class_count(self) -> int:
+        return max(self.classes) + 1
+
     def text(self) -> str:
-        return (f"{self.group}: uniform couplings over offsets {', '.join(str(d) for d in self.offsets)} "
-                f"({2 * len(self.offsets)} neighbours): multi-spin coding (64 chains a word)")
+        per = "; ".join(f"coupling {c + 1} over offsets "
+                        + ", ".join(str(d) for d, k in zip(self.offsets, self.classes) if k == c)
+                        + f" ({self.neighbours(c)} neighbours)" for c in range(self.class_count))
+        return f"{self.group}: uniform couplings, {per}: multi-spin coding (64 chains a word)"
 
 
 def uniform_lattice(ir: ModelIR, colouring) -> tuple[Optional[UniformLattice], str]:
@@ -48,8 +63,8 @@ def uniform_lattice(ir: ModelIR, colouring) -> tuple[Optional[UniformLattice], s
         return None, f"{g.name} is {g.domain}; multi-spin coding needs two-state units (spin or binary)"
     if colouring is None:
         return None, f"{g.name}'s couplings are not a stencil of constant offsets"
-    offsets, bonds, biases = [], [], []
-    coupling = None
+    offsets, bonds, classes, biases = [], [], [], []
+    couplings: list = []  # (scale, coef) of each class, in order of appearance
     for m in ir.monomials:
         if not m.factors:
             continue  # a constant: no effect on any conditional
@@ -71,18 +86,23 @@ def uniform_lattice(ir: ModelIR, colouring) -> tuple[Optional[UniformLattice], s
         why = _whole_lattice(m, [f.index for f in m.factors], g.shape)
         if why:
             return None, why
-        if coupling is None:
-            coupling = (m.scale, m.coef)
-        elif (m.scale, m.coef) != coupling:
-            return None, (f"the couplings differ between offsets (m{bonds[0]} and m{m.id}); multi-spin coding "
-                          f"needs every bond's coefficient written as the same expression")
+        if (m.scale, m.coef) not in couplings:
+            if len(couplings) == MAX_CLASSES:
+                return None, (f"the bonds have more than {MAX_CLASSES} different couplings (m{m.id} adds another); "
+                              f"multi-spin coding counts neighbours for at most {MAX_CLASSES} (bonds with the "
+                              f"same coupling must write its coefficient as the same expression)")
+            couplings.append((m.scale, m.coef))
         offsets.append(d)
         bonds.append(m.id)
+        classes.append(couplings.index((m.scale, m.coef)))
     if not bonds:
         return None, f"{g.name} has no couplings between its sites"
-    if 2 * len(bonds) > MAX_NEIGHBOURS:
-        return None, f"a site has {2 * len(bonds)} neighbours; multi-spin coding counts at most {MAX_NEIGHBOURS}"
-    return UniformLattice(g.name, g.domain, tuple(offsets), tuple(bonds), tuple(biases)), ""
+    for c in range(len(couplings)):
+        count = 2 * classes.count(c)
+        if count > MAX_NEIGHBOURS:
+            return None, (f"a site has {count} neighbours of one coupling; multi-spin coding counts at most "
+                          f"{MAX_NEIGHBOURS}")
+    return UniformLattice(g.name, g.domain, tuple(offsets), tuple(bonds), tuple(classes), tuple(biases)), ""
 
 
 def _index_free(m: Monomial) -> str:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from .products import (SMALL_OUTER, SMALL_PRODUCT, SPARSE_BELOW, density, dot_t, sparse_dot, sparse_outer,
                        use_loops)
-from .multispin import count_word, heat_bath_word
+from .multispin import count_word, heat_bath_word, heat_bath_word2
 from .multispin import thresholds as packed_thresholds
+from .multispin import thresholds2 as packed_thresholds2
 from .rng import next_uniform, next_uniform_pair32, normal, seed_streams, uniform
 from .sequences import active_rows
 from .samplers import (LOG_PI, add_slab_integral, any_clamped, gaussian_block_draw, gaussian_block_lognorm,
@@ -31,7 +32,7 @@ __all__ = [
     # rng
     "uniform", "normal", "next_uniform", "next_uniform_pair32", "seed_streams",
     # multispin
-    "count_word", "heat_bath_word", "packed_thresholds",
+    "count_word", "heat_bath_word", "heat_bath_word2", "packed_thresholds", "packed_thresholds2",
     # sequences
     "active_rows",
     # samplers

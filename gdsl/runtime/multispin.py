@@ -90,29 +90,75 @@ def thresholds(coupling, bias, neighbours, spin):
     return table
 
 
+@numba.njit(cache=True)
+def thresholds2(coupling0, coupling1, bias, neighbours0, neighbours1, spin):
+    """T[nb0, u0, nb1, u1]: as `thresholds` for two classes of bonds with their own couplings (an
+    anisotropic lattice, or nearest and next-nearest neighbours): the field is the sum of both
+    classes' parts."""
+    table = np.zeros((neighbours0 + 1, neighbours0 + 1, neighbours1 + 1, neighbours1 + 1), dtype=np.uint64)
+    for nb0 in range(neighbours0 + 1):
+        for u0 in range(nb0 + 1):
+            for nb1 in range(neighbours1 + 1):
+                for u1 in range(nb1 + 1):
+                    if spin:
+                        f = coupling0 * (2 * u0 - nb0) + coupling1 * (2 * u1 - nb1) + bias
+                        p = _up(-2.0 * f)
+                    else:
+                        p = _up(-(coupling0 * u0 + coupling1 * u1 + bias))
+                    table[nb0, u0, nb1, u1] = _threshold(p)
+    return table
+
+
 @numba.njit(cache=True, inline="always")
-def heat_bath_word(c0, c1, c2, c3, table, nb, eq, s0, s1):
-    """(the site's new word, s0, s1): in every lane, up with probability table[nb, u] / 2^64 where
-    u is the lane's count. eq is scratch of at least nb + 1 words."""
-    ones = uint64(0xFFFFFFFFFFFFFFFF)
-    for u in range(nb + 1):  # the lanes whose count is u
-        m = c0 if u & 1 else ~c0
-        m &= c1 if u & 2 else ~c1
-        m &= c2 if u & 4 else ~c2
-        m &= c3 if u & 8 else ~c3
-        eq[u] = m
+def _lanes_of_count(c0, c1, c2, c3, u):
+    """The lanes whose bit-sliced count is u."""
+    m = c0 if u & 1 else ~c0
+    m &= c1 if u & 2 else ~c1
+    m &= c2 if u & 4 else ~c2
+    m &= c3 if u & 8 else ~c3
+    return m
+
+
+@numba.njit(cache=True, inline="always")
+def _draw_lanes(masks, thr, count, s0, s1):
+    """(word, s0, s1): lane l up with probability thr[k] / 2^64, k the one mask among masks[:count]
+    holding l; U < T compared bit-serially, the most significant bit first."""
     out = uint64(0)
-    undecided = ones
+    undecided = uint64(0xFFFFFFFFFFFFFFFF)
     for b in range(63, -1, -1):
         r, s0, s1 = next_word(s0, s1)
         t = uint64(0)  # bit b of every lane's threshold
-        for u in range(nb + 1):
-            t |= eq[u] & (uint64(0) - ((table[nb, u] >> uint64(b)) & uint64(1)))
+        for k in range(count):
+            t |= masks[k] & (uint64(0) - ((thr[k] >> uint64(b)) & uint64(1)))
         out |= undecided & t & ~r  # U's bit 0 where the threshold's is 1: U < T
         undecided &= ~(t ^ r)
         if undecided == uint64(0):
             break
     return out, s0, s1
+
+
+@numba.njit(cache=True, inline="always")
+def heat_bath_word(c0, c1, c2, c3, table, nb, eq, thr, s0, s1):
+    """(the site's new word, s0, s1): in every lane, up with probability table[nb, u] / 2^64 where
+    u is the lane's count. eq is scratch of at least nb + 1 words (thr is not used: the
+    thresholds are read from the table's row; the argument keeps both kernels' calls alike)."""
+    for u in range(nb + 1):
+        eq[u] = _lanes_of_count(c0, c1, c2, c3, u)
+    return _draw_lanes(eq, table[nb], nb + 1, s0, s1)  # the table's row: no copy
+
+
+@numba.njit(cache=True, inline="always")
+def heat_bath_word2(c0, c1, c2, c3, d0, d1, d2, d3, table, nb0, nb1, eq, thr, s0, s1):
+    """heat_bath_word for two classes of bonds: counts u0 (c*) and u1 (d*), probability
+    table[nb0, u0, nb1, u1] / 2^64. eq and thr are scratch of (nb0 + 1) (nb1 + 1) words."""
+    k = 0
+    for u0 in range(nb0 + 1):
+        m0 = _lanes_of_count(c0, c1, c2, c3, u0)
+        for u1 in range(nb1 + 1):
+            eq[k] = m0 & _lanes_of_count(d0, d1, d2, d3, u1)
+            thr[k] = table[nb0, u0, nb1, u1]
+            k += 1
+    return _draw_lanes(eq, thr, k, s0, s1)
 
 
 def pack(x: np.ndarray, words: int) -> np.ndarray:
