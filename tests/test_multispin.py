@@ -162,6 +162,9 @@ def test_gibbs_with_multispin_keeps_chains_apart():
     start = np.where(np.arange(70)[:, None, None] % 3 == 0, 1.0, -1.0) * np.ones((70, 6, 5))
     got = m.gibbs({"s": start}, steps=4, multispin=True)["s"]
     assert np.array_equal(got, start)
+    m.params = {"J": np.full((), 0.0), "field": np.full((), 0.0)}  # free spins: the sweeps do move them
+    moved = m.gibbs({"s": start}, steps=1, multispin=True)["s"]
+    assert 0.4 < np.mean(moved != start) < 0.6
 
 
 def test_pack_and_unpack_are_inverse():

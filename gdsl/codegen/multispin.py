@@ -50,7 +50,8 @@ class MultispinEmitter:
         for n in counts:
             combos *= n + 1
         self.w(f"eq = np.empty({combos}, np.uint64)  # the lanes of each count (of each class)", 1)
-        self.w(f"thr = np.empty({combos}, np.uint64)  # and their thresholds", 1)
+        if classes == 2:
+            self.w(f"thr = np.empty({combos}, np.uint64)  # and their thresholds", 1)
         self.w("zero = np.uint64(0)", 1)
         dims = self.dims(g.shape)
         ks = [f"k{d}" for d in range(len(dims))]
@@ -83,7 +84,7 @@ class MultispinEmitter:
                 self.neighbour(tuple(sign * x for x in d), ks, dims, indent, counters[cls], f"nb{cls}")
         site = ", ".join(["c"] + ks)
         if classes == 1:
-            self.w("word, s0, s1 = _k.heat_bath_word(c0, c1, c2, c3, table, nb0, eq, thr, s0, s1)", indent)
+            self.w("word, s0, s1 = _k.heat_bath_word(c0, c1, c2, c3, table, nb0, eq, s0, s1)", indent)
         else:
             self.w("word, s0, s1 = _k.heat_bath_word2(c0, c1, c2, c3, d0, d1, d2, d3, table, nb0, nb1, eq, thr, "
                    "s0, s1)", indent)

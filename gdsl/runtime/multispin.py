@@ -138,10 +138,9 @@ def _draw_lanes(masks, thr, count, s0, s1):
 
 
 @numba.njit(cache=True, inline="always")
-def heat_bath_word(c0, c1, c2, c3, table, nb, eq, thr, s0, s1):
+def heat_bath_word(c0, c1, c2, c3, table, nb, eq, s0, s1):
     """(the site's new word, s0, s1): in every lane, up with probability table[nb, u] / 2^64 where
-    u is the lane's count. eq is scratch of at least nb + 1 words (thr is not used: the
-    thresholds are read from the table's row; the argument keeps both kernels' calls alike)."""
+    u is the lane's count. eq is scratch of at least nb + 1 words."""
     for u in range(nb + 1):
         eq[u] = _lanes_of_count(c0, c1, c2, c3, u)
     return _draw_lanes(eq, table[nb], nb + 1, s0, s1)  # the table's row: no copy

@@ -492,17 +492,11 @@ class SequenceModel(DirectedModel):
         """run(rows) for parts of the sorted sequences, one thread each (at most self.threads, each of
         MIN_SEQUENCES or more): rows dealt round robin, so each part stays sorted longest first and
         the parts have about as many frames. The results in order of the parts."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from .rows import one_blas_thread_if
+        from .rows import run_parts
 
         n = len(lengths)
         parts = max(1, min(self.threads, n // MIN_SEQUENCES))
-        if parts == 1:
-            return [run(np.arange(n))]
-        with one_blas_thread_if(True), ThreadPoolExecutor(max_workers=parts) as pool:
-            futures = [pool.submit(run, np.arange(p, n, parts)) for p in range(parts)]
-            return [f.result() for f in futures]
+        return run_parts(run, [(np.arange(p, n, parts),) for p in range(parts)])
 
     @staticmethod
     def _add_parts(results: list, flat: dict) -> None:
