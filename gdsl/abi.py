@@ -59,8 +59,10 @@ FAMILIES = {f.name: f for f in (
     _per("next_adjoints", "states", "dn_"), _per("prev_adjoints", "states", "dx_"),
     _per("kept", "states", "kept_"),
     _per("seq_chains", "steps", "cs_"),  # persistent chains of CD (PCD), one per frame, padded as seqs
-    # a training epoch cut over threads: each part's statistics in its own row of (parts, ...)
-    _per("part_grads", "params", "pg_"),
+    # a training epoch cut over threads: each part's statistics of the parameters it cannot update by
+    # rows in its own row of (parts, ...); the minibatch's rows every part fills its share of
+    # (positive phase, CD chains, Rao-Blackwellised statistics), read whole by the gradient
+    _per("part_grads", "params", "pg_"), _per("shared_rows", "groups", "spos_", "sneg_", "srb_"),
 )}
 
 MODEL = ("state", "params", "sizes", "consts")  # the leading arguments of every energy kernel
@@ -79,13 +81,15 @@ SPECS: dict[str, tuple[str, ...]] = {
     "free_energy": MODEL + ("summed", "beta", "out"),
     "energy_grad": MODEL + ("alpha", "grads"),
     "energy_grad_rows": MODEL + ("weights", "grads"),
+    # energy_grad split for an epoch cut over threads: the parameters whose statistics are all dense
+    # products, on this part's rows of the parameter (grad_span), and the others whole (grad_rest)
+    "grad_span": MODEL + ("alpha", "grads", "part", "parts"),
+    "grad_rest": MODEL + ("alpha", "grads"),
     "gibbs_rb": MODEL + ("masks", "free", "rb", "rbfree", "rng"),
     "train_epoch": ("params", "sizes", "consts", "data", "has_data", "pmask", "pfree", "init", "chains", "cfree",
                     "cmask", "rbmask", "rbfree", "velocity", "grads", "order", "batch", "rng", "lr", "momentum",
                     "decay", "k", "persistent", "mf_iters", "mf_tol", "mf_damping", "offsets", "centered",
-                    "offset_rate", "stats_only", "stat_rows", "stat_chains"),
-    # the step of a minibatch whose statistics were gathered by parts (train_epoch with stats_only)
-    "train_step": ("params", "velocity", "part_grads", "lr", "momentum", "decay", "part", "parts"),
+                    "offset_rate", "part_grads", "shared_rows", "part", "parts", "sync"),
     "gibbs_tempered": MODEL + ("masks", "free", "bases", "beta", "rng"),
     "ais_steps": MODEL + ("masks", "free", "bases", "summed", "betas", "rng", "logw"),
     "gibbs_tempered_rows": MODEL + ("masks", "free", "row_bases", "beta", "rng"),

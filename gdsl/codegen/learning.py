@@ -6,7 +6,10 @@ train_epoch  runs every minibatch of an epoch: positive phase (mean-field with t
              clamped: exact E[h | v] when the posterior factorises), negative phase
              (CD-k chains started at the data, or persistent chains), Rao-Blackwellised
              negative statistics (summable latents replaced by their conditional means),
-             then a momentum / weight-decay step and the parameter constraints.
+             then a momentum / weight-decay step and the parameter constraints. It runs as
+             `parts` threads at once (one call each, for the whole epoch): rows of every
+             minibatch per part, a barrier in compiled code (runtime/sync.py), then each
+             part steps its share of every parameter (grad_span / grad_rest), a barrier.
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ class LearningEmitter:
     def learning_kernels(self) -> None:
         self.grad_kernel()
         self.grad_kernel(weighted=True)
+        self.grad_kernel(select="span")
+        self.grad_kernel(select="rest")
         if self._rb_fused():
             self.rb_sweep_kernel()
         self.train_epoch_kernel()
-        self.train_step_kernel()
 
     def _rb_fused(self) -> bool:
         """The summable latents all sit in the last block: their means can come from the last sweep."""
@@ -37,18 +41,33 @@ class LearningEmitter:
     def _grads(self) -> str:
         return ", ".join(f"g_{p}" for p in self.ir.params)
 
-    def grad_kernel(self, weighted: bool = False) -> None:
+    def grad_kernel(self, weighted: bool = False, select: str | None = None) -> None:
         """energy_grad: g_P += alpha * sum over chains; energy_grad_rows: a weight per chain (the
-        discriminative gradient weighs each (data, class) row by its posterior)."""
+        discriminative gradient weighs each (data, class) row by its posterior). For an epoch cut
+        over threads, grad_span adds the statistics of the parameters cut by rows (_span_params)
+        on this part's rows of each, grad_rest those of the other parameters, whole."""
+        span = self._span_params()
         if weighted:
             self.kernel("energy_grad_rows", "energy_grad_rows",
                         "g_P += sum over chains c of weights[c] * dE/dP(chain c) for every parameter P.")
+        elif select == "span":
+            self.kernel("grad_span", "grad_span",
+                        "energy_grad for the parameters cut by rows over the parts of an epoch ("
+                        + (", ".join(span) or "none") + "), on rows [rows * part // parts, rows * (part + 1) "
+                        "// parts) of each: the parts write disjoint rows, straight into a shared array.")
+        elif select == "rest":
+            self.kernel("grad_rest", "grad_rest",
+                        "energy_grad for the parameters not cut by rows (each part adds its chains' statistics "
+                        "to its own array): " + (", ".join(p for p in self.ir.params if p not in span) or "none")
+                        + ".")
         else:
             self.kernel("energy_grad", "energy_grad",
                         "g_P += alpha * (sum over chains of dE/dP) for every parameter P.")
         alpha = [] if weighted else ["alpha"]
         self.w(f"n = {P.group(next(iter(self.ir.groups)))}.shape[0]", 1)
         for name, terms in gradient_terms(self.plan).items():
+            if select is not None and (name in span) != (select == "span"):
+                continue
             p = self.ir.params[name]
             self.w(f"# dE/d{name}", 1)
             if not terms:
@@ -57,7 +76,7 @@ class LearningEmitter:
                 m = self.plan.monomials[t.monomial]
                 self.w(f"# {self.src(m)}", 1)
                 if t.dense is not None:
-                    self._dense_grad(name, p, m, t, weighted)
+                    self._dense_grad(name, p, m, t, weighted, cut=select == "span")
                     continue
                 target = f"g_{name}[" + (", ".join(P.poly(i, self.sizes) for i in t.index) if t.index else "0") + "]"
                 # the constant part in the parameter's dtype: a float64 factor would turn a float32
@@ -78,9 +97,8 @@ class LearningEmitter:
                 self.w("for c in range(n):", 1)
                 self.loop_nest(m, [f"{target} += {P.product(parts)}"], 2, skip=skip[:3] if skip else None)
 
-    def _dense_grad(self, name, p, m, t, weighted: bool = False) -> None:
-        """g_P += beta * L^T R with L the group on P's first axes: BLAS, or row updates for the
-        nonzeros of L when it is mostly 0 (binary data and samples). Weighted: R's rows scaled."""
+    def _dense_shape(self, m, t) -> tuple[str, str, str, str]:
+        """(rows, cols, left, right) of a dense statistic g_P.reshape((rows, cols)) += L^T R."""
         d = t.dense
         mine = next(g for g in m.groups if g != d.other)
         na = self.flat(self.ir.groups[d.other].shape)
@@ -89,16 +107,42 @@ class LearningEmitter:
         x2 = f"{P.group(mine)}.reshape((n, {nx}))"
         rows, cols = (nx, na) if d.transpose else (na, nx)
         left, right = (x2, a2) if d.transpose else (a2, x2)
+        return rows, cols, left, right
+
+    def _span_params(self) -> dict[str, tuple[str, str]]:
+        """The parameters an epoch cut over threads updates by rows: every statistic of P a dense
+        product L^T R of one (rows, cols) shape, so part q owns rows [rows * q // parts, ...) and
+        adds all the minibatch's chains there itself (no per-part copies of P to add up). P -> (rows, cols)."""
+        out = {}
+        for name, terms in gradient_terms(self.plan).items():
+            shapes = {self._dense_shape(self.plan.monomials[t.monomial], t)[:2] for t in terms if t.dense is not None}
+            if terms and all(t.dense is not None for t in terms) and len(shapes) == 1:
+                out[name] = shapes.pop()
+        return out
+
+    def _dense_grad(self, name, p, m, t, weighted: bool = False, cut: bool = False) -> None:
+        """g_P += beta * L^T R with L the group on P's first axes: BLAS, or row updates for the
+        nonzeros of L when it is mostly 0 (binary data and samples). Weighted: R's rows scaled.
+        cut: only rows [lo, hi) of g_P (this part's rows), i.e. L's columns lo:hi."""
+        d = t.dense
+        rows, cols, left, right = self._dense_shape(m, t)
         scalar = ([] if weighted else ["alpha"]) + [P.number(m.scale)] + [P.expr(c, self.sizes) for c in d.scalar_coef]
         self.w(f"beta = {P.unwrapped(P.product(scalar))}", 1)
-        self.w(f"g2 = g_{name}.reshape(({rows}, {cols}))", 1)
-        self.w(f"l2 = {left}", 1)
+        if cut:
+            self.w(f"lo = {rows} * part // parts", 1)
+            self.w(f"hi = {rows} * (part + 1) // parts", 1)
+            self.w(f"g2 = g_{name}.reshape(({rows}, {cols}))[lo:hi]", 1)
+            self.w(f"l2 = {left}[:, lo:hi]", 1)
+        else:
+            self.w(f"g2 = g_{name}.reshape(({rows}, {cols}))", 1)
+            self.w(f"l2 = {left}", 1)
         self.w(f"r2 = {right}" + (" * weights.reshape((n, 1))" if weighted else ""), 1)
         self.w(f"if _k.use_loops(l2, {cols}):", 1)
         self.w("_k.sparse_outer(l2, r2, g2, beta)", 2)
         self.w("else:", 1)
-        self.w("t = np.dot(l2.T, r2)", 2)
-        self.w(f"for r in range({rows}):", 2)
+        # np.dot takes contiguous arrays only: a part's columns of L are copied (chains x rows/parts)
+        self.w("t = np.dot(np.ascontiguousarray(l2).T, r2)" if cut else "t = np.dot(l2.T, r2)", 2)
+        self.w("for r in range(g2.shape[0]):", 2)
         self.w(f"for j in range({cols}):", 3)
         self.w("g2[r, j] += beta * t[r, j]", 4)
 
@@ -148,34 +192,42 @@ class LearningEmitter:
 
     def train_epoch_kernel(self) -> None:
         self.kernel("train_epoch", "train_epoch",
-                    "One epoch of minibatch learning, in place on the parameters, velocities (v_*) "
-                    "and persistent chains (chain_*). Returns False on a non-positive precision.")
+                    "One epoch of minibatch learning, in place on the parameters, velocities (v_*) and persistent "
+                    "chains (chain_*), as part `part` of `parts` threads running this kernel at once: each part "
+                    "samples its rows of every minibatch (and its share of the persistent chains), all wait at "
+                    "a barrier (sync), each part updates its share of every parameter from the whole "
+                    "minibatch, all wait again. Returns False on a non-positive precision.")
         first = next(iter(self.ir.groups))
+        span = self._span_params()
+        rest = [p for p in self.ir.params if p not in span]
+        lean = self._lean()
+        rb_fused = self._rb_fused()
         self.w("ok = True", 1)
         self.w("total = order.shape[0]", 1)
-        self.w("# per-epoch buffers, sliced per minibatch: on small models allocations cost as much as a product", 1)
-        rb_fused = self._rb_fused()
-        lean = self._lean()
-        for g in self.ir.groups:
-            self.w(f"buf_pos_{g} = np.empty((batch,) + chain_{g}.shape[1:], chain_{g}.dtype)", 1)
-            self.w(f"buf_neg_{g} = np.empty((batch,) + chain_{g}.shape[1:], chain_{g}.dtype)", 1)
-            for buf in (("rb", "f", "p") if lean else ("rb",) if rb_fused else ()):
-                self.w(f"buf_{buf}_{g} = np.empty((max(batch, chain_{g}.shape[0]),) + chain_{g}.shape[1:], "
-                       f"chain_{g}.dtype)", 1)
+        self.w(f"n_chains = chain_{first}.shape[0]", 1)
+        self.w("ca = n_chains * part // parts  # this part's persistent chains", 1)
+        self.w("ce = n_chains * (part + 1) // parts", 1)
         if lean:
+            self.w("# per-epoch buffers, sliced per minibatch: on small models allocations cost as much as a product",
+                   1)
+            for g in self.ir.groups:
+                for buf in ("f", "p"):
+                    self.w(f"buf_{buf}_{g} = np.empty((max(batch, n_chains),) + chain_{g}.shape[1:], chain_{g}.dtype)",
+                           1)
             self.w("bits = np.empty(_k.BLOCK, np.int64)  # the SIMD sigmoid's scratch", 1)
-        if self.ir.params:
-            self.w("if stats_only:  # a part's statistics start from zero (train_step only reads them)", 1)
-            for name in self.ir.params:
-                self.w(f"g_{name}.fill(0.0)", 2)
+        for name in rest:
+            self.w(f"g_{name} = pg_{name}[part]  # this part's statistics of {name} (added up by the step)", 1)
         self.w("for start in range(0, total, batch):", 1)
         self.w("nb = min(batch, total - start)", 2)
+        self.w("ra = nb * part // parts  # this part's rows of the minibatch: [ra, re)", 2)
+        self.w("re = nb * (part + 1) // parts", 2)
+        self.w("ne = re - ra", 2)
         self.w("# positive phase: the data clamped, the rest by mean-field (exact if it factorises)", 2)
         for g in self.ir.groups:
-            self.w(f"pos_{g} = buf_pos_{g}[:nb]", 2)
+            self.w(f"pos_{g} = spos_{g}[ra:re]", 2)
             self.w(f"if has_{g}:", 2)
-            self.w("for r in range(nb):  # an element loop: numba's row assignment costs 6x more here", 3)
-            self.w(f"src = data_{g}[order[start + r]].reshape(-1)", 4)
+            self.w("for r in range(ne):  # an element loop: numba's row assignment costs 6x more here", 3)
+            self.w(f"src = data_{g}[order[start + ra + r]].reshape(-1)", 4)
             self.w(f"dst = pos_{g}[r].reshape(-1)", 4)
             self.w("for j in range(src.shape[0]):", 4)
             self.w("dst[j] = src[j]", 5)
@@ -185,120 +237,159 @@ class LearningEmitter:
         if lean:
             self.w("if mf_iters == 1 and mf_damping == 0.0:", 2)
             self.w("# the posterior factorises: one sweep of exact conditional means", 3)
-            self._lean_sweep("pos_", "pfree_", "nb", "mean", 3)
+            self._lean_sweep("pos_", "pfree_", "ne", "mean", 3)
             self.w("else:", 2)
             indent = 3
         self.w(f"it, d = mean_field({self._call_args('pos_')}, "
-               f"{', '.join(f'pmask_{g}[:nb]' for g in self.ir.groups)}, {self._frees('pfree_')}, "
+               f"{', '.join(f'pmask_{g}[ra:re]' for g in self.ir.groups)}, {self._frees('pfree_')}, "
                "mf_damping, mf_tol, mf_iters)", indent)
         self.w("if it < 0:", indent)
-        self.w("return False", indent + 1)
-        self.w("# negative phase: CD-k chains start at the data; PCD chains persist", 2)
+        self.w("return _k.abort(sync)  # the other parts leave their barrier too", indent + 1)
+        self.w("# negative phase: CD-k chains start at the data; PCD chains persist. A chain draws from "
+               "its own stream (rng row), whichever part runs it", 2)
         self.w("if persistent:", 2)
+        self.w("c0 = ca", 3)
+        self.w("c1 = ce", 3)
+        self.w("m_all = n_chains", 3)
         for g in self.ir.groups:
-            self.w(f"neg_{g} = chain_{g}", 3)
+            self.w(f"neg_{g} = chain_{g}[c0:c1]", 3)
         self.w("else:", 2)
+        self.w("c0 = ra", 3)
+        self.w("c1 = re", 3)
+        self.w("m_all = nb", 3)
         for g in self.ir.groups:
-            self.w(f"neg_{g} = buf_neg_{g}[:nb]", 3)
+            self.w(f"neg_{g} = sneg_{g}[ra:re]", 3)
             self.w(f"neg_{g}[...] = pos_{g}", 3)
         self.w("# latents start from a draw given the data", 3)
         if lean:
-            self._lean_sweep("neg_", "pfree_", "nb", "draw", 3)
+            self.w("rng_part = rng[c0:c1]", 3)
+            self._lean_sweep("neg_", "pfree_", "ne", "draw", 3, rng="rng_part")
         else:
             self.w(f"ok &= gibbs({self._call_args('neg_')}, "
-                   f"{', '.join(f'pmask_{g}[:nb]' for g in self.ir.groups)}, {self._frees('pfree_')}, rng, 1)", 3)
-        cmasks = ", ".join(f"cmask_{g}[:neg_{first}.shape[0]]" for g in self.ir.groups)
-        self.w(f"m_rb = neg_{first}.shape[0]", 2)
+                   f"{', '.join(f'pmask_{g}[ra:re]' for g in self.ir.groups)}, {self._frees('pfree_')}, "
+                   "rng[c0:c1], 1)", 3)
+        self.w("rng_part = rng[c0:c1]", 2)
+        cmasks = ", ".join(f"cmask_{g}[c0:c1]" for g in self.ir.groups)
+        self.w("m_rb = c1 - c0", 2)
+        for g in self.ir.groups:
+            self.w(f"rb_{g} = srb_{g}[c0:c1]", 2)
         if lean:
             self.w("for step in range(k - 1):", 2)
-            self._lean_sweep("neg_", "cfree_", "m_rb", "draw", 3)
+            self._lean_sweep("neg_", "cfree_", "m_rb", "draw", 3, rng="rng_part")
             self.w("# the last sweep also gives E[h | rest] for the summable latents (Rao-Blackwellised)", 2)
-            for g in self.ir.groups:
-                self.w(f"rb_{g} = buf_rb_{g}[:m_rb]", 2)
-            self._lean_sweep("neg_", "cfree_", "m_rb", "rb", 2)
+            self._lean_sweep("neg_", "cfree_", "m_rb", "rb", 2, rng="rng_part")
             for g in self.ir.groups:
                 self.w(f"st_{g} = rb_{g} if rbfree_{g} else neg_{g}", 2)
-        elif self._rb_fused():
+        elif rb_fused:
             self.w("# the last sweep also gives E[h | rest] for the summable latents (Rao-Blackwellised)", 2)
             self.w("if k > 1:", 2)
-            self.w(f"ok &= gibbs({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, rng, k - 1)", 3)
-            for g in self.ir.groups:
-                self.w(f"rb_{g} = buf_rb_{g}[:m_rb]", 2)
+            self.w(f"ok &= gibbs({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, rng_part, k - 1)", 3)
             self.w(f"ok &= gibbs_rb({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, "
-                   f"{self._per_group('rb_')}, {self._per_group('rbfree_')}, rng)", 2)
+                   f"{self._per_group('rb_')}, {self._per_group('rbfree_')}, rng_part)", 2)
             for g in self.ir.groups:
                 self.w(f"st_{g} = rb_{g} if rbfree_{g} else neg_{g}", 2)
         else:
-            self.w(f"ok &= gibbs({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, rng, k)", 2)
+            self.w(f"ok &= gibbs({self._call_args('neg_')}, {cmasks}, {self._frees('cfree_')}, rng_part, k)", 2)
             self.w("# Rao-Blackwellised statistics: summable latents replaced by E[h | rest]", 2)
             for g in self.ir.groups:
-                self.w(f"st_{g} = neg_{g}.copy()", 2)
+                self.w(f"rb_{g}[...] = neg_{g}", 2)
+                self.w(f"st_{g} = rb_{g}", 2)
             self.w(f"it, d = mean_field({self._call_args('st_')}, "
-                   f"{', '.join(f'rbmask_{g}[:m_rb]' for g in self.ir.groups)}, {self._frees('rbfree_')}, "
+                   f"{', '.join(f'rbmask_{g}[c0:c1]' for g in self.ir.groups)}, {self._frees('rbfree_')}, "
                    "0.0, 0.0, 1)", 2)
-        params = ", ".join(P.param(p) for p in self.ir.params)
-        self.w("if stats_only:", 2)
-        self.w("# one part of a minibatch cut over threads: its statistics, scaled by the whole minibatch", 3)
-        self.w(f"energy_grad({self._call_args('pos_')}, 1.0 / stat_rows, {self._grads()})", 3)
-        self.w(f"energy_grad({self._call_args('st_')}, -1.0 / stat_chains, {self._grads()})", 3)
-        self.w("continue", 3)
-        if self._direct_ok():
-            self.w("if momentum == 0.0 and decay == 0.0 and not centered:", 2)
-            self.w("# plain SGD: the statistics go straight into the parameters (no derivative reads them)", 3)
-            self.w(f"energy_grad({self._call_args('pos_')}, -lr / nb, {params})", 3)
-            self.w(f"energy_grad({self._call_args('st_')}, lr / m_rb, {params})", 3)
-            self.w("else:", 2)
-            indent = 3
-        else:
-            indent = 2
-        self.w("# statistics of both phases, then a step with momentum and weight decay", indent)
-        self.w(f"energy_grad({self._call_args('pos_')}, 1.0 / nb, {self._grads()})", indent)
-        self.w(f"energy_grad({self._call_args('st_')}, -1.0 / m_rb, {self._grads()})", indent)
-        self._centring(indent)
-        for name, p in self.ir.params.items():
-            self._update(name, p, indent)
-        self.w("# constraints", 2)
-        for name, p in self.ir.params.items():
-            self._constrain(name, p, 2)
+        if rest:
+            self.w(f"# this part's statistics of {', '.join(rest)}, scaled by the whole minibatch", 2)
+            for name in rest:
+                self.w(f"g_{name}.fill(0.0)", 2)
+            self.w(f"grad_rest({self._call_args('pos_')}, 1.0 / nb, {self._grads()})", 2)
+            self.w(f"grad_rest({self._call_args('st_')}, -1.0 / m_all, {self._grads()})", 2)
+        self.w("if not _k.barrier(sync, parts):  # every part's rows are in", 2)
+        self.w("return False", 3)
+        self._whole_batch_gradient(span, rest)
         self.w("return ok", 1)
 
-    def train_step_kernel(self) -> None:
-        self.kernel("train_step", "train_step",
-                    "The step of one minibatch from the statistics of its parts (pg_*[q], added in part "
-                    "order), as train_epoch steps (momentum, weight decay), on elements [size * part // parts, "
-                    "size * (part + 1) // parts) of every parameter: the step itself cut over threads. The "
-                    "constraints need whole parameters: only the call with parts == 1 applies them.")
+    def _whole_batch_gradient(self, span: dict, rest: list) -> None:
+        """After the first barrier: the statistics of the whole minibatch for the parameters cut
+        by rows (each part on its rows), the step on each part's share of every parameter, the
+        second barrier, and the constraints (whole parameters: part 0, then a third barrier)."""
+        self.w("# the whole minibatch, as every part left it", 2)
+        rb_only = self._lean() or self._rb_fused()  # else every group's statistics are in srb_*
+        for g in self.ir.groups:
+            self.w(f"all_pos_{g} = spos_{g}[:nb]", 2)
+            if rb_only:
+                self.w(f"all_neg_{g} = chain_{g} if persistent else sneg_{g}[:nb]", 2)
+                self.w(f"all_st_{g} = srb_{g}[:m_all] if rbfree_{g} else all_neg_{g}", 2)
+            else:
+                self.w(f"all_st_{g} = srb_{g}[:m_all]", 2)
+        params = ", ".join(P.param(p) for p in self.ir.params)
+        direct = self._direct_ok() and bool(span)
+        indent = 2
+        if span and direct:
+            self.w("if momentum == 0.0 and decay == 0.0 and not centered:", 2)
+            self.w("# plain SGD: the statistics go straight into the parameters (no derivative reads them)", 3)
+            self.w(f"grad_span({self._call_args('all_pos_')}, -lr / nb, {params}, part, parts)", 3)
+            self.w(f"grad_span({self._call_args('all_st_')}, lr / m_all, {params}, part, parts)", 3)
+            self.w("else:", 2)
+            indent = 3
+        if span:
+            self.w(f"grad_span({self._call_args('all_pos_')}, 1.0 / nb, {self._grads()}, part, parts)", indent)
+            self.w(f"grad_span({self._call_args('all_st_')}, -1.0 / m_all, {self._grads()}, part, parts)", indent)
+            if not self._direct_ok():
+                self.w("# a statistic reads parameters: every part reads them before any part steps", indent)
+                self.w("if not _k.barrier(sync, parts):", indent)
+                self.w("return False", indent + 1)
+        if self.plan.couplings and rest:
+            self.w("if centered:  # one part only (its offsets follow each minibatch's means)", 2)
+            for name in rest:
+                self.w(f"g_{name} = pg_{name}[0]", 3)
+        self._centring(2)
+        self.w("plain = momentum == 0.0 and decay == 0.0 and not centered", 2)
         for name, p in self.ir.params.items():
-            arr = P.param(name)
-            decay = " + decay * pf[j]" if len(p.shape) >= 2 else ""  # weight decay on matrices only
-            self.w(f"g2 = pg_{name}.reshape((pg_{name}.shape[0], -1))", 1)
-            self.w(f"pf = {arr}.reshape(-1)", 1)
-            self.w(f"vf = v_{name}.reshape(-1)", 1)
-            self.w("lo = pf.shape[0] * part // parts", 1)
-            self.w("hi = pf.shape[0] * (part + 1) // parts", 1)
-            self.w("if g2.shape[0] == 2 and momentum == 0.0 and decay == 0.0:", 1)
-            self.w("# plain SGD on two parts: the velocity is not read, so not written either (as "
-                   "train_epoch's plain step; this pass is memory-bound)", 2)
-            self.w("for j in range(lo, hi):", 2)
-            self.w("pf[j] -= lr * (g2[0, j] + g2[1, j])", 3)
-            self.w("elif g2.shape[0] == 2:  # two parts (two cores): one pass that vectorises", 1)
-            self.w("for j in range(lo, hi):", 2)
-            self.w(f"vf[j] = momentum * vf[j] - lr * (g2[0, j] + g2[1, j]{decay})", 3)
-            self.w("pf[j] += vf[j]", 3)
-            self.w("else:", 1)
-            self.w("for j in range(lo, hi):", 2)
-            self.w("g = g2[0, j]", 3)
-            self.w("for q in range(1, g2.shape[0]):", 3)
-            self.w("g += g2[q, j]", 4)
-            self.w(f"vf[j] = momentum * vf[j] - lr * {f'(g{decay})' if decay else 'g'}", 3)
-            self.w("pf[j] += vf[j]", 3)
-        self.w("if parts == 1:", 1)
-        constrained = False
-        for name, p in self.ir.params.items():
-            constrained |= bool(p.constraints)
-            self._constrain(name, p, 2)
-        if not constrained:
-            self.w("pass  # no constraints", 2)
+            self._part_update(name, p, span.get(name), direct)
+        self.w("if not _k.barrier(sync, parts):  # every part's share is stepped", 2)
+        self.w("return False", 3)
+        if any(p.constraints for p in self.ir.params.values()):
+            self.w("# constraints (on whole parameters: one part, then the others wait)", 2)
+            self.w("if part == 0:", 2)
+            for name, p in self.ir.params.items():
+                self._constrain(name, p, 3)
+            self.w("if not _k.barrier(sync, parts):", 2)
+            self.w("return False", 3)
+
+    def _part_update(self, name, p, rows_cols, direct: bool) -> None:
+        """The step on this part's share of P: rows [lo, hi) of a parameter cut by rows (from the shared
+        g_P, zeroed after), else elements [lo, hi) of the parts' statistics pg_P added in part order.
+        Weight decay on matrices only; plain SGD leaves the velocity alone (nothing reads it)."""
+        arr = P.param(name)
+        decay = " + decay * pf[j]" if len(p.shape) >= 2 else ""
+        self.w(f"pf = {arr}.reshape(-1)", 2)
+        self.w(f"vf = v_{name}.reshape(-1)", 2)
+        if rows_cols is not None:
+            rows, cols = rows_cols
+            self.w(f"lo = {rows} * part // parts * {cols}", 2)
+            self.w(f"hi = {rows} * (part + 1) // parts * {cols}", 2)
+            self.w(f"gf = g_{name}.reshape(-1)", 2)
+            at = 2
+            if direct:
+                self.w("if not plain:  # (plain SGD added the statistics straight in)", 2)
+                at = 3
+            self.w("for j in range(lo, hi):", at)
+            self.w(f"vf[j] = momentum * vf[j] - lr * {f'(gf[j]{decay})' if decay else 'gf[j]'}", at + 1)
+            self.w("pf[j] += vf[j]", at + 1)
+            self.w("gf[j] = 0.0", at + 1)
+            return
+        self.w("lo = pf.shape[0] * part // parts", 2)
+        self.w("hi = pf.shape[0] * (part + 1) // parts", 2)
+        self.w(f"g2 = pg_{name}.reshape((parts, -1))", 2)
+        self.w("for j in range(lo, hi):", 2)
+        self.w("g = g2[0, j]", 3)
+        self.w("for q in range(1, parts):", 3)
+        self.w("g += g2[q, j]", 4)
+        self.w("if plain:", 3)
+        self.w("pf[j] -= lr * g", 4)
+        self.w("else:", 3)
+        self.w(f"vf[j] = momentum * vf[j] - lr * {f'(g{decay})' if decay else 'g'}", 4)
+        self.w("pf[j] += vf[j]", 4)
 
     def _centring(self, indent: int) -> None:
         """The statistics of the model written in x - mu (analysis/centring.py), then the offsets
@@ -357,7 +448,7 @@ class LearningEmitter:
         allocations, masks and change measure cost about as much as the products."""
         return self._rb_fused() and all(g.domain in LOW and not g.lateral for g in self.plan.groups.values())
 
-    def _lean_sweep(self, prefix: str, free: str, rows: str, mode: str, indent: int) -> None:
+    def _lean_sweep(self, prefix: str, free: str, rows: str, mode: str, indent: int, rng: str = "rng") -> None:
         """One block sweep over the `rows` chains in `prefix`* arrays, for the groups flagged free:
         mode "mean" writes conditional means, "draw" draws, "rb" draws and leaves the means of the
         rbfree_* groups in rb_*."""
@@ -380,24 +471,12 @@ class LearningEmitter:
                     rb = two(f"rb_{name}")
                     self.w(f"if rbfree_{name}:", indent + 1)
                     self.w(f"_k.two_state_means_into({f}, {rb}, bits{low})", indent + 2)
-                    self.w(f"_k.two_state_draw_from_means({rb}, {x}, rng{low})", indent + 2)
+                    self.w(f"_k.two_state_draw_from_means({rb}, {x}, {rng}{low})", indent + 2)
                     self.w("else:", indent + 1)
                     draw_at = indent + 2
                 p = two(f"buf_p_{name}[:{rows}]")
                 self.w(f"_k.two_state_means_into({f}, {p}, bits{low})", draw_at)
-                self.w(f"_k.two_state_draw_from_means({p}, {x}, rng{low})", draw_at)
-
-    def _update(self, name, p, indent: int) -> None:
-        arr = P.param(name)
-        decay = "decay" if len(p.shape) >= 2 else "0.0"
-        self.w(f"pf = {arr}.reshape(-1)", indent)
-        self.w(f"gf = g_{name}.reshape(-1)", indent)
-        self.w(f"vf = v_{name}.reshape(-1)", indent)
-        self.w("for j in range(pf.shape[0]):", indent)
-        step = f"(gf[j] + {decay} * pf[j])" if decay != "0.0" else "gf[j]"
-        self.w(f"vf[j] = momentum * vf[j] - lr * {step}", indent + 1)
-        self.w("pf[j] += vf[j]", indent + 1)
-        self.w("gf[j] = 0.0", indent + 1)
+                self.w(f"_k.two_state_draw_from_means({p}, {x}, {rng}{low})", draw_at)
 
     def _constrain(self, name, p, at: int) -> None:
         arr = P.param(name)

@@ -19,6 +19,7 @@ from .multispin import thresholds as packed_thresholds
 from .multispin import thresholds2 as packed_thresholds2
 from .rng import next_uniform, next_uniform_pair32, normal, seed_streams, uniform
 from .sequences import active_rows
+from .sync import abort, barrier
 from .samplers import (LOG_PI, add_slab_integral, any_clamped, gaussian_block_draw, gaussian_block_lognorm,
                        gaussian_block_mean, spike_slab_lognorm, categorical_draw, categorical_lognorm, categorical_mean, categorical_off_draw,
                        categorical_off_lognorm, categorical_off_mean, draw_binary, draw_spin,
@@ -35,6 +36,8 @@ __all__ = [
     "count_word", "heat_bath_word", "heat_bath_word2", "packed_thresholds", "packed_thresholds2",
     # sequences
     "active_rows",
+    # sync (an epoch cut over threads)
+    "barrier", "abort",
     # samplers
     "LOG_PI", "draw_binary", "draw_spin", "two_state_draw", "two_state_draw_from_mean", "two_state_draw_from_means",
     "two_state_means_into", "two_state_mean", "two_state_lognorm", "gaussian_draw", "gaussian_mean",

@@ -20,7 +20,8 @@ from .. import abi
 from ..abi import ONE_HOT, row_states
 from .checks import generator, mapping, real, refuse_nothing_to_learn, whole
 from .notebook import History
-from .rows import MIN_ROWS, one_blas_thread_if, spans
+from .rows import MIN_ROWS, one_blas_thread_if
+from .sync import new_sync
 
 FORMAT = 1
 METHODS = ("cd", "pcd", "variational")
@@ -297,7 +298,7 @@ class LearningMixin:
                 self._save_checkpoint(checkpoint, state)
             return History(state["history"])
         finally:
-            self._epoch_cache = None  # it holds the training data: not past the fit
+            self._epoch_cache = self._part_grads_cache = None  # they hold the training data: not past the fit
         bar.close()
         return History(state["history"])
 
@@ -394,86 +395,55 @@ class LearningMixin:
 
     def _run_epoch(self, arrays, given, factorises, persistent, state, rate, momentum, decay, k, batch, mf_iters,
                    mf_tol, mf_damping, n):
+        """One epoch: `train_epoch` once per part of the cores (_epoch_parts), the parts running at
+        once on their own threads for the whole epoch (they meet at barriers in compiled code twice
+        a minibatch: after sampling, after stepping). BLAS keeps to one thread per part meanwhile."""
         rows, fixed = self._epoch_arrays(arrays, given, state, batch)
         velocity = {p: v.reshape(-1) if v.ndim == 0 else v for p, v in state["velocity"].items()}
         order = self._rng.permutation(n).astype(np.int64)
         centered = bool(state["config"].get("centered", False))
+        count = self._epoch_parts(n, batch, state, persistent, centered)
         options = dict(velocity=velocity, lr=float(rate), momentum=float(momentum), decay=float(decay), k=int(k),
                        persistent=bool(persistent), mf_iters=1 if factorises else int(mf_iters),
                        mf_tol=float(mf_tol), mf_damping=float(mf_damping), offsets=state["offsets"],
-                       centered=centered, offset_rate=float(state["config"].get("offset_rate", 0.0)))
-        parts = self._epoch_parts(n, batch, state, persistent, centered)
-        if len(parts) > 1:
-            return self._run_epoch_in_parts(parts, fixed, order, batch, n, persistent, state, options)
-        return self.call("train_epoch", order=order, batch=int(batch), rng=self._streams(rows), stats_only=False,
-                         stat_rows=1, stat_chains=1, **options, **fixed)
+                       centered=centered, offset_rate=float(state["config"].get("offset_rate", 0.0)),
+                       order=order, batch=int(batch), rng=self._streams(rows), parts=count, sync=new_sync(),
+                       part_grads=self._part_grads(fixed["grads"], count))
+        if count == 1:
+            return self.call("train_epoch", part=0, **options, **fixed)
+        epoch, sync = self.KERNELS["train_epoch"], options["sync"]
+        calls = [self._kernel_arguments("train_epoch", part=part, **options, **fixed) for part in range(count)]
 
-    def _epoch_parts(self, n, batch, state, persistent, centered) -> list:
-        """How an epoch's minibatches are cut over m.threads: [(row span of a full minibatch, chain
-        span)] per part, or one part (the whole epoch in one compiled call). Each part needs
-        MIN_ROWS rows of every minibatch (the last one too) and, for PCD, as many chains;
-        centring keeps one part (its offsets follow every minibatch's means)."""
+        def run(args):
+            try:
+                return epoch(*args)
+            except BaseException:
+                sync[2] = 1  # aborted: the other parts leave their barrier instead of waiting for this one
+                raise
+
+        with one_blas_thread_if(True), ThreadPoolExecutor(max_workers=count) as pool:
+            return all([f.result() for f in [pool.submit(run, args) for args in calls]])
+
+    def _part_grads(self, grads, count) -> dict:
+        """pg_P, (parts,) + P's shape: each part's statistics of the parameters the epoch does not cut
+        by rows (the biases of an RBM; the kernel zeroes them per minibatch); kept for one fit."""
+        cached = getattr(self, "_part_grads_cache", None)
+        if cached is not None and cached[0] is grads and cached[1] == count:
+            return cached[2]
+        value = {p: np.zeros((count,) + g.shape, g.dtype) for p, g in grads.items()}
+        self._part_grads_cache = (grads, count, value)
+        return value
+
+    def _epoch_parts(self, n, batch, state, persistent, centered) -> int:
+        """How many threads an epoch runs on: up to m.threads, each with MIN_ROWS rows of every
+        minibatch (the last one too) and, for PCD, as many chains; centring keeps one part (its
+        offsets follow every minibatch's means)."""
         chains = next(iter(state["chains"].values())).shape[0]
         smallest = min(batch, n - (n - 1) // batch * batch)  # the last minibatch may be short
         count = min(self.threads, smallest // MIN_ROWS, chains // MIN_ROWS if persistent else smallest)
         if count < 2 or centered or self._tiers.uses_numpy("train_epoch"):
-            return [None]
-        return list(zip(spans(batch, count), spans(chains, count) if persistent else [None] * count))
-
-    def _run_epoch_in_parts(self, parts, fixed, order, batch, n, persistent, state, options) -> bool:
-        """The epoch a minibatch at a time: each part gathers its rows' (and its chains') statistics
-        in its own row of the part gradients (`train_epoch` with stats_only, one thread each,
-        BLAS at one thread), then `train_step` adds them in part order and steps. Every part has
-        its own random streams, drawn here in order: results depend on the part count only."""
-        import threading
-
-        count = len(parts)
-        chains = state["chains"]
-        rows = [max(b - a, (c[1] - c[0]) if c else 0) for (a, b), c in parts]
-        streams = [self._streams(r) for r in rows]
-        pg = {p: np.zeros((count,) + g.shape, g.dtype) for p, g in fixed["grads"].items()}
-        shared = {k: v for k, v in fixed.items() if k not in ("grads", "chains")}
-        step = {k: options[k] for k in ("velocity", "lr", "momentum", "decay")}
-        # the step is cut over the parts too, unless a constraint needs whole parameters
-        steps = 1 if any(cons for _, cons in self.PARAMS) else count
-        gathered = threading.Barrier(count)
-        # each part's arguments assembled once; per minibatch only its rows change. The threads run
-        # no other Python: a thread that needs the GIL back from another waits up to the switch
-        # interval (5 ms), longer than a minibatch's work
-        epoch_args, step_args = [], []
-        for part, ((a, b), c) in enumerate(parts):
-            cut = chains if c is None else {g: x[c[0]:c[1]] for g, x in chains.items()}
-            epoch_args.append(self._kernel_arguments(
-                "train_epoch", order=order[:0], batch=1, rng=streams[part], stats_only=True, stat_rows=1,
-                stat_chains=next(iter(chains.values())).shape[0] if persistent else 1, chains=cut,
-                grads={p: g[part] for p, g in pg.items()}, **options, **shared))
-            step_args.append(self._kernel_arguments("train_step", part_grads=pg, part=part, parts=steps, **step))
-        at = {name: i for i, name in enumerate(abi.parameter_names(self.KERNEL_SPEC["train_epoch"], self.ORDERS))}
-        epoch, train_step = self.KERNELS["train_epoch"], self.KERNELS["train_step"]
-
-        def run(part, start, nb):
-            (a, b), _ = parts[part]
-            a, b = a * nb // batch, b * nb // batch  # a short last minibatch is cut in proportion
-            args = epoch_args[part]
-            args[at["order"]], args[at["batch"]], args[at["stat_rows"]] = order[start + a:start + b], b - a, nb
-            if not persistent:
-                args[at["stat_chains"]] = nb
-            try:
-                ok = epoch(*args)
-            except BaseException:
-                gathered.abort()  # the other parts leave their wait (BrokenBarrierError), not hang
-                raise
-            gathered.wait()  # every part's statistics are in before any part steps
-            if part < steps:
-                train_step(*step_args[part])
-            return ok
-
-        oks = []
-        with one_blas_thread_if(True), ThreadPoolExecutor(max_workers=count) as pool:
-            for start in range(0, n, batch):
-                nb = min(batch, n - start)
-                oks += list(pool.map(lambda part: run(part, start, nb), range(count)))
-        return all(oks)
+            return 1
+        return count
 
     def _epoch_arrays(self, arrays, given, state, batch):
         """The kernel arguments that stay the same from epoch to epoch of one fit (data, masks,
@@ -504,6 +474,10 @@ class LearningMixin:
             # the kernel leaves them zeroed after every step
             "grads": {p: np.zeros(max(1, v.size), self.dtype).reshape(v.shape if v.ndim else (1,))
                       for p, v in state["velocity"].items()},
+            # the minibatch's rows every part fills its share of: positive phase, CD chains,
+            # Rao-Blackwellised statistics
+            "shared_rows": per_group(lambda g: tuple(np.zeros((rows,) + self._shapes[g], chains[g].dtype)
+                                                     for _ in range(3))),
         }
         result = (rows, fixed)
         self._epoch_cache = (key, result, arrays, chains)  # the arrays kept alive: their ids stay theirs
