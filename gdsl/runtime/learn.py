@@ -410,7 +410,10 @@ class LearningMixin:
                        order=order, batch=int(batch), rng=self._streams(rows), parts=count, sync=new_sync(),
                        part_grads=self._part_grads(fixed["grads"], count))
         if count == 1:
-            return self.call("train_epoch", part=0, **options, **fixed)
+            # m.threads = 1 means one thread for BLAS too: two such fits side by side, each with
+            # OpenBLAS's two threads spinning, ran 8x slower than with one BLAS thread each
+            with one_blas_thread_if(self.threads == 1):
+                return self.call("train_epoch", part=0, **options, **fixed)
         epoch, sync = self.KERNELS["train_epoch"], options["sync"]
         calls = [self._kernel_arguments("train_epoch", part=part, **options, **fixed) for part in range(count)]
 
