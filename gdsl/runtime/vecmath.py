@@ -82,17 +82,33 @@ _LN2_HI32 = 0.693359375  # ln 2 split so that k * _LN2_HI32 is exact in float32
 _LN2_LO32 = -2.12194440e-4
 
 
+# fused multiply-adds in the polynomials (LLVM contracts a * b + c only when allowed): about 1.5x
+# faster float64 exp on AVX2, and no less accurate (one rounding instead of two). Only
+# contraction: full fastmath would reassociate the round-by-shift of _exp_poly64 away.
+CONTRACT = {"contract"}
+
 _BLOCK = 2048
 BLOCK = _BLOCK  # for generated code: the size of the scratch block callers pass
 _EXP, _SIGMOID, _TANH = 0, 1, 2
 
 
+_ROUND64 = 6755399441055744.0  # 1.5 * 2^52: x + _ROUND64 holds round(x) in its low mantissa bits
+_EXPONENT64 = 1023 - (1 << 51)  # the bias, less the 2^51 mantissa bit that _ROUND64 leaves
+
+
 @numba.njit(cache=True, inline="always")
 def _exp_poly64(blk, factor, bits):
-    """blk[i] <- q with exp(factor * blk[i]) = q * 2^k, and 2^k's bits in bits[i]."""
+    """blk[i] <- q with exp(factor * blk[i]) = q * 2^k, and 2^k's bits in bits[i].
+
+    k = round(v / ln 2) by the 1.5 * 2^52 shift, not math.floor: a float64 -> int64 conversion
+    has no SIMD instruction before AVX-512, and LLVM left the whole loop scalar on AVX2 machines
+    (6 ns a sigmoid instead of about 1). The shifted value's bits give 2^k's with integer adds
+    and shifts, which vectorise everywhere."""
+    shifted = bits.view(np.float64)
     for i in range(blk.shape[0]):
         v = min(max(factor * blk[i], -708.0), 708.0)
-        k = math.floor(v * _LOG2E + 0.5)
+        t = v * _LOG2E + _ROUND64
+        k = t - _ROUND64
         r = (v - k * _LN2_HI) - k * _LN2_LO
         q = 1.0 / 6227020800.0
         q = q * r + 1.0 / 479001600.0
@@ -108,7 +124,9 @@ def _exp_poly64(blk, factor, bits):
         q = q * r + 0.5
         q = q * r + 1.0
         blk[i] = q * r + 1.0
-        bits[i] = (np.int64(k) + 1023) << 52
+        shifted[i] = t
+    for i in range(blk.shape[0]):
+        bits[i] = (bits[i] + _EXPONENT64) << 52
 
 
 @numba.njit(cache=True, inline="always")
@@ -148,7 +166,7 @@ def _exp_finish(blk, mode, scale):
             blk[i] = one - two / (blk[i] * scale[i] + one)
 
 
-@numba.njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the divisions vectorise
+@numba.njit(cache=True, error_model="numpy", fastmath=CONTRACT)  # numpy errors: the divisions vectorise
 def _exp_family(x, mode, bits):
     """In place: exp(x), sigmoid(x) or tanh(x) by mode, in x's precision, in cache-sized
     blocks of two SIMD loops. bits is an int64 scratch block of _BLOCK elements (the
@@ -171,7 +189,7 @@ def _exp_block(blk, factor, mode, bits):
         _exp_finish(blk, mode, bits.view(np.float64))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath=CONTRACT)
 def vexp_scaled_inplace(x, factor, bits):
     """x = exp(factor * x) over a flat array in its own precision, in SIMD blocks; bits is an
     int64 scratch block of _BLOCK elements (the caller's: a lattice sweep calls this once per
@@ -242,7 +260,7 @@ def _block_sum(u):
     return (s0 + s1) + (s2 + s3)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath=CONTRACT)
 def softplus_row_sums(f, gap, out):
     """out[c] = sum over j of softplus(gap * f[c, j]), in float64, in SIMD blocks (the block exp
     above and _log1p_unit): about 4x faster here than the scalar softplus, whose math.log1p and
@@ -263,7 +281,7 @@ def softplus_row_sums(f, gap, out):
         out[c] = total
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath=CONTRACT)
 def two_state_lognorm_pair(f, beta_a, beta_b, out_a, out_b, t, low):
     """The log-normalisers of two-state units at two temperatures from one raw field f (an AIS
     step): out_x[c] -= sum over j of low beta_x f + softplus((1 - low) beta_x f), for x = a, b;
