@@ -68,6 +68,23 @@ def test_sparse_products_equal_dense_products(n, k, m, density):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n, k, m, density", [(30, 150, 88, 0.87), (7, 13, 5, 0.9), (5, 6, 7, 1.0), (4, 9, 3, 0.8)])
+def test_complement_product_equals_the_dense_product(dtype, n, k, m, density):
+    """a @ p.T for a binary a mostly of ones, as the row sums of p less its columns at a's zeros
+    (mostly_ones says when: binary and over 75% ones), every remainder of four rows included."""
+    rng = np.random.default_rng(3)
+    a = _binary(rng, (n, k), density, dtype)
+    p = rng.standard_normal((m, k)).astype(dtype)
+    out = rng.standard_normal((n, m)).astype(dtype)
+    assert K.mostly_ones(a) == (a.mean() > 0.75)
+    expect = out + 0.5 * (a.astype(np.float64) @ p.T.astype(np.float64))
+    K.complement_dot_t(a, p, out, 0.5)
+    np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-4)
+    assert not K.mostly_ones(np.where(a == 1, 0.9, 0.0).astype(dtype))  # means, not bits
+    assert not K.mostly_ones(1 - a) or (1 - a).mean() > 0.75
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n, k, m", [(10, 64, 64), (7, 33, 30), (1, 4, 9), (2, 1, 3), (3, 5, 6)])
 def test_dot_t_equals_the_dense_product(dtype, n, k, m):
     """Blocks of two chains and four rows, and every remainder of both."""

@@ -315,12 +315,12 @@ class Emitter(LearningEmitter, AnnealingEmitter, MultispinEmitter):
         part = "held" if held else "moving"
         self.kernel(f"field_{g.name}_{part}", "field",
                     f"f = the terms of -dE/d{g.name} whose other groups are all states (held during a Gibbs call)"
-                    if held else f"f += the other terms of -dE/d{g.name} (those with a group Gibbs moves).")
+                    if held else f"f = the other terms of -dE/d{g.name} (those with a group Gibbs moves).")
         self.w("n = f.shape[0]", 1)
         terms = set(self._held_terms(g))
         chosen = [(mid, fi) for mid, fi in g.linear if ((mid, fi) in terms) == held]
-        first = chosen[0][0] if held and chosen[0][0] in g.dense else None
-        if held and first is None:
+        first = chosen[0][0] if chosen[0][0] in g.dense else None
+        if first is None:
             self.w("f.fill(0.0)", 1)
         self.linear_terms(g, chosen, first)
 
@@ -391,6 +391,12 @@ class Emitter(LearningEmitter, AnnealingEmitter, MultispinEmitter):
             if overwrite:
                 self.w("f2.fill(0.0)", 2)
             self.w(f"_k.dot_t(a2, {p2}, f2, {alpha})", 2)
+            # binary units mostly on (a trained RNN-RBM's hidden units): the row sums of P less its
+            # columns at A's zeros
+            self.w("elif _k.mostly_ones(a2):", 1)
+            if overwrite:
+                self.w("f2.fill(0.0)", 2)
+            self.w(f"_k.complement_dot_t(a2, {p2}, f2, {alpha})", 2)
         self.w("else:", 1)
         indent = 2
         if overwrite:
@@ -527,8 +533,9 @@ class Emitter(LearningEmitter, AnnealingEmitter, MultispinEmitter):
         """The field of g (and, for a coupled real group, the coupling part of its precision);
         in Gibbs, a split field is its held part (computed once per call) plus its moving part."""
         if getattr(self, "held_fields", False) and self._splits(g):
-            self.w(f"f_{g.name}[...] = held_{g.name}", indent)
+            # the moving part's first product writes f in place (no temporary), then the held part is added
             self.w(f"field_{g.name}_moving({self.args}, f_{g.name})", indent)
+            self.w(f"f_{g.name} += held_{g.name}", indent)
             return
         self.w(self._field_call(g), indent)
         if g.coupled:

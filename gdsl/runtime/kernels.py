@@ -12,8 +12,8 @@ Arrays are laid out (chains, elements); generated code reshapes to that.
 """
 from __future__ import annotations
 
-from .products import (SMALL_OUTER, SMALL_PRODUCT, SPARSE_BELOW, density, dot_t, sparse_dot, sparse_outer,
-                       use_loops)
+from .products import (SMALL_OUTER, SMALL_PRODUCT, SPARSE_BELOW, complement_dot_t, density, dot_t, mostly_ones,
+                       sparse_dot, sparse_outer, use_loops)
 from .multispin import count_word, heat_bath_word, heat_bath_word2
 from .multispin import thresholds as packed_thresholds
 from .multispin import thresholds2 as packed_thresholds2
@@ -46,6 +46,7 @@ __all__ = [
     "spike_slab_lognorm", "gaussian_block_draw", "gaussian_block_mean", "gaussian_block_lognorm",
     # products
     "SPARSE_BELOW", "SMALL_PRODUCT", "SMALL_OUTER", "use_loops", "density", "dot_t", "sparse_dot", "sparse_outer",
+    "mostly_ones", "complement_dot_t",
     # vecmath
     "sigmoid", "softplus", "relu", "step", "log_sigmoid", "BLOCK", "vexp_inplace", "vsigmoid_inplace",
     "vtanh_inplace", "temper", "scale", "scaled_copy", "softplus_row_sums", "two_state_lognorm_pair", "vexp_scaled_inplace",

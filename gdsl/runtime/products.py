@@ -11,6 +11,7 @@ import numba
 import numpy as np
 
 SPARSE_BELOW = 0.25  # fraction of nonzeros under which row sums beat a BLAS call
+ONES_ABOVE = 0.75  # fraction of ones over which a binary operand's complement is the sparse one
 SMALL_PRODUCT = 1 << 16  # multiply-adds under which plain loops beat a BLAS call's overhead
 
 
@@ -45,6 +46,55 @@ def density(a):
             if a[c, i] != 0:
                 nz += 1
     return nz / max(1, n * k)
+
+
+@numba.njit(cache=True)
+def mostly_ones(a):
+    """Whether a 2-d array is binary (every value 0 or 1) with more than ONES_ABOVE of it ones: then
+    a @ p is the sum of p's rows less the rows at a's zeros, and those are few (the hidden units of
+    a trained RNN-RBM are about 87% on)."""
+    n, k = a.shape
+    ones = 0
+    for c in range(n):
+        for i in range(k):
+            v = a[c, i]
+            if v != 0 and v != 1:
+                return False
+            ones += v == 1
+    return ones > ONES_ABOVE * n * k
+
+
+@numba.njit(cache=True)
+def complement_dot_t(a, p, out, alpha):
+    """out += alpha * a @ p.T for a binary a that is mostly ones (mostly_ones): for each chain,
+    the row sums of p less p's columns at a's zeros. p (m, k) is transposed once into
+    contiguous rows (m * k copies, against n * m * k multiply-adds for the product)."""
+    n, k = a.shape
+    m = p.shape[0]
+    pt = np.ascontiguousarray(p.T)
+    total = np.zeros(m, out.dtype)
+    for j in range(k):
+        row = pt[j]
+        for i in range(m):
+            total[i] += row[i]
+    idx = np.empty(k, dtype=np.int64)
+    ones = np.ones(k, p.dtype)
+    for c in range(n):
+        count = _zero_positions(a[c], idx)
+        oc = out[c]
+        for i in range(m):
+            oc[i] += alpha * total[i]
+        _add_scaled_rows(oc, pt, ones, idx, count, -alpha)
+
+
+@numba.njit(cache=True, inline="always")
+def _zero_positions(x, idx):
+    """idx[:count] = the positions of x's zeros; returns count (no branch, as _nonzero_positions)."""
+    count = 0
+    for i in range(x.shape[0]):
+        idx[count] = i
+        count += x[i] == 0
+    return count
 
 
 @numba.njit(cache=True, inline="always")
