@@ -16,7 +16,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .. import abi
 from ..abi import ONE_HOT, row_states
 from .checks import generator, mapping, real, refuse_nothing_to_learn, whole
 from .notebook import History
