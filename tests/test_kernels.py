@@ -82,6 +82,9 @@ def test_complement_product_equals_the_dense_product(dtype, n, k, m, density):
     np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-4)
     assert not K.mostly_ones(np.where(a == 1, 0.9, 0.0).astype(dtype))  # means, not bits
     assert not K.mostly_ones(1 - a) or (1 - a).mean() > 0.75
+    late = a.copy()
+    late[-1, -1] = 0.5  # one value not a bit, in the last row the scan reads
+    assert not K.mostly_ones(late)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
