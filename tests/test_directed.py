@@ -1000,3 +1000,38 @@ def test_ancestral_sampling_in_blocks_of_rows_draws_the_same():
     blocks._row_floats = lambda: 1 << 40  # one row per block
     a, b = whole.sample(50), blocks.sample(50)
     assert all(np.array_equal(a[g], b[g]) for g in a) and a["x"].std() > 0
+
+
+def test_adam_step_is_the_textbook_update_to_the_last_bit():
+    """Optimizer's compiled Adam (one pass per parameter) gives numpy's array expressions of Kingma &
+    Ba's update exactly, for a matrix, a vector and a scalar parameter with weight decay; the moments
+    a checkpoint takes are copies (they change in place afterwards)."""
+    from gdsl.runtime.dlearn import Optimizer
+
+    class Params:
+        dtype = np.float64
+
+        def __init__(self, values):
+            self.params = {k: np.array(v) for k, v in values.items()}
+
+    rng = np.random.default_rng(4)
+    start = {"W": rng.standard_normal((5, 3)), "b": rng.standard_normal(7), "s": np.float64(0.3)}
+    model, opt = Params(start), None
+    opt = Optimizer("adam", model.params, 1e-2, weight_decay=1e-3)
+    p = {k: np.array(v, dtype=np.float64) for k, v in start.items()}
+    m = {k: np.zeros_like(v) for k, v in p.items()}
+    v = {k: np.zeros_like(x) for k, x in p.items()}
+    b1, b2, eps, decay = 0.9, 0.999, 1e-8, 1e-3
+    for t in range(1, 13):
+        g = {k: rng.standard_normal(np.shape(x)) for k, x in p.items()}
+        kept = opt.state()
+        opt.step(model, g, list(g), 0.01)
+        for k in p:
+            gk = g[k] - decay * p[k]
+            m[k] = b1 * m[k] + (1 - b1) * gk
+            v[k] = b2 * v[k] + (1 - b2) * gk * gk
+            p[k] = p[k] + 0.01 * (m[k] / (1 - b1 ** t)) / (np.sqrt(v[k] / (1 - b2 ** t)) + eps)
+            assert np.array_equal(model.params[k], p[k]), (k, t)
+            assert np.shape(model.params[k]) == np.shape(start[k])
+        if t > 1:
+            assert not np.array_equal(kept["opt_m/W"], opt.m["W"])  # the copy kept the old moments

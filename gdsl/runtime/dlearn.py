@@ -19,9 +19,11 @@ Progress, history, checkpoints, resume and Ctrl-C behave as for energy models
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Callable, Mapping
 
+import numba
 import numpy as np
 
 from .checks import real, refuse_nothing_to_learn, whole
@@ -64,16 +66,12 @@ class Optimizer:
         new = {}
         for k in names:
             p = np.asarray(model.params[k], dtype=np.float64)
-            g = grads[k] - self.decay * p
             if self.kind == "sgd":
+                g = grads[k] - self.decay * p
                 self.m[k] = self.momentum * self.m[k] + g
                 new[k] = p + rate * self.m[k]
             else:
-                self.m[k] = self.beta1 * self.m[k] + (1 - self.beta1) * g
-                self.v[k] = self.beta2 * self.v[k] + (1 - self.beta2) * g * g
-                mhat = self.m[k] / (1 - self.beta1 ** self.t)
-                vhat = self.v[k] / (1 - self.beta2 ** self.t)
-                new[k] = p + rate * mhat / (np.sqrt(vhat) + self.eps)
+                new[k] = self._adam(k, p, grads[k], rate)
         for k, v in new.items():
             with np.errstate(over="ignore"):  # finite in float64 but not in the model's dtype counts too
                 bad = ~np.isfinite(np.asarray(v, dtype=model.dtype))
@@ -81,11 +79,21 @@ class Optimizer:
                 raise _NonFinite(k)
         model.params.update(new)  # all or nothing (checked above)
 
+    def _adam(self, k: str, p: np.ndarray, g, rate: float) -> np.ndarray:
+        """The new value of parameter k; its moments are updated in place (checkpoints and the undo of
+        an interrupted epoch take copies)."""
+        flat = np.ascontiguousarray(p).reshape(-1)
+        out = np.empty_like(flat)
+        _adam_update(flat, np.ascontiguousarray(g, dtype=np.float64).reshape(-1), self.m[k].reshape(-1),
+                     self.v[k].reshape(-1), rate, self.beta1, self.beta2, self.eps, self.decay,
+                     1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t, out)
+        return out.reshape(p.shape)
+
     def state(self) -> dict:
         # as arrays: the moments of a scalar parameter are numpy scalars after a step, which a
         # checkpoint would otherwise keep in its JSON metadata, where resume does not look
-        out = {f"opt_m/{k}": np.asarray(v) for k, v in self.m.items()}
-        out.update({f"opt_v/{k}": np.asarray(v) for k, v in self.v.items()})
+        out = {f"opt_m/{k}": np.array(v) for k, v in self.m.items()}  # copies: the moments change in place
+        out.update({f"opt_v/{k}": np.array(v) for k, v in self.v.items()})
         return out
 
     def load(self, arrays: dict, t: int) -> None:
@@ -98,6 +106,19 @@ class Optimizer:
 
 class _NonFinite(Exception):
     pass
+
+
+@numba.njit(cache=True, nogil=True)
+def _adam_update(p, g, m, v, rate, beta1, beta2, eps, decay, c1, c2, out):
+    """One Adam step of a flat parameter, in one pass: m, v updated in place and out = the new
+    value, each element by the same operations in the same order as numpy's array expressions
+    (so the same rounding), without their ten temporaries and calls per parameter, which were 4%
+    of an RNN-RBM epoch. c1, c2: the bias corrections 1 - beta^t."""
+    for i in range(p.shape[0]):
+        gi = g[i] - decay * p[i]
+        m[i] = beta1 * m[i] + (1 - beta1) * gi
+        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
+        out[i] = p[i] + rate * (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
 
 
 def fit_directed(model, data: Mapping, method: str | None = None, optimizer: str = "adam", lr: float | None = None,
