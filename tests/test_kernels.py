@@ -145,6 +145,39 @@ def test_two_state_draw_frequencies_match_sigmoid(dtype):
     assert np.all(np.abs(freq - p) < 5 * se + 1e-9)
 
 
+@pytest.mark.parametrize("low", [0.0, -1.0])
+def test_float64_draws_from_float32_sigmoids_are_the_float64_draws(low):
+    """float64 units are drawn against float32 sigmoids, and against the float64 sigmoid only where a
+    uniform is within SURE_BEYOND of the float32 one: every draw (a million, some of them that close,
+    masked ones kept) is the draw against float64 sigmoids (the SIMD kernel's), bit for bit."""
+    from gdsl.runtime import npkernels as NK
+    from gdsl.runtime.samplers import SURE_BEYOND
+    from gdsl.runtime.vecmath import vsigmoid_inplace
+
+    rng = np.random.default_rng(9)
+    n, m = 1000, 1001
+    f = np.concatenate([rng.normal(0, 3, n * m // 2), rng.uniform(-60, 60, n * m - n * m // 2)]).reshape(n, m)
+    f[:, ::97] = 0.0
+    mask = (rng.random((n, m)) < 0.2).astype(np.uint8)
+    streams = np.empty((n, 2), np.uint64)
+    K.seed_streams(np.arange(n, dtype=np.uint64) + 3, streams)
+    x = rng.choice([low, 1.0], size=(n, m))
+    u = NK.row_uniforms(streams.copy(), m, np.float64)  # the uniforms the draws take
+    p64 = (1 - low) * f
+    vsigmoid_inplace(p64)
+    p32 = ((1 - low) * f).astype(np.float32)
+    vsigmoid_inplace(p32)
+    assert np.abs(p32 - p64).max() < SURE_BEYOND / 20  # what makes a far uniform decide alone
+    close = (np.abs(u - p32) <= SURE_BEYOND) & (mask == 0)
+    assert close.sum() >= 3  # the exact path runs
+    expect = np.where(mask == 0, np.where(u < p64, 1.0, low), x)
+    after = streams.copy()
+    NK.row_uniforms(after, m, np.float64)
+    K.two_state_draw(f, x, mask, streams, low)
+    np.testing.assert_array_equal(x, expect)
+    np.testing.assert_array_equal(streams, after)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("low", [0.0, -1.0])
 def test_mask_free_training_kernels(dtype, low):

@@ -72,28 +72,91 @@ def _sigmoid_rows(f, c0, c1, gap, blk, bits):
     _exp_family(blk[:c1 - c0], _SIGMOID, bits)
 
 
+# a float64 draw compares its uniform with a float32 sigmoid first, which is within 1e-7 of the
+# float64 one (tests/test_kernels.py), so a uniform further than this from it decides the draw alone
+SURE_BEYOND = 4e-6
+
+
+@numba.njit(cache=True, inline="always")
+def _draw_sure(p32, u, xr, mr, one, lower):
+    """xr[j] = one if u[j] < p, else lower, where the mask lets it through and u[j] is further than
+    SURE_BEYOND from p32[j] (p's float32 value), so that p's float64 value gives the same answer;
+    returns how many elements were left (the rest of the row is a SIMD loop)."""
+    left = 0
+    for j in range(xr.shape[0]):
+        d = u[j] - p32[j]
+        sure = abs(d) > SURE_BEYOND  # False for NaN: left to the exact pass
+        new = one if d < 0.0 else lower
+        xr[j] = new if (sure and mr[j] == 0) else xr[j]
+        left += not sure
+    return left
+
+
+@numba.njit(cache=True)
+def _draw_unsure(fr, gap, p32, u, xr, mr, one, lower, bits):
+    """The elements _draw_sure left: each against its float64 sigmoid, computed as the SIMD float64
+    kernel computes it (a one-element block of the same loop)."""
+    one_p = np.empty(1, fr.dtype)
+    for j in range(xr.shape[0]):
+        if abs(u[j] - p32[j]) > SURE_BEYOND or mr[j] != 0:
+            continue
+        one_p[0] = gap * fr[j]
+        _exp_family(one_p, _SIGMOID, bits)
+        xr[j] = one if u[j] < one_p[0] else lower
+
+
 @numba.njit(cache=True)
 def two_state_draw(f, x, mask, rng, low):
     """Units with values {low, 1} and energy -f x: P(x = 1) = sigmoid((1 - low) f).
 
     low = 0 gives Bernoulli units, low = -1 spins (P(+1) = sigmoid(2 f)). Rows are taken a
-    block at a time: their probabilities first from the SIMD sigmoid (in f's precision),
-    then the draws, each chain's stream kept in registers across its row."""
+    block at a time: their probabilities first from the SIMD sigmoid, then the draws, each
+    chain's stream kept in registers across its row. float64 rows go through _draw_rows64."""
+    if f.itemsize == 8:  # float64 (both branches compile; one runs)
+        _draw_rows64(f, x, mask, rng, low)
+    else:
+        _draw_rows(f, x, mask, rng, low)
+
+
+@numba.njit(cache=True)
+def _draw_rows(f, x, mask, rng, low):
     n, m = f.shape
     zero = f.dtype.type(0.0)
     one = f.dtype.type(1.0)
     lower = f.dtype.type(low)
     gap = f.dtype.type(1.0 - low)
     rows = _rows_per_block(m)
-    blk = np.empty((min(n, rows), m), f.dtype)
     bits = np.empty(_BLOCK, dtype=np.int64)
     u = np.empty(m + 1, x.dtype)
+    blk = np.empty((min(n, rows), m), f.dtype)
     for c0 in range(0, n, rows):
         c1 = min(n, c0 + rows)
         _sigmoid_rows(f, c0, c1, gap, blk, bits)
         for c in range(c0, c1):
             rng[c, 0], rng[c, 1] = _draw_masked_row(blk[c - c0], zero, one, x[c], mask[c], one, lower,
                                                     rng[c, 0], rng[c, 1], u)
+
+
+@numba.njit(cache=True)
+def _draw_rows64(f, x, mask, rng, low):
+    """_draw_rows for float64 rows, from float32 sigmoids (16 lanes a vector instead of 8, and a
+    shorter polynomial): the float64 sigmoid is computed only for a uniform within SURE_BEYOND of
+    the float32 one (a few in a million), so the draws are those of float64 sigmoids, bit for bit."""
+    n, m = f.shape
+    one = f.dtype.type(1.0)
+    lower = f.dtype.type(low)
+    gap = f.dtype.type(1.0 - low)
+    rows = _rows_per_block(m)
+    bits = np.empty(_BLOCK, dtype=np.int64)
+    u = np.empty(m + 1, x.dtype)
+    blk32 = np.empty((min(n, rows), m), np.float32)
+    for c0 in range(0, n, rows):
+        c1 = min(n, c0 + rows)
+        _sigmoid_rows(f, c0, c1, np.float32(gap), blk32, bits)
+        for c in range(c0, c1):
+            rng[c, 0], rng[c, 1] = _fill_uniforms(u, m, rng[c, 0], rng[c, 1])
+            if _draw_sure(blk32[c - c0], u, x[c], mask[c], one, lower):
+                _draw_unsure(f[c], gap, blk32[c - c0], u, x[c], mask[c], one, lower, bits)
 
 
 @numba.njit(cache=True)
