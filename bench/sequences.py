@@ -106,8 +106,11 @@ def speed(train, threads: int, epochs: int, k: int, batch: int) -> None:
             tm.epoch(train, batch, k, rng)
             times["torch"].append(time.perf_counter() - t0)
     g, t = np.median(times["gdsl"]), np.median(times["torch"])
+    # each epoch's two sides ran back to back: their ratios are robust to a machine whose speed drifts
+    ratios = [b / a for a, b in zip(times["gdsl"], times["torch"])]
     print(f"RNN-RBM epoch, CD-{k}, {len(train)} pieces, batch {batch}, {threads} thread(s): gdsl {g:.2f} s, "
-          f"PyTorch {torch.__version__} {t:.2f} s (medians of {epochs}); PyTorch / gdsl = {t / g:.2f}")
+          f"PyTorch {torch.__version__} {t:.2f} s (medians of {epochs}); PyTorch / gdsl = {t / g:.2f} "
+          f"(median of the epochs' ratios {np.median(ratios):.2f}: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
 def pictures(m, seed: int = 0) -> None:
