@@ -111,26 +111,30 @@ def two_state_draw(f, x, mask, rng, low):
 
     low = 0 gives Bernoulli units, low = -1 spins (P(+1) = sigmoid(2 f)). Rows are taken a
     block at a time: their probabilities first from the SIMD sigmoid, then the draws, each
-    chain's stream kept in registers across its row. float64 rows go through _draw_rows64."""
+    chain's stream kept in registers across its row. float64 rows go through _draw_rows64 (a
+    function of its own: numba's inlining of the uniforms' overload inside a branch of this one
+    tripped its internal SSA check)."""
     if f.itemsize == 8:  # float64 (both branches compile; one runs)
         _draw_rows64(f, x, mask, rng, low)
     else:
         _draw_rows(f, x, mask, rng, low)
 
 
+@numba.njit(cache=True, inline="always")
+def _draw_setup(f, x, low, blk_dtype):
+    """(one, lower, gap, rows a block, the sigmoids' block, the exp scratch, a row of uniforms)."""
+    n, m = f.shape
+    rows = _rows_per_block(m)
+    return (f.dtype.type(1.0), f.dtype.type(low), f.dtype.type(1.0 - low), rows,
+            np.empty((min(n, rows), m), blk_dtype), np.empty(_BLOCK, dtype=np.int64), np.empty(m + 1, x.dtype))
+
+
 @numba.njit(cache=True)
 def _draw_rows(f, x, mask, rng, low):
-    n, m = f.shape
+    one, lower, gap, rows, blk, bits, u = _draw_setup(f, x, low, f.dtype)
     zero = f.dtype.type(0.0)
-    one = f.dtype.type(1.0)
-    lower = f.dtype.type(low)
-    gap = f.dtype.type(1.0 - low)
-    rows = _rows_per_block(m)
-    bits = np.empty(_BLOCK, dtype=np.int64)
-    u = np.empty(m + 1, x.dtype)
-    blk = np.empty((min(n, rows), m), f.dtype)
-    for c0 in range(0, n, rows):
-        c1 = min(n, c0 + rows)
+    for c0 in range(0, f.shape[0], rows):
+        c1 = min(f.shape[0], c0 + rows)
         _sigmoid_rows(f, c0, c1, gap, blk, bits)
         for c in range(c0, c1):
             rng[c, 0], rng[c, 1] = _draw_masked_row(blk[c - c0], zero, one, x[c], mask[c], one, lower,
@@ -142,19 +146,12 @@ def _draw_rows64(f, x, mask, rng, low):
     """_draw_rows for float64 rows, from float32 sigmoids (16 lanes a vector instead of 8, and a
     shorter polynomial): the float64 sigmoid is computed only for a uniform within SURE_BEYOND of
     the float32 one (a few in a million), so the draws are those of float64 sigmoids, bit for bit."""
-    n, m = f.shape
-    one = f.dtype.type(1.0)
-    lower = f.dtype.type(low)
-    gap = f.dtype.type(1.0 - low)
-    rows = _rows_per_block(m)
-    bits = np.empty(_BLOCK, dtype=np.int64)
-    u = np.empty(m + 1, x.dtype)
-    blk32 = np.empty((min(n, rows), m), np.float32)
-    for c0 in range(0, n, rows):
-        c1 = min(n, c0 + rows)
+    one, lower, gap, rows, blk32, bits, u = _draw_setup(f, x, low, np.float32)
+    for c0 in range(0, f.shape[0], rows):
+        c1 = min(f.shape[0], c0 + rows)
         _sigmoid_rows(f, c0, c1, np.float32(gap), blk32, bits)
         for c in range(c0, c1):
-            rng[c, 0], rng[c, 1] = _fill_uniforms(u, m, rng[c, 0], rng[c, 1])
+            rng[c, 0], rng[c, 1] = _fill_uniforms(u, f.shape[1], rng[c, 0], rng[c, 1])
             if _draw_sure(blk32[c - c0], u, x[c], mask[c], one, lower):
                 _draw_unsure(f[c], gap, blk32[c - c0], u, x[c], mask[c], one, lower, bits)
 
